@@ -34,7 +34,7 @@ $(READY): requirements.txt
 	touch $@
 
 test: $(READY)
-	$(SHORT_EX4) $(BIN)/python -m pytest $(if $(EX),-m ex$(EX),)
+	$(SHORT_EX4) $(BIN)/python -m pytest -c tests/pytest.ini --rootdir=. $(if $(EX),-m ex$(EX),)
 
 lab: $(READY)
 	$(BIN)/jupyter lab --notebook-dir=notebooks

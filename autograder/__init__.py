@@ -9,6 +9,14 @@
   (``python -m autograder --help``)
 """
 
-from .check import cmp
-
 __all__ = ["cmp"]
+
+
+def __getattr__(name: str):
+    # Imported on first use, so that `python -m autograder.<tool>` does not pay
+    # for importing torch when the tool does not need it.
+    if name == "cmp":
+        from .check import cmp
+
+        return cmp
+    raise AttributeError(f"module 'autograder' has no attribute {name!r}")

@@ -109,16 +109,26 @@ ITEMS: tuple[Item, ...] = _ex1_items() + (
 
 ITEMS_BY_ID = {item.grade_id: item for item in ITEMS}
 
+# Answer cells that are practice, not graded: a student brings Exercise 1 code
+# into a later notebook to time it against the fused version.
+PRACTICE_ANSWERS = {
+    "ex2_atomic_chain": NOTEBOOKS[1],
+    "ex3_atomic_chain": NOTEBOOKS[2],
+    "ex4_dC_loop": NOTEBOOKS[3],
+}
+
 
 def items_of(notebook: str) -> tuple[Item, ...]:
     return tuple(item for item in ITEMS if item.notebook == notebook)
 
 
 def answer_ids(notebook: str) -> tuple[str, ...]:
-    """Every answer cell of a notebook, in notebook order."""
+    """Every answer cell of a notebook, in notebook order (graded ones, then practice)."""
     if notebook == NOTEBOOKS[0]:
-        return tuple(line.answer_id for line in EX1_LINES)
-    return tuple(dict.fromkeys(a for item in items_of(notebook) for a in item.answers))
+        graded = tuple(line.answer_id for line in EX1_LINES)
+    else:
+        graded = tuple(dict.fromkeys(a for item in items_of(notebook) for a in item.answers))
+    return graded + tuple(a for a, nb in PRACTICE_ANSWERS.items() if nb == notebook)
 
 
 def max_score() -> int:

@@ -425,14 +425,22 @@ def _record(info) -> None:
     _recorded_cells.append(info.raw_cell)
 
 
+def recorded_answer(answer_id: str) -> str:
+    """The source of answer cell ``answer_id`` as this kernel last ran it."""
+    source = find_answers(_recorded_cells).get(answer_id)
+    if source is None:
+        raise LookupError(f"the answer cell '{answer_id}' has not been run in this kernel yet; run it first")
+    return source
+
+
 def hidden_check(grade_id: str) -> bool:
     """Judge ``grade_id`` on hidden inputs from the answer cells this kernel ran.
 
-    Prints one line when the item passes; raises HiddenTestFailed with the
-    reason when it does not. Needs ``record_cells()`` to have run first.
+    Returns True, silently, when the item passes (what a test cell prints is
+    the visible check's report); raises HiddenTestFailed with the reason when
+    it does not. Needs ``record_cells()`` to have run first.
     """
     result = judge_item(ITEMS_BY_ID[grade_id], find_answers(_recorded_cells))
     if not result.passed:
         raise HiddenTestFailed(result.report())
-    print(result.report())
     return True

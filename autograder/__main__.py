@@ -1,0 +1,5 @@
+"""Command line: ``python -m autograder <command>``; ``--help`` lists the commands."""
+
+from .grading.cli import main
+
+main()

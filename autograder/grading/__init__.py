@@ -1,0 +1,1 @@
+"""The course pipeline around nbgrader: release, sanitise, autograde, report."""

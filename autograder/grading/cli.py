@@ -1,0 +1,75 @@
+"""``python -m autograder``: release the workbook, grade submissions, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("release", help="generate notebooks/ from solutions/ with nbgrader")
+
+    grade = commands.add_parser("grade", help="autograde SUBMISSIONS/<student_id>/*.ipynb into OUT")
+    grade.add_argument("submissions", type=Path, help="a folder with one folder per student")
+    grade.add_argument("--out", type=Path, required=True, help="the course folder for results (gradebook, CSV, feedback)")
+    _grading_options(grade)
+
+    args = parser.parse_args(argv)
+    if args.command == "release":
+        _release()
+    elif args.command == "grade":
+        _grade(args.submissions, args.out, _settings(args))
+
+
+def _grading_options(parser: argparse.ArgumentParser) -> None:
+    from .grade import Settings
+
+    defaults = Settings()
+    parser.add_argument("--jobs", type=int, default=defaults.jobs, help="students graded at once (default: cores)")
+    parser.add_argument("--notebook-timeout", type=float, default=defaults.notebook_seconds,
+                        help="seconds a notebook may run in the student's kernel (default %(default)g)")
+    parser.add_argument("--item-timeout", type=float, default=defaults.job_seconds,
+                        help="seconds per item and hidden case in the judge (default %(default)g)")
+    parser.add_argument("--ex4-steps", type=int, default=defaults.ex4_steps,
+                        help="training steps of Exercise 4 while grading (default %(default)d)")
+    parser.add_argument("--keep-work", action="store_true", help="keep the workers' folders, for debugging")
+
+
+def _settings(args):
+    from .grade import Settings
+
+    return Settings(jobs=args.jobs, notebook_seconds=args.notebook_timeout, job_seconds=args.item_timeout,
+                    ex4_steps=args.ex4_steps, keep_work=args.keep_work)
+
+
+def _grade(submissions: Path, out: Path, settings) -> list:
+    from . import report
+    from .grade import GradingError, grade
+
+    try:
+        results = grade(submissions, out, settings)
+    except GradingError as err:
+        sys.exit(f"error: {err}")
+    print()
+    print(report.summary_table(report.gradebook_rows(out)))
+    print(f"\ngradebook {out / 'gradebook.db'}\ngrades    {out / report.GRADES_CSV}\n"
+          f"flags     {out / report.FLAGS_CSV}\nfeedback  {out / 'feedback'}/<student_id>/index.html")
+    return results
+
+
+def _release() -> None:
+    from .release import ReleaseError, generate_release, leaked_markers
+
+    try:
+        written = generate_release()
+    except ReleaseError as err:
+        sys.exit(str(err))
+    for path in written:
+        print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    leaks = leaked_markers()
+    if leaks:
+        sys.exit("solution or hidden-test text in the release:\n  " + "\n  ".join(leaks))

@@ -1,0 +1,137 @@
+"""The judge's trusted half: decide every graded item of a submission.
+
+The student's answer cells run in a sandboxed child process
+(``judge_child``); this side reads their code for forbidden things, computes
+autograd's answers itself and compares. A job (one item on one hidden case)
+that runs past its time limit or kills the child costs that item only: the
+child is replaced and the remaining jobs go on, and any other item built from
+the same answer cell is failed with the same reason instead of hanging again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+
+from .. import sandbox
+from ..exercises import Item
+from ..judge import HIDDEN_CASES, Verdict, find_answers, scan_answers, verdict
+from .transport import decode
+
+JOB_SECONDS = 10.0  # one item on one hidden case; correct answers take milliseconds
+
+
+def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidden: list[str],
+                     readable: list[str], job_seconds: float = JOB_SECONDS) -> dict[str, Verdict]:
+    """Verdicts for ``items``; ``cell_sources`` maps notebook id -> its code cells in order."""
+    answers_by_notebook = {nb: find_answers(sources) for nb, sources in cell_sources.items()}
+    verdicts: dict[str, Verdict] = {}
+    runnable, answers = [], {}
+    for item in items:
+        found = answers_by_notebook.get(item.notebook, {})
+        missing = [a for a in item.answers if a not in found]
+        if missing:
+            verdicts[item.grade_id] = Verdict(item.grade_id, False, f"answer cell '{missing[0]}' is missing")
+            continue
+        flags = scan_answers([found[a] for a in item.answers])
+        if flags:
+            verdicts[item.grade_id] = verdict(item, [], [], flags)
+            continue
+        runnable.append(item)
+        answers.update({a: found[a] for a in item.answers})
+    jobs = [(item, case) for item in runnable for case in range(len(HIDDEN_CASES))]
+    outcomes = _run_jobs(jobs, answers, (hidden, readable), job_seconds)
+    for item in runnable:
+        outputs = [outcomes[(item.grade_id, case)][0] for case in range(len(HIDDEN_CASES))]
+        errors = [outcomes[(item.grade_id, case)][1] for case in range(len(HIDDEN_CASES))]
+        verdicts[item.grade_id] = verdict(item, outputs, errors, [])
+    return verdicts
+
+
+def _run_jobs(jobs: list[tuple[Item, int]], answers: dict[str, str], policy: tuple[list[str], list[str]],
+              job_seconds: float) -> dict[tuple[str, int], tuple[object, str | None]]:
+    """(grade_id, case) -> (student's output or None, error or None), one child at a time."""
+    outcomes: dict[tuple[str, int], tuple[object, str | None]] = {}
+    broken: dict[str, str] = {}  # answer id -> why running it failed for good
+    queue = list(jobs)
+    while queue:
+        queue = [job for job in queue if not _skip_broken(job, broken, outcomes)]
+        if not queue:
+            break
+        done, failure = _run_child(queue, answers, policy, job_seconds, outcomes)
+        queue = queue[done:]
+        if failure is not None:  # the job at the head of the queue hung or killed the child
+            item, case = queue.pop(0)
+            outcomes[(item.grade_id, case)] = (None, failure)
+            broken.update(dict.fromkeys(item.answers, failure))
+    return outcomes
+
+
+def _skip_broken(job: tuple[Item, int], broken: dict[str, str], outcomes: dict) -> bool:
+    item, case = job
+    for answer in item.answers:
+        if answer in broken:
+            outcomes[(item.grade_id, case)] = (None, f"{broken[answer]} (answer cell {answer})")
+            return True
+    return False
+
+
+def _run_child(queue, answers, policy, job_seconds, outcomes) -> tuple[int, str | None]:
+    """Run ``queue`` in one child; returns (jobs finished, failure of the next one or None)."""
+    request = {"jobs": [[item.grade_id, case] for item, case in queue], "answers": answers}
+    hidden, readable = policy
+    command = sandbox.wrap([sys.executable, "-m", "autograder.grading.judge_child"], hidden, [], readable)
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             env=_child_env(), cwd="/")
+    try:
+        child.stdin.write(json.dumps(request).encode())
+        child.stdin.close()
+        return _collect(child, queue, job_seconds, outcomes)
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+
+def _collect(child, queue, job_seconds, outcomes) -> tuple[int, str | None]:
+    selector = selectors.DefaultSelector()
+    selector.register(child.stdout, selectors.EVENT_READ)
+    buffer, done = b"", 0
+    startup = 60.0  # the first job also waits for Python and torch to load
+    deadline = time.monotonic() + startup + job_seconds
+    while done < len(queue):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not selector.select(timeout=remaining):
+            return done, f"took longer than {job_seconds:g} s (an endless loop?)"
+        chunk = os.read(child.stdout.fileno(), 1 << 20)
+        if not chunk:
+            return done, "stopped the grader's process (os._exit, a crash, or it ran out of memory)"
+        buffer += chunk
+        while b"\n" in buffer and done < len(queue):
+            line, buffer = buffer.split(b"\n", 1)
+            item, case = queue[done]
+            outcomes[(item.grade_id, case)] = _parse(line)
+            done += 1
+            deadline = time.monotonic() + job_seconds
+    return done, None
+
+
+def _parse(line: bytes) -> tuple[object, str | None]:
+    try:
+        reply = json.loads(line)
+        if "error" in reply:
+            return None, str(reply["error"])[:2000]
+        return decode(reply["value"]), None
+    except (ValueError, KeyError, TypeError) as err:
+        return None, f"the answer's result could not be read ({type(err).__name__})"
+
+
+def _child_env() -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "NINJA_NAMES_FILE")
+    env = {key: os.environ[key] for key in keep if key in os.environ}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", HOME="/tmp/home")
+    return env

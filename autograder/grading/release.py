@@ -1,0 +1,127 @@
+"""``make release``: the student notebooks, generated from the masters by nbgrader.
+
+``generate_assignment`` replaces every solution region with
+``# YOUR CODE HERE`` / ``raise NotImplementedError()``, strips the hidden
+tests, locks the provided cells and records every cell (hidden tests included)
+in the gradebook. The result is normalised (stable JSON, no outputs, a first
+cell that says the file is generated) and written to ``notebooks/``, which is
+committed; CI regenerates it and fails on any difference.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from ..exercises import ASSIGNMENT
+from .course import NOTEBOOKS, RELEASE_COURSE, SOLUTIONS, ensure_tools_on_path, link_source, nbgrader_config, write_config_file
+
+# Text that must never reach a student's copy.
+LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+NOTICE_ID = "generated_notice"
+NOTICE = """\
+> **Your copy of the workbook.** Write your code in the answer cells (each starts with
+> `#| answer:`) and run the check below each one. This file is generated from the
+> instructors' master `solutions/{name}.ipynb` by `make release`; instructors edit the
+> master, never this file."""
+
+
+class ReleaseError(RuntimeError):
+    """nbgrader could not generate the release; the message carries its log."""
+
+
+def generate_release(out_dir: Path = NOTEBOOKS, course_root: Path = RELEASE_COURSE) -> list[Path]:
+    """Generate the student notebooks from ``solutions/`` into ``out_dir``.
+
+    Returns the written paths. Notebooks in ``out_dir`` with no master are
+    removed, so a renamed master does not leave a stale copy behind.
+    """
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    ensure_tools_on_path()
+    course_root.mkdir(parents=True, exist_ok=True)
+    link_source(course_root)
+    config = nbgrader_config(course_root)
+    config.IncludeHeaderFooter.header = str(_write_header(course_root))
+    write_config_file(course_root, config)
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    result = api.generate_assignment(ASSIGNMENT, force=True, create=True)
+    if not result["success"]:
+        raise ReleaseError(f"nbgrader generate_assignment failed:\n{result.get('error') or result.get('log')}")
+    released = course_root / "release" / ASSIGNMENT
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sorted(released.glob("*.ipynb")):
+        target = out_dir / source.name
+        _write_normalised(nbformat.read(source, as_version=4), target, source.stem)
+        written.append(target)
+    for stale in set(out_dir.glob("*.ipynb")) - set(written):
+        stale.unlink()
+    return written
+
+
+def _write_header(course_root: Path) -> Path:
+    header = nbformat.v4.new_notebook()
+    header.cells = [nbformat.v4.new_markdown_cell(NOTICE, id=NOTICE_ID)]
+    path = course_root / "header.ipynb"
+    nbformat.write(header, path)
+    return path
+
+
+def _write_normalised(nb, target: Path, name: str) -> None:
+    """Stable JSON: the same masters always give byte-identical files."""
+    nb.metadata = {key: nb.metadata[key] for key in ("kernelspec", "language_info") if key in nb.metadata}
+    for cell in nb.cells:
+        if cell.get("id") == NOTICE_ID:
+            cell.source = NOTICE.format(name=name)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.validate(nb)
+    nbformat.write(nb, target)
+
+
+def leaked_markers(folder: Path = NOTEBOOKS) -> list[str]:
+    """'<file>: <marker>' for every solution or hidden-test marker in ``folder``'s notebooks."""
+    found = []
+    for path in sorted(folder.glob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        found += [f"{path.name}: {marker}" for marker in LEAK_MARKERS if marker in text]
+    return found
+
+
+def release_differences() -> list[str]:
+    """Names of committed student notebooks that regeneration would change, add or remove."""
+    with tempfile.TemporaryDirectory() as scratch:
+        fresh = Path(scratch) / "notebooks"
+        generate_release(fresh, Path(scratch) / "course")
+        names = {p.name for p in fresh.glob("*.ipynb")} | {p.name for p in NOTEBOOKS.glob("*.ipynb")}
+        return sorted(name for name in names
+                      if not (NOTEBOOKS / name).exists() or not (fresh / name).exists()
+                      or (NOTEBOOKS / name).read_bytes() != (fresh / name).read_bytes())
+
+
+def validate(notebook: Path, invert: bool = False) -> dict:
+    """nbgrader's validator on one notebook: {'passed'|'failed'|'changed': [...]} or {}.
+
+    ``invert=False``: every test must pass (for a master). ``invert=True``:
+    every test must fail (for a blank student copy: no test passes vacuously).
+    Note that ``nbgrader validate`` on the command line exits 0 either way.
+    """
+    from nbgrader.validator import Validator
+    from traitlets.config import Config
+
+    config = Config()
+    config.Validator.invert = invert
+    config.Validator.ignore_checksums = True  # checksums guard students' copies, not this check
+    config.Execute.timeout = 600
+    return Validator(config=config).validate(str(notebook))
+
+
+def copy_masters(target: Path) -> list[Path]:
+    """Copy the masters (with their solutions) into ``target``, e.g. as a perfect submission."""
+    target.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy(path, target / path.name)) for path in sorted(SOLUTIONS.glob("*.ipynb"))]

@@ -1,0 +1,195 @@
+"""Turn whatever a student handed in into a well-formed notebook to grade.
+
+Each submitted notebook is rebuilt on the released template: every provided
+and test cell comes from the template (so deleted, edited, duplicated or
+re-labelled test cells change nothing), every answer cell takes the student's
+code, and the student's own extra cells are kept where they were. Anything
+unusual is reported in ``notes``, which end up in the student's feedback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from ..judge import ANSWER_DIRECTIVE
+
+MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+
+
+@dataclass
+class Sanitized:
+    """The notebook to grade and what was wrong with the submission, in words."""
+
+    notebook: nbformat.NotebookNode
+    notes: list[str] = field(default_factory=list)
+    readable: bool = True  # False when nothing of the student's could be used
+
+
+def sanitize_folder(folder: Path, templates: dict[str, nbformat.NotebookNode]) -> tuple[dict[str, Sanitized], list[str]]:
+    """Sanitize every expected notebook of one student's folder.
+
+    Returns {notebook id: Sanitized} and notes about the folder as a whole
+    (extra files, a notebook graded under another name).
+    """
+    notes: list[str] = []
+    entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    if not folder.is_dir():
+        notes.append("no submission folder")
+    elif not entries:
+        notes.append("the submission folder is empty")
+    notebooks = {p.stem: p for p in entries if p.suffix == ".ipynb" and p.is_file()}
+    used: set[Path] = set()
+    result = {}
+    for name, template in templates.items():
+        path = notebooks.get(name) or _renamed(template, [p for p in notebooks.values() if p.stem not in templates and p not in used])
+        if path is None:
+            result[name] = Sanitized(blank_copy(template), [f"{name}.ipynb is missing: every item in it scores 0"], False)
+            continue
+        used.add(path)
+        if path.stem != name:
+            notes.append(f"{path.name} was graded as {name}.ipynb (the file was renamed)")
+        result[name] = sanitize_file(path, template)
+    extras = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in used]
+    if extras:
+        notes.append("ignored what is not part of the workbook: " + ", ".join(extras[:10])
+                     + (f" and {len(extras) - 10} more" if len(extras) > 10 else ""))
+    return result, notes
+
+
+def _renamed(template, candidates: list[Path]) -> Path | None:
+    """An unexpected notebook that holds this notebook's answer cells (e.g. 'Copy1')."""
+    wanted = [_grade_id(c) for c in template.cells if _is_answer(c)]
+    for path in candidates:
+        try:
+            with path.open(encoding="utf-8", errors="replace") as file:
+                text = file.read(MAX_NOTEBOOK_BYTES)
+        except OSError:
+            continue
+        if any(f"answer: {answer}" in text for answer in wanted):
+            return path
+    return None
+
+
+def sanitize_file(path: Path, template: nbformat.NotebookNode) -> Sanitized:
+    """Read one submitted notebook and rebuild it on ``template``."""
+    try:
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise ValueError(f"the file is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+        submitted = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        if not isinstance(submitted.get("cells"), list):
+            raise ValueError("it has no list of cells")
+    except (OSError, ValueError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        return Sanitized(blank_copy(template), [f"{path.name} could not be read as a notebook ({reason}): "
+                                                "every item in it scores 0"], False)
+    return rebuild(submitted, template)
+
+
+def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -> Sanitized:
+    """The template's cells with the student's answers and extra cells put in."""
+    notes: list[str] = []
+    template_ids = {_grade_id(c) for c in template.cells if _grade_id(c)}
+    answers: dict[str, nbformat.NotebookNode] = {}
+    extras_after: dict[str | None, list] = {}  # template grade id (or None: before all) -> extra cells
+    anchor = None
+    for cell in submitted.cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            continue
+        grade_id = _grade_id(cell) or _directive(cell)
+        if grade_id in template_ids:
+            if _is_answer_id(grade_id, template):
+                if grade_id in answers:
+                    notes.append(f"answer cell {grade_id} appears twice; the last copy is graded")
+                answers[grade_id] = cell
+            anchor = grade_id
+            continue
+        if _grade_id(cell):
+            notes.append(f"a cell carried the unknown id '{_grade_id(cell)}'; it was kept as an ordinary cell")
+        extras_after.setdefault(anchor, []).append(_plain_copy(cell))
+    cells = list(extras_after.get(None, []))
+    for cell in template.cells:
+        grade_id = _grade_id(cell)
+        if _is_answer(cell):
+            if grade_id in answers:
+                cells.append(_answer_copy(cell, answers[grade_id]))
+            else:
+                notes.append(f"answer cell {grade_id} was missing; the blank one from the release was used")
+                cells.append(_copy(cell))
+        else:
+            cells.append(_copy(cell))
+        if grade_id:
+            cells.extend(extras_after.get(grade_id, []))
+    rebuilt = nbformat.v4.new_notebook(cells=cells, metadata=dict(template.metadata))
+    _unique_ids(rebuilt)
+    return Sanitized(rebuilt, notes)
+
+
+def blank_copy(template: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The template as it was released (all answers blank)."""
+    nb = nbformat.v4.new_notebook(cells=[_copy(c) for c in template.cells], metadata=dict(template.metadata))
+    _unique_ids(nb)
+    return nb
+
+
+def _grade_id(cell) -> str | None:
+    meta = cell.get("metadata") or {}
+    nbgrader = meta.get("nbgrader") if isinstance(meta, dict) else None
+    value = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _directive(cell) -> str | None:
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    match = ANSWER_DIRECTIVE.search(source) if cell.get("cell_type") == "code" else None
+    return match.group(1) if match else None
+
+
+def _is_answer(cell) -> bool:
+    nbgrader = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(nbgrader.get("solution")) and not nbgrader.get("grade")
+
+
+def _is_answer_id(grade_id: str, template) -> bool:
+    return any(_grade_id(c) == grade_id and _is_answer(c) for c in template.cells)
+
+
+def _copy(cell) -> nbformat.NotebookNode:
+    return nbformat.from_dict(json.loads(json.dumps(cell)))
+
+
+def _answer_copy(template_cell, student_cell) -> nbformat.NotebookNode:
+    """The template's answer cell (metadata, id) holding the student's code."""
+    cell = _copy(template_cell)
+    source = student_cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    directive = f"#| answer: {_grade_id(template_cell)}"
+    if not ANSWER_DIRECTIVE.search(source):  # the grader finds answers by this line
+        source = directive + "\n" + source
+    cell.source = source
+    return cell
+
+
+def _plain_copy(cell) -> nbformat.NotebookNode:
+    """A student's own cell, without nbgrader metadata or outputs."""
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    if cell.get("cell_type") == "code":
+        return nbformat.v4.new_code_cell(source)
+    if cell.get("cell_type") == "raw":
+        return nbformat.v4.new_raw_cell(source)
+    return nbformat.v4.new_markdown_cell(source)
+
+
+def _unique_ids(nb) -> None:
+    seen = set()
+    for index, cell in enumerate(nb.cells):
+        if "nbgrader" not in cell.metadata or cell.get("id") in seen:
+            cell["id"] = f"student-cell-{index}"  # deterministic, unlike nbformat's random ids
+        seen.add(cell["id"])
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None

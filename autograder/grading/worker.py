@@ -1,0 +1,147 @@
+"""Grade one student in a private nbgrader course: ``python -m autograder.grading.worker JOB.json``.
+
+The grader starts one worker per student (several at once). A worker:
+
+1. sanitizes the submission onto the released templates (``sanitize``);
+2. judges every item in a sandboxed child (``judge_runner``);
+3. runs nbgrader's real autograde on its own copy of the gradebook, with the
+   notebook kernels in the sandbox (``BoundedExecute``) and the verdicts
+   written into the test cells (``ApplyVerdicts``);
+4. runs nbgrader's generate_feedback;
+5. writes ``result.json``: the scores nbgrader recorded, the verdicts and notes.
+
+Student code never sees the private folder (the gradebook, the verdicts, the
+result), so it cannot change its own score. The grader merges the result
+into the real gradebook, one student at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import nbformat
+
+from .. import sandbox
+from ..exercises import ASSIGNMENT, ITEMS
+from .course import ensure_tools_on_path, nbgrader_config
+from .judge_runner import judge_submission
+from .sanitize import sanitize_folder
+
+INTERNAL_ID = "student"  # nbgrader globs paths: a real id like "a[1]" would not match itself
+KERNEL_NAME = "backprop-ninja-sandbox"
+
+
+def grade_one(job: dict) -> dict:
+    """Do steps 1-5 for ``job`` (see ``grade.make_job`` for its fields); returns the result."""
+    started = time.monotonic()
+    work = Path(job["work"])
+    course, private, run = work / "course", work / "private", work / "run"
+    for folder in (course, private, run):
+        folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(job["template_db"], private / "gradebook.db")
+    templates = {p.stem: nbformat.read(p, as_version=4) for p in sorted(Path(job["templates"]).glob("*.ipynb"))}
+
+    sanitized, notes = sanitize_folder(Path(job["submission"]), templates)
+    submitted = course / "submitted" / INTERNAL_ID / ASSIGNMENT
+    submitted.mkdir(parents=True, exist_ok=True)
+    (course / "source" / ASSIGNMENT).mkdir(parents=True, exist_ok=True)
+    for name, result in sanitized.items():
+        nbformat.write(result.notebook, submitted / f"{name}.ipynb")
+
+    hidden, readable = job["hidden"], job["readable"]
+    sources = {name: [c.source for c in s.notebook.cells if c.cell_type == "code"] for name, s in sanitized.items()}
+    verdicts = judge_submission(list(ITEMS), sources, hidden, readable, job["job_seconds"])
+    verdicts_file = private / "verdicts.json"
+    verdicts_file.write_text(json.dumps({gid: asdict(v) for gid, v in verdicts.items()}))
+
+    autograded = course / "autograded" / INTERNAL_ID / ASSIGNMENT
+    log = _autograde(course, private, run, verdicts_file, job, autograded)
+    scores = _recorded_scores(private / "gradebook.db")
+    return {
+        "student": job["student"],
+        "scores": scores,
+        "verdicts": {gid: asdict(v) for gid, v in verdicts.items()},
+        "notes": notes,
+        "notebook_notes": {name: s.notes for name, s in sanitized.items()},
+        "autograde_log": log[-4000:],
+        "autograded": str(autograded),
+        "feedback": str(course / "feedback" / INTERNAL_ID / ASSIGNMENT),
+        "sandboxed": sandbox.available(),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job: dict, autograded: Path) -> str:
+    """nbgrader autograde + generate_feedback for the one student; returns their logs."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades
+
+    from .preprocessors import ApplyVerdicts, BoundedExecute
+
+    ensure_tools_on_path()
+    autograded.mkdir(parents=True, exist_ok=True)
+    # The kernel may write only its working folder and its sockets' folder.
+    _write_kernelspec(run, job["hidden"], [str(autograded), str(run / "runtime")], job["readable"])
+    os.environ.update(JUPYTER_PATH=str(run / "share"), JUPYTER_RUNTIME_DIR=str(run / "runtime"))
+    config = nbgrader_config(course, db=private / "gradebook.db")
+    config.Autograde.autograde_preprocessors = [BoundedExecute, ApplyVerdicts, IgnorePattern, ClearMetadataPreprocessor,
+                                                LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    config.BoundedExecute.notebook_seconds = job["notebook_seconds"]
+    config.BoundedExecute.kernel_name = KERNEL_NAME
+    config.BoundedExecute.startup_timeout = 120
+    config.ApplyVerdicts.verdicts_file = str(verdicts_file)
+    config.KernelManager.transport = "ipc"  # the sandbox has no network, only the file system
+    config.KernelManager.ip = str(run / "runtime" / "kernel")
+    # Kernels run one after another, so they can share one connection file, in
+    # a folder the sandbox shows them (the default is a temporary file in /tmp).
+    config.KernelManager.connection_file = str(run / "runtime" / "kernel.json")
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    graded = api.autograde(ASSIGNMENT, INTERNAL_ID, force=True, create=True)
+    feedback = api.generate_feedback(ASSIGNMENT, INTERNAL_ID, force=True)
+    return "\n".join(filter(None, [graded.get("log"), graded.get("error"), feedback.get("log"), feedback.get("error")]))
+
+
+def _write_kernelspec(run: Path, hidden: list[str], writable: list[str], readable: list[str]) -> None:
+    """A kernel that starts in the sandbox, talks over Unix sockets and is interrupted by message."""
+    (run / "runtime").mkdir(parents=True, exist_ok=True)
+    folder = run / "share" / "kernels" / KERNEL_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = sandbox.wrap([sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], hidden, writable,
+                        readable)
+    spec = {"argv": argv, "display_name": "Python 3 (grading sandbox)", "language": "python",
+            "interrupt_mode": "message"}
+    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
+
+
+def _recorded_scores(db: Path) -> dict[str, list[float]]:
+    """{grade_id: [score, max_score]} as nbgrader saved them for the student."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    scores = {}
+    with Gradebook(f"sqlite:///{db}") as gradebook:
+        try:
+            submission = gradebook.find_submission(ASSIGNMENT, INTERNAL_ID)
+        except MissingEntry:
+            return scores
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                scores[grade.name] = [float(grade.score or 0), float(grade.max_score)]
+    return scores
+
+
+def main(argv: list[str]) -> None:
+    job = json.loads(Path(argv[0]).read_text())
+    result = grade_one(job)
+    Path(job["result"]).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
