@@ -94,7 +94,8 @@ def build_dataset(words: list[str], block_size: int = BLOCK_SIZE) -> tuple[torch
             contexts.append(context)
             targets.append(ix)
             context = context[1:] + [ix]
-    return torch.tensor(contexts, dtype=torch.long), torch.tensor(targets, dtype=torch.long)
+    X = torch.tensor(contexts, dtype=torch.long).view(-1, block_size)  # (0, block_size) when there are no words
+    return X, torch.tensor(targets, dtype=torch.long)
 
 
 @dataclass(frozen=True)

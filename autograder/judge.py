@@ -186,30 +186,56 @@ _FORBIDDEN_FUNC = ("grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "
 
 @contextlib.contextmanager
 def autograd_forbidden():
-    """No autograd while student code runs: gradients must be derived by hand."""
+    """No autograd while student code runs: gradients must be derived by hand.
+
+    Every public entry point raises ForbiddenInAnswer, and so does the engine
+    behind all of them, in case an answer found a way around the names; grad
+    mode is off and cannot be switched on (``torch.no_grad()`` still works).
+    """
+    import torch.autograd.graph
+    import torch.autograd.variable
     import torch.func
 
     targets = _FORBIDDEN + [(torch.func, name) for name in _FORBIDDEN_FUNC if hasattr(torch.func, name)]
-    saved = [(owner, name, owner.__dict__[name]) for owner, name in targets if name in owner.__dict__]
-    switches = [(owner, owner.set_grad_enabled) for owner in (torch, torch.autograd)]
+    targets += [(torch.autograd.graph, "_engine_run_backward"), (torch.autograd.variable.Variable, "_execution_engine")]
+    saved = [(owner, name, owner.__dict__.get(name, _MISSING)) for owner, name in targets]
+    switches = [(torch, "set_grad_enabled"), (torch.autograd, "set_grad_enabled"), (torch._C, "_set_grad_enabled")]
+    saved += [(owner, name, owner.__dict__[name]) for owner, name in switches]
     was_enabled = torch.is_grad_enabled()
     torch.set_grad_enabled(False)
-    for owner, name, _ in saved:
+    for owner, name, _ in saved[: len(targets)]:
         setattr(owner, name, _forbidden(name))
-    for owner, original in switches:  # torch.no_grad() inside an answer still works
-        setattr(owner, "set_grad_enabled", _off_only(original))
+    for owner, name in switches:  # torch.no_grad() inside an answer still works
+        setattr(owner, name, _off_only(getattr(owner, name)))
     try:
         yield
     finally:
-        for owner, name, original in saved + [(o, "set_grad_enabled", f) for o, f in switches]:
-            setattr(owner, name, original)
+        for owner, name, original in saved:
+            if original is _MISSING:
+                delattr(owner, name)  # it was inherited (e.g. from torch._C.TensorBase)
+            else:
+                setattr(owner, name, original)
         torch.set_grad_enabled(was_enabled)
 
 
-def _forbidden(name: str):
-    def refuse(*args, **kwargs):
-        raise ForbiddenInAnswer(f"{name} is not allowed here: derive the gradient by hand")
-    return refuse
+_MISSING = object()
+
+
+class _Refusal:
+    """Raises on any call or attribute: stands in for autograd while an answer runs."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __call__(self, *args, **kwargs):
+        raise ForbiddenInAnswer(f"{self._name} is not allowed here: derive the gradient by hand")
+
+    def __getattr__(self, attribute: str):
+        raise ForbiddenInAnswer(f"{self._name} is not allowed here: derive the gradient by hand")
+
+
+def _forbidden(name: str) -> _Refusal:
+    return _Refusal(name)
 
 
 def _off_only(set_grad_enabled):
@@ -348,12 +374,16 @@ def _strip_magics(source: str) -> str:
 
 
 def _node_problem(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Attribute):
-        if node.attr in _AUTOGRAD_ATTRIBUTES:
-            return _AUTOGRAD_ATTRIBUTES[node.attr]
-        if node.attr.startswith("_"):
-            return f"reaches into a private attribute ({node.attr})"
-    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+    # `case object(_C=c)` in a match statement reads an attribute by name too.
+    attributes = [node.attr] if isinstance(node, ast.Attribute) else list(node.kwd_attrs) if isinstance(node, ast.MatchClass) else []
+    for attribute in attributes:
+        if attribute in _AUTOGRAD_ATTRIBUTES:
+            return _AUTOGRAD_ATTRIBUTES[attribute]
+        if attribute.startswith("_"):
+            return f"reaches into a private attribute ({attribute})"
+        if attribute in _ESCAPE_NAMES:
+            return f"uses {attribute}, which an answer has no need for"
+    name = node.id if isinstance(node, ast.Name) else None
     if name in _AUTOGRAD_NAMES:
         return _AUTOGRAD_NAMES[name]
     if name in _ESCAPE_NAMES:
@@ -399,6 +429,8 @@ def judge_item(item: Item, answers: dict[str, str]) -> Verdict:
 
 
 def describe_error(err: BaseException) -> str:
+    if isinstance(err, NotImplementedError):
+        return "not answered yet: the answer cell still raises NotImplementedError"
     if isinstance(err, NameError):
         return (f"{err}. An answer must work from the notebook's variables alone "
                 "(a helper defined in another cell is not part of the answer).")

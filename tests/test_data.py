@@ -179,8 +179,6 @@ def test_build_dataset_properties(words, block_size):
         assert Y[row - 1].item() == 0  # and ends with '.'
 
 
-@pytest.mark.xfail(strict=True, reason="build_dataset([]) returns X of shape (0,), not (0, block_size) "
-                   "as documented; a names list under 10 names then gives a dev split that cannot be indexed")
 def test_build_dataset_of_no_words_keeps_the_context_width():
     X, Y = build_dataset([])
     assert X.shape == (0, data.BLOCK_SIZE) and Y.shape == (0,)

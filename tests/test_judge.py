@@ -269,14 +269,14 @@ SNEAKY_BACKWARD = answer("ex1_line_loss", """
     """)
 
 
-def test_autograd_is_forbidden_while_an_answer_runs_even_past_the_scan():
-    assert judge.scan_answers([SNEAKY_BACKWARD]) == []  # the indirection fools the scan...
+def test_class_patterns_that_fetch_backward_are_caught_by_the_scan_and_by_the_guard():
+    assert "calls backward() (autograd)" in judge.scan_answers([SNEAKY_BACKWARD])
     item = ITEMS_BY_ID["ex1_dlogprobs"]
-    for case in judge.HIDDEN_CASES:  # ...but not the guard
+    for case in judge.HIDDEN_CASES:  # run past the scan: the guard stops it as well
         with pytest.raises(judge.ForbiddenInAnswer, match="backward is not allowed here"):
             judge.student_output(item, {"ex1_line_loss": SNEAKY_BACKWARD}, case)
     verdict = judge.judge_item(item, {"ex1_line_loss": SNEAKY_BACKWARD})
-    assert not verdict.passed and "ForbiddenInAnswer" in verdict.message
+    assert not verdict.passed and "calls backward() (autograd)" in verdict.flags
     assert torch.is_grad_enabled()
 
 
@@ -313,8 +313,6 @@ def test_autograd_forbidden_blocks(code):
     assert x.grad is None
 
 
-@pytest.mark.xfail(strict=True, reason="requires_grad_ and retain_grad live on torch._C.TensorBase, not in "
-                   "torch.Tensor.__dict__, so autograd_forbidden silently skips them although _FORBIDDEN lists them")
 @pytest.mark.parametrize("method", ["requires_grad_", "retain_grad"])
 def test_autograd_forbidden_blocks_the_listed_tensor_methods(method):
     with judge.autograd_forbidden():
@@ -370,10 +368,6 @@ def test_the_guard_restores_a_disabled_grad_mode():
     assert torch.is_grad_enabled()
 
 
-@pytest.mark.xfail(strict=True, reason="scan_answers ignores `match` class patterns, which read attributes by "
-                   "name (case object(_C=c)); with them an answer reaches torch._C._set_grad_enabled and "
-                   "torch.autograd.graph._engine_run_backward, which autograd_forbidden does not cover, and "
-                   "copies autograd's gradient past both the scan and the guard")
 def test_private_torch_internals_cannot_copy_autograds_answer():
     source = answer("ex1_line_loss", """
         match torch:

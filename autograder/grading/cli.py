@@ -18,17 +18,46 @@ def main(argv: list[str] | None = None) -> None:
     grade.add_argument("--out", type=Path, required=True, help="the course folder for results (gradebook, CSV, feedback)")
     _grading_options(grade)
 
+    demo = commands.add_parser("demo", help="release, grade the sample submissions, print the gradebook")
+    demo.add_argument("--out", type=Path, default=None, help="folder for the samples and results (default build/demo)")
+    _grading_options(demo, notebook_seconds=60.0)
+
     args = parser.parse_args(argv)
     if args.command == "release":
         _release()
     elif args.command == "grade":
         _grade(args.submissions, args.out, _settings(args))
+    elif args.command == "demo":
+        _demo(args.out, _settings(args))
 
 
-def _grading_options(parser: argparse.ArgumentParser) -> None:
+def _demo(out: Path | None, settings) -> None:
+    import shutil
+
+    from . import report
+    from .course import BUILD
+    from .samples import make_samples
+
+    out = out or BUILD / "demo"
+    _release()
+    shutil.rmtree(out, ignore_errors=True)
+    expected = make_samples(out / "submissions")
+    print(f"\nsample submissions in {out / 'submissions'}: {', '.join(expected)}\n")
+    _grade(out / "submissions", out / "grading", settings)
+    rows = {row["student_id"]: row["total"] for row in report.gradebook_rows(out / "grading")}
+    wrong = {name: (rows.get(name), want) for name, want in expected.items() if rows.get(name) != want}
+    for name, want in expected.items():
+        print(f"{name:20s} scored {rows.get(name, 0):g}, deserves {want:g}  {'ok' if name not in wrong else 'MISMATCH'}")
+    if wrong:
+        sys.exit(f"{len(wrong)} sample(s) did not get the score they deserve")
+
+
+def _grading_options(parser: argparse.ArgumentParser, **overrides) -> None:
+    from dataclasses import replace
+
     from .grade import Settings
 
-    defaults = Settings()
+    defaults = replace(Settings(), **overrides)
     parser.add_argument("--jobs", type=int, default=defaults.jobs, help="students graded at once (default: cores)")
     parser.add_argument("--notebook-timeout", type=float, default=defaults.notebook_seconds,
                         help="seconds a notebook may run in the student's kernel (default %(default)g)")

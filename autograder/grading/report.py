@@ -6,6 +6,7 @@ import csv
 import html
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, items_of, max_score
@@ -43,7 +44,8 @@ def record(out: Path, result: dict) -> None:
     from nbgrader.api import Gradebook, MissingEntry
 
     student = result["student"]
-    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        warnings.simplefilter("ignore")  # nbgrader's add_submission trips SQLAlchemy's autoflush warnings
         gb.update_or_create_student(student)
         try:
             gb.remove_submission(ASSIGNMENT, student)  # no stale grade survives a re-grade

@@ -1,0 +1,116 @@
+"""Sample submissions for the demo and the end-to-end tests, with the score each deserves.
+
+Every sample is made from the student release (``notebooks/``) with answer
+cells filled in from the masters, so it looks like real work: no solution
+markers, no outputs. The expected scores are derived from the registry, not
+typed in.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+
+from ..exercises import ITEMS, NOTEBOOKS, answer_ids
+from ..judge import ANSWER_DIRECTIVE
+from .course import NOTEBOOKS as RELEASE_DIR
+from .course import SOLUTIONS
+
+SOLUTION_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.M | re.S)
+STUB = re.compile(r"^([ \t]*)# YOUR CODE HERE\n[ \t]*raise NotImplementedError\(\)\n?", re.M)
+Edit = Callable[[str, str], str]  # (answer id, the master's solution code) -> code to hand in
+
+
+def master_solutions() -> dict[str, str]:
+    """answer id -> the code inside its solution region in the masters."""
+    solutions = {}
+    for path in sorted(SOLUTIONS.glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            match = ANSWER_DIRECTIVE.search(cell.source) if cell.cell_type == "code" else None
+            region = SOLUTION_REGION.search(cell.source) if match else None
+            if region:
+                solutions[match.group(1)] = textwrap.dedent(region.group(2))
+    return solutions
+
+
+def filled(notebook: str, edit: Edit) -> nbformat.NotebookNode:
+    """The released notebook with each answer stub replaced by ``edit(answer id, solution)``."""
+    nb = nbformat.read(RELEASE_DIR / f"{notebook}.ipynb", as_version=4)
+    solutions = master_solutions()
+    for cell in nb.cells:
+        match = ANSWER_DIRECTIVE.search(cell.source) if cell.cell_type == "code" else None
+        if match and match.group(1) in solutions:
+            code = edit(match.group(1), solutions[match.group(1)])
+            if code is not None:
+                cell.source = STUB.sub(lambda m: _indent(code, m.group(1)), cell.source, count=1)
+    return nb
+
+
+def _indent(code: str, prefix: str) -> str:
+    return "".join(prefix + line if line.strip() else line for line in code.splitlines(True))
+
+
+def _keep(answer: str, solution: str) -> str:
+    return solution
+
+
+def _write(folder: Path, edit: Edit) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for notebook in NOTEBOOKS:
+        nbformat.write(filled(notebook, edit), folder / f"{notebook}.ipynb")
+
+
+def points(predicate: Callable[[object], bool]) -> float:
+    return float(sum(item.points for item in ITEMS if predicate(item)))
+
+
+# The partly done student: Exercise 1 up to the bnvar_inv line, with the classic
+# sign slip in it, and Exercise 2; Exercises 3 and 4 left blank.
+PARTIAL_ANSWERS = set(answer_ids(NOTEBOOKS[0])[: answer_ids(NOTEBOOKS[0]).index("ex1_line_bnvar_inv") + 1])
+PARTIAL_ANSWERS |= {"ex2_dlogits_fused"}
+SIGN_SLIP = ("(bnvar + 1e-5)**-1.5", "(bnvar - 1e-5)**-1.5")
+HANGING_ANSWER = "ex1_line_logprobs"
+
+
+def _partial(answer: str, solution: str) -> str | None:
+    if answer not in PARTIAL_ANSWERS:
+        return None
+    return solution.replace(*SIGN_SLIP) if answer == "ex1_line_bnvar_inv" else solution
+
+
+def _copies_grad(answer: str, solution: str) -> str:
+    """Every gradient read from autograd instead of derived; Exercise 4 calls backward()."""
+    if answer == "ex4_manual_backward":
+        return ("for p in parameters:\n    p.grad = None\nfw.loss.backward()\n"
+                "dC, dW1, db1, dW2, db2, dbngain, dbnbias = [p.grad for p in parameters]\n")
+    names = re.findall(r"^(d[A-Za-z0-9_]+)\s*\+?=", solution, re.M)
+    return "".join(f"{name} = {name[1:]}.grad.clone()\n" for name in dict.fromkeys(names)) or solution
+
+
+def _hangs(answer: str, solution: str) -> str:
+    return solution + "while True:  # forgot to stop\n    pass\n" if answer == HANGING_ANSWER else solution
+
+
+def make_samples(folder: Path) -> dict[str, float]:
+    """Write the sample submissions into ``folder``; returns {student id: deserved total}."""
+    _write(folder / "full_solution", _keep)
+    _write(folder / "blank_release", lambda answer, solution: None)
+    _write(folder / "partly_done", _partial)
+    _write(folder / "copies_grad", _copies_grad)
+    _write(folder / "hangs_in_an_answer", _hangs)
+    _write(folder / "corrupted_notebook", _keep)
+    broken = folder / "corrupted_notebook" / f"{NOTEBOOKS[0]}.ipynb"
+    broken.write_text(broken.read_text()[:5000])  # cut off mid-file, as by a failed upload
+    partial_ok = lambda item: all(a in PARTIAL_ANSWERS for a in item.answers) and item.grade_id != "ex1_dbnvar"  # noqa: E731
+    return {
+        "full_solution": points(lambda item: True),
+        "blank_release": 0.0,
+        "partly_done": points(partial_ok),
+        "copies_grad": 0.0,
+        "hangs_in_an_answer": points(lambda item: HANGING_ANSWER not in item.answers),
+        "corrupted_notebook": points(lambda item: item.notebook != NOTEBOOKS[0]),
+    }
