@@ -86,16 +86,22 @@ def build_dataset(words: list[str], block_size: int = BLOCK_SIZE) -> tuple[torch
     the start of a name, and Y (N,) int64 of the next index; a name of length
     L gives L + 1 examples (its last target is the end marker '.').
     """
-    contexts, targets = [], []
-    for word in words:
-        context = [0] * block_size
-        for ch in word + ".":
-            ix = STOI[ch]
-            contexts.append(context)
-            targets.append(ix)
-            context = context[1:] + [ix]
-    X = torch.tensor(contexts, dtype=torch.long).view(-1, block_size)  # (0, block_size) when there are no words
-    return X, torch.tensor(targets, dtype=torch.long)
+    if not words:
+        return torch.zeros((0, block_size), dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    # Lay the names end to end, each as block_size dots, the name and a final
+    # dot; every window of block_size + 1 characters that stays inside one
+    # name's stretch is an example: the context, then the target.
+    text = "".join("." * block_size + word + "." for word in words)
+    codes = torch.frombuffer(bytearray(text.encode("ascii", errors="replace")), dtype=torch.uint8).long()
+    index = torch.where(codes == ord("."), 0, codes - ord("a") + 1)
+    if ((index < 0) | (index >= VOCAB_SIZE)).any():
+        raise ValueError("names may contain only the letters a-z")
+    examples = torch.tensor([len(word) + 1 for word in words])
+    stretch_starts = torch.cumsum(examples + block_size, 0) - (examples + block_size)
+    first_example = torch.cumsum(examples, 0) - examples
+    offsets = torch.arange(int(examples.sum())) - torch.repeat_interleave(first_example, examples)
+    windows = index.unfold(0, block_size + 1, 1)[torch.repeat_interleave(stretch_starts, examples) + offsets]
+    return windows[:, :block_size].contiguous(), windows[:, block_size].contiguous()
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ def grade_one(job: dict) -> dict:
     shutil.copy(job["template_db"], private / "gradebook.db")
     templates = {p.stem: nbformat.read(p, as_version=4) for p in sorted(Path(job["templates"]).glob("*.ipynb"))}
 
+    clock = _Clock()
     sanitized, notes = sanitize_folder(Path(job["submission"]), templates)
     submitted = course / "submitted" / INTERNAL_ID / ASSIGNMENT
     submitted.mkdir(parents=True, exist_ok=True)
@@ -56,12 +57,14 @@ def grade_one(job: dict) -> dict:
 
     hidden, readable = job["hidden"], job["readable"]
     sources = {name: [c.source for c in s.notebook.cells if c.cell_type == "code"] for name, s in sanitized.items()}
+    clock.lap("sanitize")
     verdicts = judge_submission(list(ITEMS), sources, hidden, readable, job["job_seconds"])
+    clock.lap("judge")
     verdicts_file = private / "verdicts.json"
     verdicts_file.write_text(json.dumps({gid: asdict(v) for gid, v in verdicts.items()}))
 
     autograded = course / "autograded" / INTERNAL_ID / ASSIGNMENT
-    log = _autograde(course, private, run, verdicts_file, job, autograded)
+    log = _autograde(course, private, run, verdicts_file, job, autograded, clock)
     scores = _recorded_scores(private / "gradebook.db")
     return {
         "student": job["student"],
@@ -74,10 +77,25 @@ def grade_one(job: dict) -> dict:
         "feedback": str(course / "feedback" / INTERNAL_ID / ASSIGNMENT),
         "sandboxed": sandbox.available(),
         "seconds": round(time.monotonic() - started, 2),
+        "phases": clock.laps,
     }
 
 
-def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job: dict, autograded: Path) -> str:
+class _Clock:
+    """Seconds spent in each phase, for the benchmarks and the log."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
+
+
+def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job: dict, autograded: Path,
+               clock: "_Clock") -> str:
     """nbgrader autograde + generate_feedback for the one student; returns their logs."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.apps import NbGraderAPI
@@ -105,7 +123,9 @@ def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job:
     config.KernelManager.connection_file = str(run / "runtime" / "kernel.json")
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
     graded = api.autograde(ASSIGNMENT, INTERNAL_ID, force=True, create=True)
+    clock.lap("autograde")
     feedback = api.generate_feedback(ASSIGNMENT, INTERNAL_ID, force=True)
+    clock.lap("feedback")
     return "\n".join(filter(None, [graded.get("log"), graded.get("error"), feedback.get("log"), feedback.get("error")]))
 
 
