@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
 
     demo = commands.add_parser("demo", help="release, grade the sample submissions, print the gradebook")
     demo.add_argument("--out", type=Path, default=None, help="folder for the samples and results (default build/demo)")
-    _grading_options(demo, notebook_seconds=60.0)
+    _grading_options(demo, notebook_seconds=30.0, job_seconds=5.0)
 
     args = parser.parse_args(argv)
     if args.command == "release":

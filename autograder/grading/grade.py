@@ -20,8 +20,11 @@ at a time, so the gradebook is only ever written by this process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import queue
+import selectors
 import shutil
 import signal
 import subprocess
@@ -36,7 +39,7 @@ from .. import sandbox
 from ..data import REPO_ROOT
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS
 from . import report
-from .course import ensure_tools_on_path
+from .course import BUILD, SOLUTIONS, ensure_tools_on_path
 from .release import generate_release
 
 
@@ -61,29 +64,58 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
     out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="ninja-grading-"))
     try:
-        templates = root / "templates"
-        generate_release(templates, root / "template")
-        template_db = root / "template" / "gradebook.db"
+        templates, template_db = template_course()
         report.ensure_gradebook(out / "gradebook.db", template_db)
         mpl_cache = _matplotlib_cache(root / "mpl")
         if not sandbox.available():
             progress("warning: Linux user namespaces are not available here: student code runs "
                      "with your permissions (it can read and write what you can)")
-        jobs = [make_job(root / f"w{index}", student, submissions / student, templates, template_db,
+        jobs = [make_job(root / f"w{index}", student, submissions / student, templates, template_db, mpl_cache,
                          settings, [str(submissions), str(out), str(root)]) for index, student in enumerate(students)]
+        slots: queue.Queue = queue.Queue()
+        for index in range(max(1, min(settings.jobs, len(jobs)))):
+            slots.put(_Slot(root / f"slot{index}", settings))
         results = []
-        with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
-            futures = {pool.submit(_run_worker, job, settings, mpl_cache): job for job in jobs}
-            for done, future in enumerate(as_completed(futures), start=1):
-                result = future.result()
-                report.record(out, result)
-                results.append(result)
-                progress(f"[{done}/{len(jobs)}] {report.one_line(result)}")
+        try:
+            with ThreadPoolExecutor(max_workers=slots.qsize()) as pool:
+                futures = [pool.submit(_on_a_slot, slots, job) for job in jobs]
+                for done, future in enumerate(as_completed(futures), start=1):
+                    result = future.result()
+                    report.record(out, result)
+                    results.append(result)
+                    progress(f"[{done}/{len(jobs)}] {report.one_line(result)}")
+        finally:
+            while not slots.empty():
+                slots.get().stop()
         report.write_tables(out)
         return sorted(results, key=lambda r: r["student"])
     finally:
         if not settings.keep_work:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def template_course(cache: Path = BUILD / "grading-templates") -> tuple[Path, Path]:
+    """The released notebooks and a gradebook holding the assignment, made from the current masters.
+
+    nbgrader's generate_assignment takes seconds, so the result is kept under
+    ``build/``, keyed by a hash of the masters and the nbgrader version.
+    """
+    import nbgrader
+
+    digest = hashlib.sha256(nbgrader.__version__.encode())
+    for master in sorted(SOLUTIONS.glob("*.ipynb")):
+        digest.update(master.name.encode() + master.read_bytes())
+    folder = cache / digest.hexdigest()[:16]
+    if not (folder / "complete").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=cache))
+        generate_release(scratch / "templates", scratch / "course")
+        (scratch / "complete").touch()
+        try:
+            os.rename(scratch, folder)
+        except OSError:  # another grader made the same folder meanwhile
+            shutil.rmtree(scratch, ignore_errors=True)
+    return folder / "templates", folder / "course" / "gradebook.db"
 
 
 def _students(submissions: Path) -> list[str]:
@@ -95,8 +127,8 @@ def _students(submissions: Path) -> list[str]:
     return students
 
 
-def make_job(work: Path, student: str, folder: Path, templates: Path, template_db: Path, settings: Settings,
-             private: list[str]) -> dict:
+def make_job(work: Path, student: str, folder: Path, templates: Path, template_db: Path, mpl_cache: Path,
+             settings: Settings, private: list[str]) -> dict:
     """Everything a worker needs, as JSON-ready data."""
     home = Path.home()
     hidden = [str(REPO_ROOT), str(home), "/root", "/home", *private]
@@ -106,52 +138,90 @@ def make_job(work: Path, student: str, folder: Path, templates: Path, template_d
         "student": student, "submission": str(folder), "work": str(work), "result": str(work / "result.json"),
         "templates": str(templates), "template_db": str(template_db), "hidden": hidden, "readable": readable,
         "notebook_seconds": settings.notebook_seconds, "job_seconds": settings.job_seconds,
+        "matplotlib_cache": str(mpl_cache),
     }
 
 
-def _run_worker(job: dict, settings: Settings, mpl_cache: Path) -> dict:
-    """Run one worker process; a worker that fails still yields a (zero) result with the reason."""
-    work = Path(job["work"])
-    work.mkdir(parents=True)
-    (work / "job.json").write_text(json.dumps(job))
-    env = _worker_env(work, settings, mpl_cache)
-    budget = len(NOTEBOOKS) * settings.notebook_seconds + 60 * settings.job_seconds + 300
-    started = time.monotonic()
-    with open(work / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "autograder.grading.worker", str(work / "job.json")],
-                                  stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True)
-        try:
-            worker.wait(timeout=budget)
-            failure = None if worker.returncode == 0 else f"the grader's worker exited with code {worker.returncode}"
-        except subprocess.TimeoutExpired:
-            failure = f"grading took longer than {budget:g} s"
-        finally:
-            _kill_group(worker)
-    result_file = Path(job["result"])
-    if failure is None and result_file.exists():
-        return json.loads(result_file.read_text())
-    tail = (work / "worker.log").read_text(errors="replace")[-3000:]
-    return report.failed_result(job["student"], failure or "the grader's worker left no result", tail,
-                                time.monotonic() - started)
-
-
-def _kill_group(process: subprocess.Popen) -> None:
+def _on_a_slot(slots: queue.Queue, job: dict) -> dict:
+    slot = slots.get()
     try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
+        return slot.grade(job)
+    finally:
+        slots.put(slot)
 
 
-def _worker_env(work: Path, settings: Settings, mpl_cache: Path) -> dict[str, str]:
+class _Slot:
+    """One worker process that grades students one after another (see ``worker.serve``).
+
+    A worker that fails, or takes longer than a student's budget, is killed
+    with everything it started; that student gets a zero result with the
+    reason, and the next student gets a fresh worker.
+    """
+
+    def __init__(self, folder: Path, settings: Settings):
+        self.folder, self.settings, self.process = folder, settings, None
+        self.budget = len(NOTEBOOKS) * settings.notebook_seconds + 60 * settings.job_seconds + 300
+
+    def grade(self, job: dict) -> dict:
+        started = time.monotonic()
+        work = Path(job["work"])
+        work.mkdir(parents=True)
+        (work / "job.json").write_text(json.dumps(job))
+        failure = None
+        try:
+            if self.process is None:
+                self._start()
+            self.process.stdin.write(f"{work / 'job.json'}\n".encode())
+            self.process.stdin.flush()
+            if not self._answered(started + self.budget):
+                failure = f"grading took longer than {self.budget:g} s"
+        except OSError as err:  # the worker died before it read the job
+            failure = f"the grader's worker stopped ({err})"
+        result_file = Path(job["result"])
+        if failure is None and result_file.exists():
+            return json.loads(result_file.read_text())
+        if self.process is not None and self.process.poll() is not None:
+            failure = f"the grader's worker exited with code {self.process.returncode}"
+        self.stop()
+        tail = (self.folder / "worker.log").read_text(errors="replace")[-3000:]
+        return report.failed_result(job["student"], failure or "the grader's worker left no result", tail,
+                                    time.monotonic() - started)
+
+    def _start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "worker.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "autograder.grading.worker", "--serve", str(self.folder)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=_worker_env(self.folder, self.settings),
+                cwd=self.folder, start_new_session=True)
+
+    def _answered(self, deadline: float) -> bool:
+        """Whether the worker printed a line (its result) before ``deadline``."""
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not selector.select(timeout=remaining):
+            return False
+        return bool(self.process.stdout.readline())
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the worker, its fork server and their kernels
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        self.process = None
+
+
+def _worker_env(folder: Path, settings: Settings) -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "NINJA_NAMES_FILE")
     env = {key: os.environ[key] for key in keep if key in os.environ}
-    mpl = work / "run" / "runtime" / "mpl"
-    shutil.copytree(mpl_cache, mpl)
-    # One thread per kernel: students are graded side by side on few cores, and
-    # small-tensor workloads get slower, not faster, with more threads.
-    env.update(HOME=str(work / "home"), NINJA_EX4_STEPS=str(settings.ex4_steps), OMP_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", MPLCONFIGDIR=str(mpl),
+    # One thread per process: students are graded side by side on few cores,
+    # and small-tensor workloads get slower, not faster, with more threads.
+    env.update(HOME=str(folder / "home"), NINJA_EX4_STEPS=str(settings.ex4_steps), OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
                PYTHONWARNINGS="ignore")
     return env
 

@@ -26,8 +26,13 @@ JOB_SECONDS = 10.0  # one item on one hidden case; correct answers take millisec
 
 
 def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidden: list[str],
-                     readable: list[str], job_seconds: float = JOB_SECONDS) -> dict[str, Verdict]:
-    """Verdicts for ``items``; ``cell_sources`` maps notebook id -> its code cells in order."""
+                     readable: list[str], job_seconds: float = JOB_SECONDS,
+                     fork_server: str | None = None) -> dict[str, Verdict]:
+    """Verdicts for ``items``; ``cell_sources`` maps notebook id -> its code cells in order.
+
+    ``fork_server`` (a socket path) starts the children warm from a fork
+    server (see ``forkserver``); without one each child is a fresh process.
+    """
     answers_by_notebook = {nb: find_answers(sources) for nb, sources in cell_sources.items()}
     verdicts: dict[str, Verdict] = {}
     runnable, answers = [], {}
@@ -44,7 +49,7 @@ def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidd
         runnable.append(item)
         answers.update({a: found[a] for a in item.answers})
     jobs = [(item, case) for item in runnable for case in range(len(HIDDEN_CASES))]
-    outcomes = _run_jobs(jobs, answers, (hidden, readable), job_seconds)
+    outcomes = _run_jobs(jobs, answers, (hidden, readable, fork_server), job_seconds)
     for item in runnable:
         outputs = [outcomes[(item.grade_id, case)][0] for case in range(len(HIDDEN_CASES))]
         errors = [outcomes[(item.grade_id, case)][1] for case in range(len(HIDDEN_CASES))]
@@ -52,7 +57,7 @@ def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidd
     return verdicts
 
 
-def _run_jobs(jobs: list[tuple[Item, int]], answers: dict[str, str], policy: tuple[list[str], list[str]],
+def _run_jobs(jobs: list[tuple[Item, int]], answers: dict[str, str], policy: tuple,
               job_seconds: float) -> dict[tuple[str, int], tuple[object, str | None]]:
     """(grade_id, case) -> (student's output or None, error or None), one child at a time."""
     outcomes: dict[tuple[str, int], tuple[object, str | None]] = {}
@@ -83,18 +88,48 @@ def _skip_broken(job: tuple[Item, int], broken: dict[str, str], outcomes: dict) 
 def _run_child(queue, answers, policy, job_seconds, outcomes) -> tuple[int, str | None]:
     """Run ``queue`` in one child; returns (jobs finished, failure of the next one or None)."""
     request = {"jobs": [[item.grade_id, case] for item, case in queue], "answers": answers}
-    hidden, readable = policy
-    command = sandbox.wrap([sys.executable, "-m", "autograder.grading.judge_child"], hidden, [], readable)
-    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             env=_child_env(), cwd="/")
+    child = _Child(*policy)
     try:
         child.stdin.write(json.dumps(request).encode())
         child.stdin.close()
         return _collect(child, queue, job_seconds, outcomes)
     finally:
         child.kill()
-        child.wait()
-        child.stdout.close()
+
+
+class _Child:
+    """A sandboxed ``judge_child``: ``stdin`` takes the request, ``stdout`` gives results."""
+
+    def __init__(self, hidden: list[str], readable: list[str], fork_server: str | None):
+        if fork_server is None:
+            command = sandbox.wrap([sys.executable, "-m", "autograder.grading.judge_child"], hidden, [], readable)
+            self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=subprocess.DEVNULL, env=_child_env(), cwd="/")
+            self.stdin, self.stdout = self._process.stdin, self._process.stdout
+            return
+        from .forkserver import spawn
+
+        request_read, request_write = os.pipe()
+        result_read, result_write = os.pipe()
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        policy = {"hidden": hidden, "writable": [], "readable": readable, "home": "/tmp/home"}
+        self._control = spawn(fork_server, {"run": {"call": "autograder.grading.judge_child:main"}, "cwd": "/",
+                                            "env": _child_env(), "policy": policy},
+                              [request_read, result_write, quiet])
+        for fd in (request_read, result_write, quiet):
+            os.close(fd)
+        self.stdin, self.stdout = os.fdopen(request_write, "wb"), os.fdopen(result_read, "rb")
+        self._process = None
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        else:
+            self._control.close()  # the guardian kills the child when its client goes
+        for stream in (self.stdin, self.stdout):
+            if not stream.closed:
+                stream.close()
 
 
 def _collect(child, queue, job_seconds, outcomes) -> tuple[int, str | None]:

@@ -1,6 +1,7 @@
-"""Grade one student in a private nbgrader course: ``python -m autograder.grading.worker JOB.json``.
+"""Grade students in private nbgrader courses: ``python -m autograder.grading.worker --serve SLOT``.
 
-The grader starts one worker per student (several at once). A worker:
+The grader starts ``--jobs`` workers; each reads job files from stdin, one
+student at a time. For every student a worker:
 
 1. sanitizes the submission onto the released templates (``sanitize``);
 2. judges every item in a sandboxed child (``judge_runner``);
@@ -30,6 +31,7 @@ import nbformat
 from .. import sandbox
 from ..exercises import ASSIGNMENT, ITEMS
 from .course import ensure_tools_on_path, nbgrader_config
+from .forkserver import ForkServer, kernel_argv
 from .judge_runner import judge_submission
 from .sanitize import sanitize_folder
 
@@ -37,7 +39,7 @@ INTERNAL_ID = "student"  # nbgrader globs paths: a real id like "a[1]" would not
 KERNEL_NAME = "backprop-ninja-sandbox"
 
 
-def grade_one(job: dict) -> dict:
+def grade_one(job: dict, fork_socket: Path) -> dict:
     """Do steps 1-5 for ``job`` (see ``grade.make_job`` for its fields); returns the result."""
     started = time.monotonic()
     work = Path(job["work"])
@@ -45,6 +47,9 @@ def grade_one(job: dict) -> dict:
     for folder in (course, private, run):
         folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(job["template_db"], private / "gradebook.db")
+    # matplotlib's font cache, built once by the grader, where this student's kernels may write
+    shutil.copytree(job["matplotlib_cache"], run / "runtime" / "mpl")
+    os.environ["MPLCONFIGDIR"] = str(run / "runtime" / "mpl")
     templates = {p.stem: nbformat.read(p, as_version=4) for p in sorted(Path(job["templates"]).glob("*.ipynb"))}
 
     clock = _Clock()
@@ -53,18 +58,22 @@ def grade_one(job: dict) -> dict:
     submitted.mkdir(parents=True, exist_ok=True)
     (course / "source" / ASSIGNMENT).mkdir(parents=True, exist_ok=True)
     for name, result in sanitized.items():
-        nbformat.write(result.notebook, submitted / f"{name}.ipynb")
+        if result.readable:  # nbgrader scores a notebook that is not there as 0, without running a blank copy
+            nbformat.write(result.notebook, submitted / f"{name}.ipynb")
 
     hidden, readable = job["hidden"], job["readable"]
-    sources = {name: [c.source for c in s.notebook.cells if c.cell_type == "code"] for name, s in sanitized.items()}
+    sources = {name: [c.source for c in s.notebook.cells if c.cell_type == "code"]
+               for name, s in sanitized.items() if s.readable}
     clock.lap("sanitize")
-    verdicts = judge_submission(list(ITEMS), sources, hidden, readable, job["job_seconds"])
+    autograded = course / "autograded" / INTERNAL_ID / ASSIGNMENT
+    verdicts = judge_submission(list(ITEMS), sources, hidden, readable, job["job_seconds"], str(fork_socket))
+    for item in ITEMS:  # say why, rather than "answer cell missing", for a notebook that was not usable
+        if item.notebook in sanitized and not sanitized[item.notebook].readable:
+            verdicts[item.grade_id].message = sanitized[item.notebook].notes[0]
     clock.lap("judge")
     verdicts_file = private / "verdicts.json"
     verdicts_file.write_text(json.dumps({gid: asdict(v) for gid, v in verdicts.items()}))
-
-    autograded = course / "autograded" / INTERNAL_ID / ASSIGNMENT
-    log = _autograde(course, private, run, verdicts_file, job, autograded, clock)
+    log = _autograde(course, private, run, verdicts_file, job, autograded, clock, fork_socket)
     scores = _recorded_scores(private / "gradebook.db")
     return {
         "student": job["student"],
@@ -95,7 +104,7 @@ class _Clock:
 
 
 def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job: dict, autograded: Path,
-               clock: "_Clock") -> str:
+               clock: "_Clock", fork_socket: Path) -> str:
     """nbgrader autograde + generate_feedback for the one student; returns their logs."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.apps import NbGraderAPI
@@ -107,7 +116,9 @@ def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job:
     ensure_tools_on_path()
     autograded.mkdir(parents=True, exist_ok=True)
     # The kernel may write only its working folder and its sockets' folder.
-    _write_kernelspec(run, job["hidden"], [str(autograded), str(run / "runtime")], job["readable"])
+    policy = {"hidden": job["hidden"], "writable": [str(autograded), str(run / "runtime")],
+              "readable": job["readable"], "home": "/tmp/home"}
+    _write_kernelspec(run, fork_socket, policy)
     os.environ.update(JUPYTER_PATH=str(run / "share"), JUPYTER_RUNTIME_DIR=str(run / "runtime"))
     config = nbgrader_config(course, db=private / "gradebook.db")
     config.Autograde.autograde_preprocessors = [BoundedExecute, ApplyVerdicts, IgnorePattern, ClearMetadataPreprocessor,
@@ -129,15 +140,18 @@ def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job:
     return "\n".join(filter(None, [graded.get("log"), graded.get("error"), feedback.get("log"), feedback.get("error")]))
 
 
-def _write_kernelspec(run: Path, hidden: list[str], writable: list[str], readable: list[str]) -> None:
-    """A kernel that starts in the sandbox, talks over Unix sockets and is interrupted by message."""
+def _write_kernelspec(run: Path, fork_socket: Path, policy: dict) -> None:
+    """A kernel started warm by the fork server, in the sandbox, talking over Unix sockets.
+
+    Interrupts go by message: a signal would reach the launcher, not the kernel.
+    """
     (run / "runtime").mkdir(parents=True, exist_ok=True)
     folder = run / "share" / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
-    argv = sandbox.wrap([sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], hidden, writable,
-                        readable)
-    spec = {"argv": argv, "display_name": "Python 3 (grading sandbox)", "language": "python",
-            "interrupt_mode": "message"}
+    policy_file = folder / "policy.json"
+    policy_file.write_text(json.dumps({"policy": policy}))
+    spec = {"argv": kernel_argv(fork_socket, policy_file), "display_name": "Python 3 (grading sandbox)",
+            "language": "python", "interrupt_mode": "message"}
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
 
 
@@ -157,10 +171,28 @@ def _recorded_scores(db: Path) -> dict[str, list[float]]:
     return scores
 
 
+def serve(slot: Path) -> None:
+    """Grade one student per line of stdin (the path of a job file); print each result's path.
+
+    A worker lives for the whole batch, so its imports and its fork server are
+    paid for once, not once per student.
+    """
+    slot.mkdir(parents=True, exist_ok=True)
+    replies = os.fdopen(os.dup(1), "w", buffering=1)  # only result paths go to the grader
+    os.dup2(2, 1)  # anything else printed lands in the worker's log
+    sys.stdout = sys.stderr
+    with ForkServer(slot / "fork.sock", dict(os.environ), slot / "forkserver.log") as server:
+        for line in sys.stdin:
+            job = json.loads(Path(line.strip()).read_text())
+            result = grade_one(job, server.socket_path)
+            Path(job["result"]).write_text(json.dumps(result, indent=1))
+            replies.write(job["result"] + "\n")
+
+
 def main(argv: list[str]) -> None:
-    job = json.loads(Path(argv[0]).read_text())
-    result = grade_one(job)
-    Path(job["result"]).write_text(json.dumps(result, indent=1))
+    if len(argv) != 2 or argv[0] != "--serve":
+        raise SystemExit("usage: python -m autograder.grading.worker --serve SLOT_FOLDER  (job files on stdin)")
+    serve(Path(argv[1]))
 
 
 if __name__ == "__main__":
