@@ -37,7 +37,7 @@ test: $(READY)
 	$(SHORT_EX4) $(BIN)/python -m pytest -c tests/pytest.ini --rootdir=. $(if $(EX),-m ex$(EX),)
 
 lab: $(READY)
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 release: $(READY)
 	$(BIN)/python -m autograder release

@@ -28,9 +28,13 @@ between torch versions.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+
+from .diagnose import context_of, diagnose
 
 RTOL = 1.5e-6
 ZERO_LEVEL = 1e-6
@@ -50,6 +54,7 @@ class Comparison:
     tolerance: float | None
     expected_shape: tuple[int, ...] | None
     problem: str = ""  # why it failed, in one line; empty when ok
+    hint: str = ""  # the likely cause (see ``diagnose``), or a note on a pass
 
     def line(self) -> str:
         """The report line: the lecture's three columns, then shape and tolerance."""
@@ -58,7 +63,7 @@ class Comparison:
         shape = "?" if self.expected_shape is None else str(tuple(self.expected_shape))
         text = (f"{self.name:15s} | exact: {str(self.exact):5s} | approximate: {str(self.ok):5s} "
                 f"| maxdiff: {maxdiff:7s} | shape {shape} | tol {tolerance}")
-        return text + (f"\n{'':15s}   -> {self.problem}" if self.problem else "")
+        return text + "".join(f"\n{'':15s}   -> {note}" for note in (self.problem, self.hint) if note)
 
 
 def tolerance_for(reference: torch.Tensor) -> float:
@@ -67,22 +72,34 @@ def tolerance_for(reference: torch.Tensor) -> float:
     return RTOL * scale if scale >= ZERO_LEVEL else ZERO_LEVEL
 
 
-def compare(name: str, got: object, expected: torch.Tensor) -> Comparison:
-    """Compare ``got`` (a student's gradient) with ``expected`` (autograd's)."""
+ROUNDING_NOTE = "right: not bit-identical only because float32 rounds differently in another order of operations"
+
+
+def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | None = None) -> Comparison:
+    """Compare ``got`` (a student's gradient of ``name``) with ``expected`` (autograd's).
+
+    ``context`` (the forward pass, see ``diagnose.context_of``) lets a wrong
+    answer be explained more precisely.
+    """
     expected = expected.detach()
     shape = tuple(expected.shape)
     fail = _first_problem(got, expected)
     if fail is not None:
         return Comparison(name, False, False, None, None, shape, fail)
+    parameter = got.requires_grad and got.is_leaf
     got = got.detach()
     if got.shape != expected.shape:
-        return _shape_mismatch(name, got, expected)
+        problem = f"shape {tuple(got.shape)}, expected {shape}"
+        return Comparison(name, False, False, None, None, shape, problem, diagnose(name, got, expected, context))
     maxdiff = (got.double() - expected.double()).abs().max().item() if got.numel() else 0.0
     tolerance = tolerance_for(expected)
     exact = bool(torch.equal(got.to(expected.dtype), expected))
-    ok = maxdiff <= tolerance
-    problem = "" if ok else f"values differ: maxdiff {maxdiff:.2e} is above the tolerance {tolerance:.1e}"
-    return Comparison(name, ok, exact, maxdiff, tolerance, shape, problem)
+    if maxdiff <= tolerance:
+        return Comparison(name, True, exact, maxdiff, tolerance, shape, "", "" if exact else ROUNDING_NOTE)
+    problem = f"values differ: maxdiff {maxdiff:.2e} is above the tolerance {tolerance:.1e}"
+    hint = (f"this is a parameter (a leaf tensor that requires grad), not a gradient: d{name}, not {name}"
+            if parameter else diagnose(name, got, expected, context))
+    return Comparison(name, False, exact, maxdiff, tolerance, shape, problem, hint)
 
 
 def _first_problem(got: object, expected: torch.Tensor) -> str | None:
@@ -99,26 +116,6 @@ def _first_problem(got: object, expected: torch.Tensor) -> str | None:
     return None
 
 
-def _shape_mismatch(name: str, got: torch.Tensor, expected: torch.Tensor) -> Comparison:
-    """A wrong shape fails even when broadcasting would let the values through."""
-    problem = f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-    if got.numel() == expected.numel():
-        same = torch.allclose(got.reshape(expected.shape).double(), expected.double(),
-                              rtol=0, atol=tolerance_for(expected))
-        if same:
-            problem += " (the values are right: fix the shape, e.g. keepdim=True or .view)"
-    elif _broadcasts_to(got.shape, expected.shape):
-        problem += " (it broadcasts, which hides the mismatch in arithmetic; keep the reference's shape)"
-    return Comparison(name, False, False, None, None, tuple(expected.shape), problem)
-
-
-def _broadcasts_to(small: torch.Size, big: torch.Size) -> bool:
-    try:
-        return torch.broadcast_shapes(small, big) == big
-    except RuntimeError:
-        return False
-
-
 def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
     """Print how ``dt`` compares with ``t.grad`` and return whether it passes.
 
@@ -128,9 +125,30 @@ def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
     """
     if not isinstance(t, torch.Tensor) or t.grad is None:
         raise ValueError(f"{name}: the reference has no .grad; run the forward pass and loss.backward() first")
-    result = compare(name, dt, t.grad)
+    result = compare(name, dt, t.grad, _context_for(t))
     print(result.line())
+    for other in _aliases(name, dt, inspect.currentframe().f_back):
+        print(f"{'':15s}   -> note: d{name} and {other} are the same tensor in memory (one was assigned "
+              f"from the other without .clone()), so an in-place += on one changes the other too")
     return result.ok
+
+
+def _context_for(t: torch.Tensor) -> dict | None:
+    """What the checker knows of the forward pass that made ``t``, if any."""
+    from . import model
+
+    forward = model.forward_containing(t)
+    return None if forward is None else context_of(forward, forward.inputs)
+
+
+def _aliases(name: str, dt: object, frame) -> list[str]:
+    """The caller's other gradient variables that share ``dt``'s memory (``dX = dY`` without a clone)."""
+    if not isinstance(dt, torch.Tensor) or frame is None:
+        return []
+    pointer = dt.untyped_storage().data_ptr()
+    return sorted(key for key, value in frame.f_globals.items()
+                  if key.startswith("d") and key != f"d{name}" and isinstance(value, torch.Tensor)
+                  and pointer != 0 and value.untyped_storage().data_ptr() == pointer)
 
 
 def check_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> bool:

@@ -11,6 +11,8 @@ exercises, and they live in the notebooks.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 
@@ -28,13 +30,33 @@ CHUNKED_NAMES = (
 
 
 class Tensors(dict):
-    """Named tensors in the order they were made; ``t.logits`` is ``t["logits"]``."""
+    """Named tensors in the order they were made; ``t.logits`` is ``t["logits"]``.
+
+    ``inputs`` holds what the forward pass was given (parameters by name, Xb,
+    Yb), so that a checker can reason about the whole pass.
+    """
+
+    inputs: dict = {}
 
     def __getattr__(self, name: str) -> torch.Tensor:
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+_recent_forwards: list[weakref.ref] = []  # the last few forward passes, for forward_containing
+
+
+def forward_containing(t: torch.Tensor) -> Tensors | None:
+    """The recent forward pass that made ``t`` (by identity), or None."""
+    for ref in reversed(_recent_forwards):
+        forward = ref()
+        if forward is not None and any(value is t for value in forward.values()):
+            return forward
+        if forward is not None and any(value is t for value in forward.inputs.values()):
+            return forward
+    return None
 
 
 def make_generator(seed: int = 2147483647) -> torch.Generator:
@@ -109,7 +131,7 @@ def chunked_forward(parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.
         bnvar=bnvar, bnvar_inv=bnvar_inv, bnraw=bnraw, hpreact=hpreact, h=h, logits=logits,
         logit_maxes=logit_maxes, norm_logits=norm_logits, counts=counts, counts_sum=counts_sum,
         counts_sum_inv=counts_sum_inv, probs=probs, logprobs=logprobs, loss=loss,
-    ))
+    ), parameters, Xb, Yb)
 
 
 def fused_forward(parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> Tensors:
@@ -134,13 +156,16 @@ def fused_forward(parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Te
     return _retain(Tensors(
         emb=emb, embcat=embcat, hprebn=hprebn, bnmean=bnmean, bnvar=bnvar, bnvar_inv=bnvar_inv,
         bnraw=bnraw, hpreact=hpreact, h=h, logits=logits, loss=loss,
-    ))
+    ), parameters, Xb, Yb)
 
 
-def _retain(tensors: Tensors) -> Tensors:
+def _retain(tensors: Tensors, parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> Tensors:
     for t in tensors.values():
         if t.requires_grad:
             t.retain_grad()
+    tensors.inputs = {**dict(zip(PARAM_NAMES, parameters)), "Xb": Xb, "Yb": Yb}
+    _recent_forwards.append(weakref.ref(tensors))
+    del _recent_forwards[:-8]
     return tensors
 
 
