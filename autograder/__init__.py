@@ -2,6 +2,8 @@
 
 * ``data``: the names list, vocabulary and train/dev/test tensors
 * ``model``: parameters, the chunked and fused forward passes, evaluation
+* ``scalar``: the scalar ``Value`` of notebook 00, its graphs and their drawing
+* ``iris``: the iris data, network, Adam reference and checks of notebook 05
 * ``check``: ``cmp``, which compares a hand-derived gradient with autograd's
 * ``exercises``: the registry of answer cells and graded items
 * ``judge``: hidden checks on inputs the student never saw

@@ -72,7 +72,7 @@ def tolerance_for(reference: torch.Tensor) -> float:
     return RTOL * scale if scale >= ZERO_LEVEL else ZERO_LEVEL
 
 
-ROUNDING_NOTE = "right: not bit-identical only because float32 rounds differently in another order of operations"
+ROUNDING_NOTE = "right: not bit-identical only because floating point rounds differently in another order of operations"
 
 
 def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | None = None) -> Comparison:

@@ -3,8 +3,8 @@
 The ids here are the nbgrader ``grade_id`` of the cells in ``solutions/``:
 an answer cell (``ex1_line_probs``) holds code the student writes; a graded
 item (``ex1_dcounts``) is a test cell worth ``points`` that checks one
-gradient. ``tests/test_notebooks_match_registry.py`` fails when a master
-notebook and this registry disagree.
+gradient. ``tests/test_registry.py`` fails when a master notebook and this
+registry disagree.
 
 An answer cell starts with a directive line ``#| answer: <answer id>``, so the
 hidden checks can find its code both in a notebook file and in a kernel's
@@ -57,6 +57,32 @@ EX1_LINES = (
 
 
 @dataclass(frozen=True)
+class Step:
+    """One answer cell of notebook 00: it sets the ``.grad`` of some nodes of one expression graph."""
+
+    answer_id: str
+    graph: str  # the builder in autograder.scalar.GRAPHS: "neuron", "neuron_exp" or "reuse"
+    nodes: tuple[str, ...]  # the nodes whose .grad the cell sets, in the order of the backward pass
+    points: int = 1  # per node when the step is graded node by node, else for the whole step
+    item_id: str = ""  # the one graded item of a whole step; "" grades each node ("ex0_x1_grad")
+
+
+# Notebook 00, in the order of the backward pass: the neuron node by node, then
+# the neuron with tanh made of exp (e feeds two nodes) and a graph that uses
+# its inputs twice, each as one item.
+EX0_STEPS = (
+    Step("ex0_grad_o", "neuron", ("o",)),
+    Step("ex0_grad_n", "neuron", ("n",)),
+    Step("ex0_grad_sum", "neuron", ("x1w1x2w2", "b")),
+    Step("ex0_grad_products", "neuron", ("x1w1", "x2w2")),
+    Step("ex0_grad_x1w1", "neuron", ("x1", "w1")),
+    Step("ex0_grad_x2w2", "neuron", ("x2", "w2")),
+    Step("ex0_exp_backward", "neuron_exp", ("o", "top", "inv", "bottom", "e", "two_n", "n"), 3, "ex0_exp_grads"),
+    Step("ex0_reuse_backward", "reuse", ("f", "d", "e", "a", "b"), 3, "ex0_reuse_grads"),
+)
+
+
+@dataclass(frozen=True)
 class Item:
     """One graded test cell: a gradient (or a function) checked on hidden inputs."""
 
@@ -64,16 +90,43 @@ class Item:
     notebook: str  # notebook id, e.g. "01_atomic_backprop"
     answers: tuple[str, ...]  # answer cells whose code makes it, run in this order
     points: int
-    kind: str  # how the judge runs it: "gradient" (a variable) or "function" (Exercise 4)
+    kind: str  # how the judge runs it, one of KINDS
     variable: str = ""  # for "gradient": the variable the answer cells assign, e.g. "dcounts"
     # For "gradient": per answer cell, the upstream gradients fed in (correct
     # values) before it runs, so that a mistake upstream costs only its own item.
+    # For "scalar": per answer cell, the nodes whose .grad is set correctly first.
     provided: tuple[tuple[str, ...], ...] = ()
+    graph: str = ""  # for "scalar": the expression graph (see Step)
+    nodes: tuple[str, ...] = ()  # for "scalar": the nodes whose .grad is checked
 
     @property
     def tensor(self) -> str:
         """The tensor whose gradient this is: "counts" for "dcounts"."""
         return self.variable[1:]
+
+
+# How the judge runs an item (autograder.judge):
+# "gradient"       Exercises 1-3: answer cells that assign a gradient tensor
+# "function"       Exercise 4: a backward function, alone and over SGD steps
+# "scalar"         notebook 00: answer cells that set .grad on scalar Values
+# "mlp_backward"   notebook 05: a backward function for the ReLU network
+# "adam_step"      notebook 05: one Adam update, over a few steps
+# "adam_training"  notebook 05: both functions over a whole training run
+KINDS = ("gradient", "function", "scalar", "mlp_backward", "adam_step", "adam_training")
+
+
+def _ex0_items() -> tuple[Item, ...]:
+    """An item per node for the neuron (upstream gradients fed in correct), one per later step."""
+    items, done = [], {}  # done: graph -> nodes finished by earlier steps
+    for step in EX0_STEPS:
+        provided = (tuple(done.get(step.graph, ())),)
+        groups = [(step.item_id, step.nodes)] if step.item_id else \
+            [(f"ex0_{node}_grad", (node,)) for node in step.nodes]
+        for grade_id, nodes in groups:
+            items.append(Item(grade_id, notebook(0), (step.answer_id,), step.points, "scalar",
+                              provided=provided, graph=step.graph, nodes=nodes))
+        done[step.graph] = done.get(step.graph, ()) + step.nodes
+    return tuple(items)
 
 
 def _ex1_items() -> tuple[Item, ...]:
@@ -89,22 +142,42 @@ def _ex1_items() -> tuple[Item, ...]:
         answers = tuple(EX1_LINES[i].answer_id for i in cells)
         # An answer cell may use every gradient finished before it.
         provided = tuple(tuple(g for g in order if completed_at[g] < i) for i in cells)
-        items.append(Item(f"ex1_{grad}", NOTEBOOKS[0], answers, 1, "gradient", grad, provided))
+        items.append(Item(f"ex1_{grad}", notebook(1), answers, 1, "gradient", grad, provided))
     return tuple(items)
 
 
+# In the order a student works through them; the number in front is the exercise's.
 NOTEBOOKS = (
+    "00_scalar_warmup",
     "01_atomic_backprop",
     "02_fused_cross_entropy",
     "03_fused_batchnorm",
     "04_manual_training",
+    "05_iris_adam",
 )
 
-ITEMS: tuple[Item, ...] = _ex1_items() + (
-    Item("ex2_dlogits", NOTEBOOKS[1], ("ex2_dlogits_fused",), 4, "gradient", "dlogits", ((),)),
-    Item("ex3_dhprebn", NOTEBOOKS[2], ("ex3_dhprebn_fused",), 6, "gradient", "dhprebn", (("dhpreact",),)),
-    Item("ex4_backward", NOTEBOOKS[3], ("ex4_manual_backward",), 6, "function"),
-    Item("ex4_training", NOTEBOOKS[3], ("ex4_manual_backward",), 4, "function"),
+
+def notebook(number: int) -> str:
+    """The notebook id of exercise ``number``: notebook(1) is "01_atomic_backprop"."""
+    found = [nb for nb in NOTEBOOKS if exercise_number(nb) == number]
+    if not found:
+        raise KeyError(f"no notebook for exercise {number}")
+    return found[0]
+
+
+def exercise_number(notebook_id: str) -> int:
+    """The exercise a notebook id belongs to: 1 for "01_atomic_backprop"."""
+    return int(notebook_id.split("_", 1)[0])
+
+
+ITEMS: tuple[Item, ...] = _ex0_items() + _ex1_items() + (
+    Item("ex2_dlogits", notebook(2), ("ex2_dlogits_fused",), 4, "gradient", "dlogits", ((),)),
+    Item("ex3_dhprebn", notebook(3), ("ex3_dhprebn_fused",), 6, "gradient", "dhprebn", (("dhpreact",),)),
+    Item("ex4_backward", notebook(4), ("ex4_manual_backward",), 6, "function"),
+    Item("ex4_training", notebook(4), ("ex4_manual_backward",), 4, "function"),
+    Item("ex5_backward", notebook(5), ("ex5_mlp_backward",), 4, "mlp_backward"),
+    Item("ex5_adam_step", notebook(5), ("ex5_adam_update",), 3, "adam_step"),
+    Item("ex5_training", notebook(5), ("ex5_mlp_backward", "ex5_adam_update"), 3, "adam_training"),
 )
 
 ITEMS_BY_ID = {item.grade_id: item for item in ITEMS}
@@ -112,9 +185,9 @@ ITEMS_BY_ID = {item.grade_id: item for item in ITEMS}
 # Answer cells that are practice, not graded: a student brings Exercise 1 code
 # into a later notebook to time it against the fused version.
 PRACTICE_ANSWERS = {
-    "ex2_atomic_chain": NOTEBOOKS[1],
-    "ex3_atomic_chain": NOTEBOOKS[2],
-    "ex4_dC_loop": NOTEBOOKS[3],
+    "ex2_atomic_chain": notebook(2),
+    "ex3_atomic_chain": notebook(3),
+    "ex4_dC_loop": notebook(4),
 }
 
 
@@ -122,13 +195,18 @@ def items_of(notebook: str) -> tuple[Item, ...]:
     return tuple(item for item in ITEMS if item.notebook == notebook)
 
 
-def answer_ids(notebook: str) -> tuple[str, ...]:
+def answer_ids(notebook_id: str) -> tuple[str, ...]:
     """Every answer cell of a notebook, in notebook order (graded ones, then practice)."""
-    if notebook == NOTEBOOKS[0]:
+    if notebook_id == notebook(1):
         graded = tuple(line.answer_id for line in EX1_LINES)
     else:
-        graded = tuple(dict.fromkeys(a for item in items_of(notebook) for a in item.answers))
-    return graded + tuple(a for a, nb in PRACTICE_ANSWERS.items() if nb == notebook)
+        graded = tuple(dict.fromkeys(a for item in items_of(notebook_id) for a in item.answers))
+    return graded + tuple(a for a, nb in PRACTICE_ANSWERS.items() if nb == notebook_id)
+
+
+def notebook_of_answer(answer_id: str) -> str | None:
+    """The notebook that holds answer cell ``answer_id``, or None for an unknown id."""
+    return next((nb for nb in NOTEBOOKS if answer_id in answer_ids(nb)), None)
 
 
 def max_score() -> int:

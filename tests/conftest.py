@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from autograder import judge, model
 from autograder.data import BLOCK_SIZE, VOCAB_SIZE
-from autograder.exercises import EX1_LINES, ITEMS_BY_ID, NOTEBOOKS
+from autograder.exercises import EX1_LINES, ITEMS_BY_ID, notebook
 
 # The tensors here are tiny: threads gain nothing, and OpenMP threads that spin
 # on cores shared with other work (a notebook training next door) make every
@@ -35,7 +35,7 @@ SOLUTIONS = REPO / "solutions"
 def master_notebooks() -> dict:
     """{notebook id: NotebookNode} for every master that exists (01 must)."""
     found = {path.stem: nbformat.read(path, as_version=4) for path in sorted(SOLUTIONS.glob("*.ipynb"))}
-    assert NOTEBOOKS[0] in found, f"the master {SOLUTIONS / NOTEBOOKS[0]}.ipynb is missing"
+    assert notebook(1) in found, f"the master {SOLUTIONS / notebook(1)}.ipynb is missing"
     return found
 
 
@@ -43,12 +43,12 @@ def master_notebooks() -> dict:
 def master_of(master_notebooks):
     """``master_of(notebook)``: that master, or a skip when it is not written yet (never for 01)."""
 
-    def get(notebook: str):
-        if notebook not in master_notebooks:
-            if notebook == NOTEBOOKS[0]:
-                pytest.fail(f"solutions/{notebook}.ipynb is missing")
-            pytest.skip(f"solutions/{notebook}.ipynb is not written yet")
-        return master_notebooks[notebook]
+    def get(notebook_id: str):
+        if notebook_id not in master_notebooks:
+            if notebook_id == notebook(1):
+                pytest.fail(f"solutions/{notebook_id}.ipynb is missing")
+            pytest.skip(f"solutions/{notebook_id}.ipynb is not written yet")
+        return master_notebooks[notebook_id]
 
     return get
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from autograder import judge
-from autograder.exercises import EX1_LINES, ITEMS, ITEMS_BY_ID, NOTEBOOKS
+from autograder.exercises import EX1_LINES, ITEMS, ITEMS_BY_ID, exercise_number
 
 EX1_ITEMS = [item for item in ITEMS if item.notebook == "01_atomic_backprop"]
 
 
 def exercise_mark(notebook: str):
-    """The task marker (ex1..ex4) of a notebook id, for ``make test EX=n``."""
-    return getattr(pytest.mark, f"ex{NOTEBOOKS.index(notebook) + 1}")
+    """The task marker (ex0..ex5) of a notebook id, for ``make test EX=n``."""
+    return getattr(pytest.mark, f"ex{exercise_number(notebook)}")
 
 
 def answer(answer_id: str, body: str) -> str:
@@ -30,7 +30,7 @@ def test_every_master_answer_passes_its_hidden_check(item, judge_with):
     verdict = judge_with(item.grade_id)
     assert verdict.passed, verdict.report()
     assert verdict.flags == []
-    assert "matches autograd" in verdict.message
+    assert verdict.message.startswith(("matches autograd", "matches torch.optim.Adam"))
 
 
 # ------------------------------------------------------------- one mistake, one item

@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from autograder import exercises
-from autograder.exercises import ITEMS, NOTEBOOKS, answer_ids, items_of
+from autograder import exercises, scalar
+from autograder.exercises import ITEMS, KINDS, NOTEBOOKS, answer_ids, exercise_number, items_of, notebook
 from autograder.judge import ANSWER_DIRECTIVE
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
@@ -21,9 +21,9 @@ NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 CELL_METADATA = {"nbgrader"}
 
 
-def exercise_mark(notebook: str):
-    """The task marker (ex1..ex4) of a notebook id, for ``make test EX=n``."""
-    return getattr(pytest.mark, f"ex{NOTEBOOKS.index(notebook) + 1}")
+def exercise_mark(notebook_id: str):
+    """The task marker (ex0..ex5) of a notebook id, for ``make test EX=n``."""
+    return getattr(pytest.mark, f"ex{exercise_number(notebook_id)}")
 
 by_notebook = pytest.mark.parametrize("notebook", [pytest.param(nb, marks=exercise_mark(nb)) for nb in NOTEBOOKS])
 
@@ -52,15 +52,28 @@ def test_registry_is_consistent():
     assert len(ids) == len(set(ids))
     assert set(item.notebook for item in ITEMS) == set(NOTEBOOKS)
     assert all(item.points > 0 for item in ITEMS)
-    assert len(items_of(NOTEBOOKS[0])) == 26
+    assert len(items_of(notebook(1))) == 26
     assert exercises.max_score() == sum(item.points for item in ITEMS)
+    assert [exercise_number(nb) for nb in NOTEBOOKS] == list(range(len(NOTEBOOKS)))
     for item in ITEMS:
-        assert item.grade_id.startswith(f"ex{NOTEBOOKS.index(item.notebook) + 1}_")
+        assert item.grade_id.startswith(f"ex{exercise_number(item.notebook)}_")
         assert set(item.answers) <= set(answer_ids(item.notebook))
+        assert item.kind in KINDS, item.grade_id
         if item.kind == "gradient":
             assert item.variable.startswith("d") and len(item.provided) == len(item.answers)
-        else:
-            assert item.kind == "function"
+        if item.kind == "scalar":
+            nodes = scalar.GRAPHS[item.graph](*[1.0] * len(scalar.graph_inputs(item.graph)))
+            assert item.nodes and set(item.nodes) <= set(nodes), item.grade_id
+            assert len(item.provided) == len(item.answers) and set(item.provided[0]) <= set(nodes)
+
+
+def test_scalar_items_cover_every_step_and_node():
+    """Notebook 00: the neuron is graded node by node, in the order of the backward pass."""
+    neuron_items = [item for item in ITEMS if item.kind == "scalar" and item.graph == "neuron"]
+    assert [node for item in neuron_items for node in item.nodes] == \
+        ["o", "n", "x1w1x2w2", "b", "x1w1", "x2w2", "x1", "w1", "x2", "w2"]
+    for item in neuron_items:  # the nodes before this step are fed in, never the item's own
+        assert not set(item.nodes) & set(item.provided[0])
 
 
 def test_answer_ids_are_unique_across_notebooks():
@@ -195,4 +208,4 @@ def test_each_id_lives_in_its_own_notebook_only(master_notebooks):
 
 def test_only_registered_notebooks_are_masters(master_notebooks):
     assert set(master_notebooks) <= set(NOTEBOOKS)
-    assert NOTEBOOKS[0] in master_notebooks
+    assert notebook(1) in master_notebooks

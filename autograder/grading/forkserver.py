@@ -39,7 +39,8 @@ from .. import sandbox
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 PR_SET_PDEATHSIG = 1
 PRELOAD = ("torch", "numpy", "matplotlib", "matplotlib.figure", "IPython", "ipykernel.kernelapp",
-           "autograder.check", "autograder.data", "autograder.model", "autograder.judge",
+           "autograder.check", "autograder.data", "autograder.model", "autograder.judge", "autograder.scalar",
+           "autograder.iris",
            "autograder.notebook", "autograder.plots", "autograder.timing", "autograder.grading.judge_child",
            "autograder.grading.transport", "tqdm.auto")
 

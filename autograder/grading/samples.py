@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..exercises import ITEMS, NOTEBOOKS, answer_ids
+from ..exercises import ITEMS, NOTEBOOKS, answer_ids, notebook
 from ..judge import ANSWER_DIRECTIVE
 from .course import NOTEBOOKS as RELEASE_DIR
 from .course import SOLUTIONS
@@ -69,8 +69,9 @@ def points(predicate: Callable[[object], bool]) -> float:
 
 
 # The partly done student: Exercise 1 up to the bnvar_inv line, with the classic
-# sign slip in it, and Exercise 2; Exercises 3 and 4 left blank.
-PARTIAL_ANSWERS = set(answer_ids(NOTEBOOKS[0])[: answer_ids(NOTEBOOKS[0]).index("ex1_line_bnvar_inv") + 1])
+# sign slip in it, and Exercise 2; Exercises 0, 3, 4 and 5 left blank.
+EX1 = notebook(1)
+PARTIAL_ANSWERS = set(answer_ids(EX1)[: answer_ids(EX1).index("ex1_line_bnvar_inv") + 1])
 PARTIAL_ANSWERS |= {"ex2_dlogits_fused"}
 SIGN_SLIP = ("(bnvar + 1e-5)**-1.5", "(bnvar - 1e-5)**-1.5")
 HANGING_ANSWER = "ex1_line_logprobs"
@@ -82,8 +83,20 @@ def _partial(answer: str, solution: str) -> str | None:
     return solution.replace(*SIGN_SLIP) if answer == "ex1_line_bnvar_inv" else solution
 
 
+# Notebooks 00 and 05: autograd (or torch.optim) instead of the derivation.
+COPIED = {
+    "ex0_reuse_backward": "f.backward()\n",
+    "ex5_mlp_backward": ("for p in parameters:\n    p.grad = None\nfw.loss.backward()\n"
+                         "dW1, db1, dW2, db2, dW3, db3 = [p.grad for p in parameters]\n"),
+    "ex5_adam_update": ("for p, grad in zip(parameters, grads):\n    p.grad = grad\n"
+                        "torch.optim.Adam(parameters, lr=lr, betas=(beta1, beta2), eps=eps).step()\n"),
+}
+
+
 def _copies_grad(answer: str, solution: str) -> str:
     """Every gradient read from autograd instead of derived; Exercise 4 calls backward()."""
+    if answer in COPIED or answer.startswith("ex0_"):
+        return COPIED.get(answer, "o.backward()\n")
     if answer == "ex4_manual_backward":
         return ("for p in parameters:\n    p.grad = None\nfw.loss.backward()\n"
                 "dC, dW1, db1, dW2, db2, dbngain, dbnbias = [p.grad for p in parameters]\n")
@@ -103,7 +116,7 @@ def make_samples(folder: Path) -> dict[str, float]:
     _write(folder / "copies_grad", _copies_grad)
     _write(folder / "hangs_in_an_answer", _hangs)
     _write(folder / "corrupted_notebook", _keep)
-    broken = folder / "corrupted_notebook" / f"{NOTEBOOKS[0]}.ipynb"
+    broken = folder / "corrupted_notebook" / f"{EX1}.ipynb"
     broken.write_text(broken.read_text()[:5000])  # cut off mid-file, as by a failed upload
     partial_ok = lambda item: all(a in PARTIAL_ANSWERS for a in item.answers) and item.grade_id != "ex1_dbnvar"  # noqa: E731
     return {
@@ -112,5 +125,5 @@ def make_samples(folder: Path) -> dict[str, float]:
         "partly_done": points(partial_ok),
         "copies_grad": 0.0,
         "hangs_in_an_answer": points(lambda item: HANGING_ANSWER not in item.answers),
-        "corrupted_notebook": points(lambda item: item.notebook != NOTEBOOKS[0]),
+        "corrupted_notebook": points(lambda item: item.notebook != EX1),
     }
