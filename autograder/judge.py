@@ -408,17 +408,17 @@ def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str
         where = f"on unseen inputs ({describe_case(item, case)})"
         if error is not None:
             return Verdict(item.grade_id, False, f"{where}: {error}")
-        problems = _compare_output(item, output, reference_output(item, case))
+        problems = _compare_output(item, output, reference_output(item, case), case)
         if problems:
             return Verdict(item.grade_id, False, f"{where}:\n" + "\n".join(problems))
     oracle = "torch.optim.Adam" if item.kind in ("adam_step", "adam_training") else "autograd"
     return Verdict(item.grade_id, True, f"matches {oracle} on {len(HIDDEN_CASES)} unseen sets of inputs")
 
 
-def _compare_output(item: Item, got, expected) -> list[str]:
+def _compare_output(item: Item, got, expected, case: Case | None = None) -> list[str]:
     """Lines describing what is wrong; empty when the output is right."""
     if item.kind == "gradient":
-        result = compare(item.tensor, got, expected)
+        result = compare(item.tensor, got, expected, _hint_context(case))
         return [] if result.ok else [result.line()]
     if item.kind == "scalar":
         return _compare_scalar(item, got, expected)
@@ -430,6 +430,15 @@ def _compare_output(item: Item, got, expected) -> list[str]:
     results = [_compare_trained(name, g, e) if item.grade_id == "ex4_training" else compare(name, g, e)
                for name, g, e in zip(names, got, expected)]
     return [r.line() for r in results if not r.ok]
+
+
+def _hint_context(case: Case | None) -> dict | None:
+    """The hidden case's forward pass and correct gradients, for ``diagnose``'s hints."""
+    if case is None:
+        return None
+    context = {k: v for k, v in gradient_namespace(case).items() if isinstance(v, (torch.Tensor, int))}
+    context.update(reference_gradients(case))
+    return context
 
 
 def _compare_scalar(item: Item, got, expected: list[torch.Tensor]) -> list[str]:
