@@ -36,6 +36,13 @@ $(READY): requirements.txt
 test: $(READY)
 	$(SHORT_EX4) $(BIN)/python -m pytest -c tests/pytest.ini --rootdir=. $(if $(EX),-m ex$(EX),)
 
+# JupyterLab end to end in Debian's Chromium (also part of `make test` when
+# /usr/bin/chromium exists). Here a missing browser fails instead of skipping:
+# apt-get install -y --no-install-recommends chromium
+.PHONY: test-browser
+test-browser: $(READY)
+	NINJA_BROWSER_REQUIRED=1 $(BIN)/python -m pytest -c tests/pytest.ini --rootdir=. -m browser tests/test_browser.py
+
 lab: $(READY)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 

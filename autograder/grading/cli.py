@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--out", type=Path, default=None, help="folder for the samples and results (default build/demo)")
     _grading_options(demo, notebook_seconds=30.0, job_seconds=5.0)
 
+    check = commands.add_parser("check", help="self-check before submitting: run each notebook on a copy, print passed / total")
+    check.add_argument("folder", type=Path, nargs="?", default=Path("notebooks"), help="the notebooks (default: notebooks)")
+    check.add_argument("--timeout", type=float, default=300.0, help="seconds each notebook may run (default %(default)g)")
+    check.add_argument("--ex4-steps", type=int, default=300, help="training steps of Exercise 4 (default %(default)d)")
+
     args = parser.parse_args(argv)
     if args.command == "release":
         _release()
@@ -29,6 +34,10 @@ def main(argv: list[str] | None = None) -> None:
         _grade(args.submissions, args.out, _settings(args))
     elif args.command == "demo":
         _demo(args.out, _settings(args))
+    elif args.command == "check":
+        from .selfcheck import main as self_check
+
+        sys.exit(self_check(args.folder, timeout=args.timeout, ex4_steps=args.ex4_steps))
 
 
 def _demo(out: Path | None, settings) -> None:

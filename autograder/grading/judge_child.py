@@ -2,8 +2,9 @@
 
 Started by ``judge_runner`` inside the sandbox as
 ``python -m autograder.grading.judge_child``. It reads one JSON request from
-stdin (the answer sources and a list of [grade_id, case index] jobs) and
-writes one JSON line per finished job to its original stdout. Before any
+stdin (the answer sources and a list of [grade_id, case index] jobs), writes
+``{"ready": true}`` once it has loaded torch and then one JSON line per
+finished job to its original stdout. Before any
 student code runs, file descriptors 1 and 2 are pointed at /dev/null, so what
 the code prints cannot be mistaken for a result.
 """
@@ -30,6 +31,8 @@ def main() -> None:
     from .transport import encode
 
     torch.set_num_threads(1)  # many graders share the cores; small tensors gain nothing from threads
+    # Loaded: from here on each job has job_seconds (the start-up has its own allowance).
+    results.write(json.dumps({"ready": True}) + "\n")
     for index, (grade_id, case_index) in enumerate(request["jobs"]):
         try:
             value = student_output(ITEMS_BY_ID[grade_id], request["answers"], HIDDEN_CASES[case_index])

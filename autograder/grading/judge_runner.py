@@ -23,6 +23,7 @@ from ..judge import HIDDEN_CASES, Verdict, find_answers, scan_answers, verdict
 from .transport import decode
 
 JOB_SECONDS = 10.0  # one item on one hidden case; correct answers take milliseconds
+STARTUP_SECONDS = 60.0  # for a judge process to load Python and torch (busy machines are slow)
 
 
 def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidden: list[str],
@@ -135,19 +136,28 @@ class _Child:
 def _collect(child, queue, job_seconds, outcomes) -> tuple[int, str | None]:
     selector = selectors.DefaultSelector()
     selector.register(child.stdout, selectors.EVENT_READ)
-    buffer, done = b"", 0
-    startup = 60.0  # the first job also waits for Python and torch to load
-    deadline = time.monotonic() + startup + job_seconds
+    buffer, done, ready = b"", 0, False
+    # The child says when Python and torch are loaded; only then does the
+    # first job's clock start, so a slow start is not blamed on the student.
+    deadline = time.monotonic() + STARTUP_SECONDS
     while done < len(queue):
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not selector.select(timeout=remaining):
+            if not ready:
+                return done, f"the grader's process did not start within {STARTUP_SECONDS:g} s"
             return done, f"took longer than {job_seconds:g} s (an endless loop?)"
         chunk = os.read(child.stdout.fileno(), 1 << 20)
         if not chunk:
+            if not ready:
+                return done, "the grader's process failed to start (a problem of the grader, not of the answer)"
             return done, "stopped the grader's process (os._exit, a crash, or it ran out of memory)"
         buffer += chunk
         while b"\n" in buffer and done < len(queue):
             line, buffer = buffer.split(b"\n", 1)
+            if not ready:  # the first line says the child is loaded
+                ready = True
+                deadline = time.monotonic() + job_seconds
+                continue
             item, case = queue[done]
             outcomes[(item.grade_id, case)] = _parse(line)
             done += 1

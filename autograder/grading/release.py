@@ -93,15 +93,20 @@ def leaked_markers(folder: Path = NOTEBOOKS) -> list[str]:
     return found
 
 
-def release_differences() -> list[str]:
+def release_differences(committed: Path = NOTEBOOKS) -> list[str]:
     """Names of committed student notebooks that regeneration would change, add or remove."""
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / "notebooks"
         generate_release(fresh, Path(scratch) / "course")
-        names = {p.name for p in fresh.glob("*.ipynb")} | {p.name for p in NOTEBOOKS.glob("*.ipynb")}
-        return sorted(name for name in names
-                      if not (NOTEBOOKS / name).exists() or not (fresh / name).exists()
-                      or (NOTEBOOKS / name).read_bytes() != (fresh / name).read_bytes())
+        return folder_differences(committed, fresh)
+
+
+def folder_differences(committed: Path, fresh: Path) -> list[str]:
+    """Names of notebooks that are in only one of the folders, or differ in a single byte."""
+    names = {p.name for p in fresh.glob("*.ipynb")} | {p.name for p in committed.glob("*.ipynb")}
+    return sorted(name for name in names
+                  if not (committed / name).exists() or not (fresh / name).exists()
+                  or (committed / name).read_bytes() != (fresh / name).read_bytes())
 
 
 def validate(notebook: Path, invert: bool = False) -> dict:
@@ -111,14 +116,26 @@ def validate(notebook: Path, invert: bool = False) -> dict:
     every test must fail (for a blank student copy: no test passes vacuously).
     Note that ``nbgrader validate`` on the command line exits 0 either way.
     """
+    return validate_and_run(notebook, invert)[0]
+
+
+def validate_and_run(notebook: Path, invert: bool = False) -> tuple[dict, nbformat.NotebookNode]:
+    """``validate``, and the notebook as the validator executed it (every cell, errors kept)."""
     from nbgrader.validator import Validator
     from traitlets.config import Config
+
+    class KeepingValidator(Validator):
+        def _preprocess(self, nb):
+            self.executed = super()._preprocess(nb)
+            return self.executed
 
     config = Config()
     config.Validator.invert = invert
     config.Validator.ignore_checksums = True  # checksums guard students' copies, not this check
     config.Execute.timeout = 600
-    return Validator(config=config).validate(str(notebook))
+    validator = KeepingValidator(config=config)
+    results = validator.validate(str(notebook))
+    return results, getattr(validator, "executed", None)
 
 
 def copy_masters(target: Path) -> list[Path]:

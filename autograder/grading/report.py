@@ -65,7 +65,8 @@ def record(out: Path, result: dict) -> None:
     _copy_tree(result.get("feedback"), student_dir / ASSIGNMENT, "*.html")
     student_dir.mkdir(parents=True, exist_ok=True)
     (student_dir / "report.json").write_text(json.dumps(_public(result), indent=1))
-    (student_dir / "index.html").write_text(feedback_page(result), encoding="utf-8")
+    pages = {page.stem for page in (student_dir / ASSIGNMENT).glob("*.html")}
+    (student_dir / "index.html").write_text(feedback_page(result, pages), encoding="utf-8")
 
 
 def _safe_child(parent: Path, name: str) -> Path:
@@ -122,8 +123,12 @@ def one_line(result: dict) -> str:
     return f"{result['student']}: {total(result):g}/{max_score()} in {result.get('seconds', 0):.1f} s{tail}"
 
 
-def feedback_page(result: dict) -> str:
-    """A self-contained HTML page: every graded item, its points and the reason."""
+def feedback_page(result: dict, pages: set[str] | None = None) -> str:
+    """A self-contained HTML page: every graded item, its points and the reason.
+
+    ``pages``: the notebooks that have a feedback page next to it (all when None);
+    the others are listed with the reason they have none.
+    """
     esc = html.escape
     rows = []
     for notebook in NOTEBOOKS:
@@ -135,7 +140,8 @@ def feedback_page(result: dict) -> str:
                         f"<td><pre>{esc(verdict.get('message', ''))}</pre></td></tr>")
     notes = result.get("notes", []) + [n for notes in result.get("notebook_notes", {}).values() for n in notes]
     note_html = "".join(f"<li>{esc(n)}</li>" for n in notes) or "<li>none</li>"
-    links = "".join(f'<li><a href="{ASSIGNMENT}/{nb}.html">{nb}</a></li>' for nb in NOTEBOOKS)
+    links = "".join(f'<li><a href="{ASSIGNMENT}/{nb}.html">{nb}</a></li>' if pages is None or nb in pages
+                    else f"<li>{nb}: no page, {esc(_why_no_page(result, nb))}</li>" for nb in NOTEBOOKS)
     return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Feedback: {esc(result['student'])}</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}td{{vertical-align:top;padding:.2em .6em}}
 pre{{margin:0;white-space:pre-wrap}}tr:nth-child(even){{background:#f4f4f4}}</style></head><body>
@@ -146,6 +152,11 @@ inputs you had not seen (other seeds and sizes) and comparing with PyTorch's aut
 <h2>Items</h2><table><tr><th></th><th>item</th><th>points</th><th>why</th></tr>{''.join(rows)}</table>
 <h2>Your notebooks, as graded</h2><ul>{links}</ul></body></html>
 """
+
+
+def _why_no_page(result: dict, notebook: str) -> str:
+    notes = result.get("notebook_notes", {}).get(notebook) or result.get("notes") or ["it was not graded"]
+    return notes[0]
 
 
 # -------------------------------------------------------------------- tables

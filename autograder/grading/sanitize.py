@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import nbformat.reader
 
 from ..judge import ANSWER_DIRECTIVE
 
@@ -36,24 +37,30 @@ def sanitize_folder(folder: Path, templates: dict[str, nbformat.NotebookNode]) -
     (extra files, a notebook graded under another name).
     """
     notes: list[str] = []
-    entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    if folder.is_symlink():  # it could lead anywhere the grader can read, the masters included
+        notes.append("the submission folder is a link to another folder, which was not read")
+    entries = sorted(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
     if not folder.is_dir():
         notes.append("no submission folder")
-    elif not entries:
+    elif not entries and not folder.is_symlink():
         notes.append("the submission folder is empty")
-    notebooks = {p.stem: p for p in entries if p.suffix == ".ipynb" and p.is_file()}
+    links = [p for p in entries if p.is_symlink()]
+    for link in links:
+        notes.append(f"{link.name} is a link (a symbolic link), not a file of your own: it was not read")
+    notebooks = {p.stem: p for p in entries if p.suffix == ".ipynb" and p.is_file() and p not in links}
     used: set[Path] = set()
     result = {}
     for name, template in templates.items():
         path = notebooks.get(name) or _renamed(template, [p for p in notebooks.values() if p.stem not in templates and p not in used])
         if path is None:
-            result[name] = Sanitized(blank_copy(template), [f"{name}.ipynb is missing: every item in it scores 0"], False)
+            why = "was a link, not a file" if any(p.name == f"{name}.ipynb" for p in links) else "is missing"
+            result[name] = Sanitized(blank_copy(template), [f"{name}.ipynb {why}: every item in it scores 0"], False)
             continue
         used.add(path)
         if path.stem != name:
             notes.append(f"{path.name} was graded as {name}.ipynb (the file was renamed)")
         result[name] = sanitize_file(path, template)
-    extras = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in used]
+    extras = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in used and p not in links]
     if extras:
         notes.append("ignored what is not part of the workbook: " + ", ".join(extras[:10])
                      + (f" and {len(extras) - 10} more" if len(extras) > 10 else ""))
@@ -82,11 +89,21 @@ def sanitize_file(path: Path, template: nbformat.NotebookNode) -> Sanitized:
         submitted = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
         if not isinstance(submitted.get("cells"), list):
             raise ValueError("it has no list of cells")
-    except (OSError, ValueError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        return rebuild(submitted, template)
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError, RecursionError) as err:
+        # nbformat's NotJSONError and json's JSONDecodeError are ValueErrors; odd
+        # types where a notebook has strings or dicts give TypeError/AttributeError.
+        reason = _unreadable(err)
         return Sanitized(blank_copy(template), [f"{path.name} could not be read as a notebook ({reason}): "
                                                 "every item in it scores 0"], False)
-    return rebuild(submitted, template)
+
+
+def _unreadable(err: Exception) -> str:
+    """Why a file is not a notebook, in words for the student."""
+    if isinstance(err, nbformat.reader.NotJSONError) or isinstance(err, json.JSONDecodeError):
+        return "it is not valid JSON: cut off by an upload, or edited outside Jupyter?"
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
 
 
 def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -> Sanitized:
@@ -94,22 +111,34 @@ def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -
     notes: list[str] = []
     template_ids = {_grade_id(c) for c in template.cells if _grade_id(c)}
     answers: dict[str, nbformat.NotebookNode] = {}
+    provided: dict[str, list] = {}  # grade id of a locked or test cell -> the student's copies of it
     extras_after: dict[str | None, list] = {}  # template grade id (or None: before all) -> extra cells
     anchor = None
     for cell in submitted.cells:
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
             continue
-        grade_id = _grade_id(cell) or _directive(cell)
+        # The metadata names the cell; a cell whose grade id is not the template's
+        # (edited, or lost) is still an answer cell when its `#| answer:` line says so.
+        grade_id = _grade_id(cell) if _grade_id(cell) in template_ids else _directive(cell) or _grade_id(cell)
         if grade_id in template_ids:
             if _is_answer_id(grade_id, template):
                 if grade_id in answers:
                     notes.append(f"answer cell {grade_id} appears twice; the last copy is graded")
+                elif _grade_id(cell) and _grade_id(cell) != grade_id:
+                    notes.append(f"answer cell {grade_id} carried the id '{_grade_id(cell)}'; it was graded "
+                                 f"as {grade_id}, which its '#| answer:' line names")
+                elif _directive(cell) not in (None, grade_id):
+                    notes.append(f"the '#| answer:' line of answer cell {grade_id} named {_directive(cell)}; "
+                                 f"it was graded as {grade_id}")
                 answers[grade_id] = cell
+            else:
+                provided.setdefault(grade_id, []).append(cell)
             anchor = grade_id
             continue
         if _grade_id(cell):
             notes.append(f"a cell carried the unknown id '{_grade_id(cell)}'; it was kept as an ordinary cell")
         extras_after.setdefault(anchor, []).append(_plain_copy(cell))
+    notes += _provided_cell_notes(template, provided)
     cells = list(extras_after.get(None, []))
     for cell in template.cells:
         grade_id = _grade_id(cell)
@@ -128,6 +157,29 @@ def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -
     return Sanitized(rebuilt, notes)
 
 
+def _provided_cell_notes(template, provided: dict[str, list]) -> list[str]:
+    """What the student did to the test and locked code cells (all of them are graded as released)."""
+    notes = []
+    for cell in template.cells:
+        grade_id = _grade_id(cell)
+        if not grade_id or _is_answer(cell) or cell.get("cell_type") != "code":
+            continue
+        kind = "test cell" if cell.get("metadata", {}).get("nbgrader", {}).get("grade") else "locked cell"
+        copies = provided.get(grade_id, [])
+        if not copies:
+            notes.append(f"{kind} {grade_id} is missing; it was put back as released")
+        elif len(copies) > 1:
+            notes.append(f"{kind} {grade_id} appears {len(copies)} times; it was graded once, as released")
+        elif _source(copies[0]).strip() != cell.source.strip():
+            notes.append(f"{kind} {grade_id} differs from the release; it was graded as released")
+    return notes
+
+
+def _source(cell) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
 def blank_copy(template: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The template as it was released (all answers blank)."""
     nb = nbformat.v4.new_notebook(cells=[_copy(c) for c in template.cells], metadata=dict(template.metadata))
@@ -143,8 +195,7 @@ def _grade_id(cell) -> str | None:
 
 
 def _directive(cell) -> str | None:
-    source = cell.get("source", "")
-    source = "".join(source) if isinstance(source, list) else str(source)
+    source = _source(cell)
     match = ANSWER_DIRECTIVE.search(source) if cell.get("cell_type") == "code" else None
     return match.group(1) if match else None
 
@@ -165,19 +216,21 @@ def _copy(cell) -> nbformat.NotebookNode:
 def _answer_copy(template_cell, student_cell) -> nbformat.NotebookNode:
     """The template's answer cell (metadata, id) holding the student's code."""
     cell = _copy(template_cell)
-    source = student_cell.get("source", "")
-    source = "".join(source) if isinstance(source, list) else str(source)
+    source = _source(student_cell)
     directive = f"#| answer: {_grade_id(template_cell)}"
-    if not ANSWER_DIRECTIVE.search(source):  # the grader finds answers by this line
+    # The grader finds answers by this line, and the metadata says which answer this is.
+    match = ANSWER_DIRECTIVE.search(source)
+    if match is None:
         source = directive + "\n" + source
+    elif match.group(1) != _grade_id(template_cell):
+        source = source[:match.start(1)] + _grade_id(template_cell) + source[match.end(1):]
     cell.source = source
     return cell
 
 
 def _plain_copy(cell) -> nbformat.NotebookNode:
     """A student's own cell, without nbgrader metadata or outputs."""
-    source = cell.get("source", "")
-    source = "".join(source) if isinstance(source, list) else str(source)
+    source = _source(cell)
     if cell.get("cell_type") == "code":
         return nbformat.v4.new_code_cell(source)
     if cell.get("cell_type") == "raw":
