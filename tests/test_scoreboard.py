@@ -440,3 +440,21 @@ def test_the_graph_without_statuses_is_all_grey_and_without_tensors_shows_names_
         assert boxes[item.tensor].get_bbox_patch().get_facecolor() == grey
         assert boxes[item.tensor].get_text() == item.tensor
     plt.close(figure)
+
+
+# ------------------------------------------------------------------ every figure of every notebook
+
+@pytest.mark.parametrize("notebook", [pytest.param(nb, marks=getattr(pytest.mark, f"ex{exercise_number(nb)}"))
+                                      for nb in NOTEBOOKS])
+def test_every_figure_of_the_solved_notebook_renders_without_stderr(notebook, needed_notebooks):
+    """Each cell that shows a figure leaves a PNG in the executed solution, and nothing reaches stderr
+    (nbgrader would fail a test cell with stderr output)."""
+    executed = checked("solutions", needed_notebooks).result(notebook).executed
+    figures = [cell for cell in executed.cells if cell.cell_type == "code" and "plt.show()" in cell.source]
+    assert figures, "every notebook draws at least one figure"
+    for cell in figures:
+        assert [o for o in cell.outputs if "image/png" in o.get("data", {})], cell.source[:80]
+    for cell in executed.cells:
+        if cell.cell_type == "code":
+            assert not [o for o in cell.outputs if o.get("name") == "stderr" or o.output_type == "error"], \
+                cell.source[:80]
