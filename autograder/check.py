@@ -73,6 +73,10 @@ def tolerance_for(reference: torch.Tensor) -> float:
 
 
 ROUNDING_NOTE = "right: not bit-identical only because floating point rounds differently in another order of operations"
+# A right value in a leaf that requires grad (``requires_grad_()``, or ``torch.tensor(..., requires_grad=True)``):
+# autograd would treat it as a parameter and record every operation on it.
+TRACKED_NOTE = ("right, but this tensor requires grad, so autograd records everything done with it: a gradient "
+                "is plain data; leave out requires_grad_() / requires_grad=True")
 
 
 def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | None = None) -> Comparison:
@@ -95,7 +99,8 @@ def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | N
     tolerance = tolerance_for(expected)
     exact = bool(torch.equal(got.to(expected.dtype), expected))
     if maxdiff <= tolerance:
-        return Comparison(name, True, exact, maxdiff, tolerance, shape, "", "" if exact else ROUNDING_NOTE)
+        note = TRACKED_NOTE if parameter else "" if exact else ROUNDING_NOTE
+        return Comparison(name, True, exact, maxdiff, tolerance, shape, "", note)
     problem = f"values differ: maxdiff {maxdiff:.2e} is above the tolerance {tolerance:.1e}"
     hint = (f"this is a parameter (a leaf tensor that requires grad), not a gradient: d{name}, not {name}"
             if parameter else diagnose(name, got, expected, context))

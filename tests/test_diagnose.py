@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder import model
-from autograder.check import ROUNDING_NOTE, cmp, compare
+from autograder.check import ROUNDING_NOTE, TRACKED_NOTE, cmp, compare
 from autograder.diagnose import NO_HINT, context_of, diagnose
 
 pytestmark = pytest.mark.ex1
@@ -143,6 +143,13 @@ def test_no_hint_when_nothing_fits(ns):
 def test_values_that_are_not_gradients(ns, value, words):
     result = compare("logprobs", value, ns["logprobs"].grad)
     assert not result.ok and words in result.problem
+
+
+def test_a_right_gradient_that_requires_grad_passes_with_a_note(ns):
+    tracked = compare("logprobs", ns["logprobs"].grad.clone().requires_grad_(), ns["logprobs"].grad)
+    assert tracked.ok and tracked.hint == TRACKED_NOTE
+    plain = compare("logprobs", ns["logprobs"].grad.clone(), ns["logprobs"].grad)
+    assert plain.ok and plain.hint != TRACKED_NOTE
 
 
 def test_a_parameter_returned_instead_of_its_gradient(ns):
