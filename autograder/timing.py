@@ -6,9 +6,14 @@ printing the solution in a locked cell.
 
 from __future__ import annotations
 
+import os
 import time
 
 from .judge import recorded_answer
+
+# Set by the grader: the timings a notebook prints are not graded, so while
+# grading they are measured with a tenth of the calls, in two rounds.
+QUICK_TIMING_ENV = "NINJA_QUICK_TIMING"
 
 
 def seconds_per_call(fn, repeat: int = 1000, rounds: int = 5) -> float:
@@ -17,6 +22,8 @@ def seconds_per_call(fn, repeat: int = 1000, rounds: int = 5) -> float:
     Timed with ``time.perf_counter``, after one warm-up call. The best round
     is the one least disturbed by whatever else the machine was doing.
     """
+    if os.environ.get(QUICK_TIMING_ENV):
+        repeat, rounds = max(1, repeat // 10), min(rounds, 2)
     fn()
     best = float("inf")
     for _ in range(rounds):
