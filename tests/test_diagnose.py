@@ -48,30 +48,38 @@ def hint(ns, name: str, code: str, variable: str | None = None) -> str:
     return result.hint or result.problem
 
 
-# --------------------------------------------------------------- shapes
+# --------------------------------------------------------------- the mistakes
 
-def test_missing_keepdim(ns):
-    assert "keepdim=True" in hint(ns, "bnmeani", "dbnmeani = (-dbndiff).sum(0)")
+# mistake -> (the tensor, the student's line, words the hint must contain)
+MISTAKES = {
+    "missing keepdim": ("bnmeani", "dbnmeani = (-dbndiff).sum(0)", ("keepdim=True",)),
+    "summed over the wrong dimension": ("b2", "db2 = dlogits.sum(1)", ("wrong dimension",)),
+    "summed over the wrong dimension, keepdim": (
+        "counts_sum_inv", "dcounts_sum_inv = (counts * dprobs).sum(0, keepdim=True)", ("wrong dimension",)),
+    "transposed": ("W2", "dW2 = dlogits.T @ h", ("transposed",)),
+    "a broadcast left out": ("bndiff2", "dbndiff2 = (1.0 / (n - 1)) * dbnvar", ("broadcasts", "(1, 64)")),
+    "sign flipped": ("norm_logits", "dnorm_logits = -counts * dcounts", ("sign flipped",)),
+    "an unknown factor": ("h", "dh = 3 * dlogits @ W2.T", ("constant factor of 3",)),
+    "another tensor's gradient": ("probs", "dprobs = dlogprobs.clone()", ("this equals dlogprobs",)),
+    "the local derivative alone": ("probs", "dprobs = 1.0 / probs", ("local derivative alone",)),
+    "the local derivative alone, tanh": ("hpreact", "dhpreact = 1.0 - h**2", ("local derivative alone",)),
+    "all zeros": ("C", "dC = torch.zeros_like(C)", ("all zeros",)),
+    "the tensor itself": ("h", "dh = h.detach().clone()", ("is h itself",)),
+    # the batch repeats characters (asserted below), which the scatter drops
+    "the embedding scatter": ("C", "dC = torch.zeros_like(C); dC[Xb] += demb", ("index_add_", "only one contribution")),
+}
 
 
-def test_summed_over_the_wrong_dimension(ns):
-    assert "wrong dimension" in hint(ns, "b2", "db2 = dlogits.sum(1)")
-    assert "wrong dimension" in hint(ns, "counts_sum_inv", "dcounts_sum_inv = (counts * dprobs).sum(0, keepdim=True)")
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+def test_each_mistake_gets_its_hint(ns, mistake):
+    name, code, words = MISTAKES[mistake]
+    text = hint(ns, name, code)
+    assert [word for word in words if word not in text] == [], text
 
 
-def test_transposed(ns):
-    assert "transposed" in hint(ns, "W2", "dW2 = dlogits.T @ h")
-
-
-def test_a_broadcast_left_out(ns):
-    text = hint(ns, "bndiff2", "dbndiff2 = (1.0 / (n - 1)) * dbnvar")
-    assert "broadcasts" in text and "(1, 64)" in text
-
-
-# --------------------------------------------------------------- values
-
-def test_sign_flipped(ns):
-    assert "sign flipped" in hint(ns, "norm_logits", "dnorm_logits = -counts * dcounts")
+def test_the_batch_repeats_characters(ns):
+    """The scatter mistake above is only visible when some row of C is looked up twice."""
+    assert bool((ns["Xb"].view(-1).bincount() > 1).any())
 
 
 @pytest.mark.parametrize("code, name, meaning", [
@@ -90,10 +98,6 @@ def test_off_by_a_known_factor(ns, code, name, meaning):
         assert "off by a factor" in text and meaning in text
 
 
-def test_off_by_an_unknown_factor_says_so(ns):
-    assert "constant factor of 3" in hint(ns, "h", "dh = 3 * dlogits @ W2.T")
-
-
 @pytest.mark.parametrize("name, first_use_only", [
     ("counts", "dcounts = counts_sum_inv * dprobs"),
     ("logits", "dlogits = dnorm_logits.clone(); dlogits = F.one_hot(logits.max(1).indices, num_classes=logits.shape[1]) * dlogit_maxes"),
@@ -105,29 +109,6 @@ def test_one_branch_only(ns, name, first_use_only):
     # (for logits only the second use can be caught: the first alone is within rounding of the whole)
     text = hint(ns, name, first_use_only)
     assert "only one of the two uses" in text and "+=" in text
-
-
-def test_the_gradient_of_another_tensor(ns):
-    assert "this equals dlogprobs" in hint(ns, "probs", "dprobs = dlogprobs.clone()")
-
-
-def test_the_local_derivative_without_the_chain_rule(ns):
-    assert "local derivative alone" in hint(ns, "probs", "dprobs = 1.0 / probs")
-    assert "local derivative alone" in hint(ns, "hpreact", "dhpreact = 1.0 - h**2")
-
-
-def test_all_zeros(ns):
-    assert "all zeros" in hint(ns, "C", "dC = torch.zeros_like(C)")
-
-
-def test_the_tensor_itself(ns):
-    assert "is h itself" in hint(ns, "h", "dh = h.detach().clone()")
-
-
-def test_the_embedding_scatter_that_drops_repeats(ns):
-    assert bool((ns["Xb"].view(-1).bincount() > 1).any())  # the batch repeats characters
-    text = hint(ns, "C", "dC = torch.zeros_like(C); dC[Xb] += demb")
-    assert "index_add_" in text and "only one contribution" in text
 
 
 def test_no_hint_when_nothing_fits(ns):
