@@ -2,4 +2,5 @@
 
 from .grading.cli import main
 
-main()
+if __name__ == "__main__":  # not when a worker process started by the grader imports this module again
+    main()

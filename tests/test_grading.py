@@ -42,7 +42,8 @@ pytestmark = pytest.mark.grading
 REPO = Path(__file__).resolve().parent.parent
 # Short limits, so that the students who hang cost seconds; Exercise 4's
 # training cell runs a few steps only (the graded checks do not depend on it).
-SETTINGS = Settings(jobs=2, notebook_seconds=30.0, job_seconds=5.0, ex4_steps=200)
+# The hostile students hang on purpose: their budget is large enough that each hang costs only its items.
+SETTINGS = Settings(workers=2, notebook_seconds=30.0, item_seconds=5.0, student_seconds=900.0, ex4_steps=200)
 CASE_KEYS = list(grading_cases.cases(Path("OUT"), REPO))  # the batch, without writing anything
 HIDDEN_CODE = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "hidden_check(")
 GRADE_COLUMNS = ["student_id", *(item.grade_id for item in ITEMS), "total", "max"]
@@ -87,7 +88,7 @@ class Graded:
 
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory) -> Graded:
-    """The whole batch of ``grading_cases``, graded once with two jobs."""
+    """The whole batch of ``grading_cases``, graded once with two worker processes."""
     root = tmp_path_factory.mktemp("batch")
     submissions, out = root / "submissions", root / "out"
     cases = grading_cases.cases(out, REPO)
@@ -115,7 +116,8 @@ def regraded(graded, tmp_path_factory) -> tuple[Graded, subprocess.CompletedProc
     failing.write(submissions / failing.student)
     cases["solution"] = failing
     command = [sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out), "--jobs", "1",
-               "--notebook-timeout", str(SETTINGS.notebook_seconds), "--item-timeout", str(SETTINGS.job_seconds),
+               "--regrade", "--notebook-timeout", str(SETTINGS.notebook_seconds),
+               "--item-timeout", str(SETTINGS.item_seconds), "--student-timeout", str(SETTINGS.student_seconds),
                "--ex4-steps", str(SETTINGS.ex4_steps)]
     run = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=REPO)
     return Graded(cases, submissions, out, [], run.stdout.splitlines()), run
@@ -386,7 +388,7 @@ def test_a_grading_failure_also_replaces_old_scores(graded, tmp_path):
 # ---------------------------------------------------- the judge's own process
 
 def test_the_judge_survives_answers_that_kill_or_hang_its_process():
-    """Code that os._exit()s or never returns costs its own job; the jobs after it still run."""
+    """Code that os._exit()s or never returns costs its own trial; the trials after it still run."""
     from autograder.grading import judge_runner
 
     kill = ITEMS_BY_ID["ex2_dlogits"], "import os\nos._exit(3)\n"
@@ -394,9 +396,9 @@ def test_the_judge_survives_answers_that_kill_or_hang_its_process():
     right = ITEMS_BY_ID["ex1_dlogprobs"], grading_cases.master_solutions()["ex1_line_loss"]
     exit_ = ITEMS_BY_ID["ex1_dprobs"], "raise SystemExit(2)\n"
     answers = {item.answers[0]: code for item, code in (kill, hang, right, exit_)}
-    jobs = [(item, 0) for item, _ in (kill, hang, right, exit_)]
+    trials = [(item, 0) for item, _ in (kill, hang, right, exit_)]
     policy = (_hidden_paths(), _readable_paths(), None)
-    outcomes = judge_runner._run_jobs(jobs, answers, policy, job_seconds=3.0)
+    outcomes = judge_runner._run_trials(trials, answers, policy, item_seconds=3.0)
     assert outcomes[("ex2_dlogits", 0)][1].startswith("stopped the grader's process")
     assert outcomes[("ex3_dhprebn", 0)][1].startswith("took longer than 3 s")
     value, error = outcomes[("ex1_dlogprobs", 0)]

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
 
     demo = commands.add_parser("demo", help="release, grade the sample submissions, print the gradebook")
     demo.add_argument("--out", type=Path, default=None, help="folder for the samples and results (default build/demo)")
-    _grading_options(demo, notebook_seconds=30.0, job_seconds=5.0)
+    _grading_options(demo, notebook_seconds=30.0, item_seconds=5.0)
 
     check = commands.add_parser("check", help="self-check before submitting: run each notebook on a copy, print passed / total")
     check.add_argument("folder", type=Path, nargs="?", default=Path("notebooks"), help="the notebooks (default: notebooks)")
@@ -67,11 +67,21 @@ def _grading_options(parser: argparse.ArgumentParser, **overrides) -> None:
     from .grade import Settings
 
     defaults = replace(Settings(), **overrides)
-    parser.add_argument("--jobs", type=int, default=defaults.jobs, help="students graded at once (default: cores)")
+    parser.add_argument("--jobs", type=int, default=defaults.workers,
+                        help="worker processes of the embedded Dask cluster: students graded at once (default: cores)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="grade on the Dask cluster of this scheduler, e.g. tcp://host:8786 "
+                             "(default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster)")
+    parser.add_argument("--regrade", action="store_true",
+                        help="grade every student again (default: skip students whose result is already in OUT)")
     parser.add_argument("--notebook-timeout", type=float, default=defaults.notebook_seconds,
                         help="seconds a notebook may run in the student's kernel (default %(default)g)")
-    parser.add_argument("--item-timeout", type=float, default=defaults.job_seconds,
+    parser.add_argument("--item-timeout", type=float, default=defaults.item_seconds,
                         help="seconds per item and hidden case in the judge (default %(default)g)")
+    parser.add_argument("--student-timeout", type=float, default=defaults.student_seconds,
+                        help="seconds of grading per student; items not judged by then score 0 (default %(default)g)")
+    parser.add_argument("--memory-limit", type=float, default=defaults.memory_gb, metavar="GB",
+                        help="memory of each sandboxed process of a student, in GB; 0: none (default %(default)g)")
     parser.add_argument("--ex4-steps", type=int, default=defaults.ex4_steps,
                         help="training steps of Exercise 4 while grading (default %(default)d)")
     parser.add_argument("--keep-work", action="store_true", help="keep the workers' folders, for debugging")
@@ -80,8 +90,10 @@ def _grading_options(parser: argparse.ArgumentParser, **overrides) -> None:
 def _settings(args):
     from .grade import Settings
 
-    return Settings(jobs=args.jobs, notebook_seconds=args.notebook_timeout, job_seconds=args.item_timeout,
-                    ex4_steps=args.ex4_steps, keep_work=args.keep_work)
+    return Settings(workers=args.jobs, scheduler=args.scheduler, regrade=args.regrade,
+                    notebook_seconds=args.notebook_timeout, item_seconds=args.item_timeout,
+                    student_seconds=args.student_timeout, memory_gb=args.memory_limit, ex4_steps=args.ex4_steps,
+                    keep_work=args.keep_work)
 
 
 def _grade(submissions: Path, out: Path, settings) -> list:
@@ -92,6 +104,9 @@ def _grade(submissions: Path, out: Path, settings) -> list:
         results = grade(submissions, out, settings)
     except GradingError as err:
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        sys.exit(f"\ninterrupted: every result received so far is kept in {out}; "
+                 "running the same command again grades the rest")
     print()
     print(report.summary_table(report.gradebook_rows(out)))
     print(f"\ngradebook {out / 'gradebook.db'}\ngrades    {out / report.GRADES_CSV}\n"

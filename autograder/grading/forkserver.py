@@ -111,10 +111,34 @@ def kernel_argv(socket_path: Path, policy_file: Path) -> list[str]:
 def _kernel_client(socket_path: str, policy_file: str, connection_file: str) -> None:
     """What jupyter_client starts as "the kernel": it lives and dies with the real one."""
     request = json.loads(Path(policy_file).read_text())
-    request.update(run={"kernel": os.path.abspath(connection_file)}, cwd=os.getcwd(), env=dict(os.environ))
-    connection = spawn(socket_path, request, [0, 1, 2])
+    # The kernel gets the grading environment, not the worker's (which may hold the host's secrets).
+    env = request.get("env", dict(os.environ))
+    env.update({key: value for key, value in os.environ.items() if key.startswith("JUPYTER_")})
+    request.update(run={"kernel": os.path.abspath(connection_file)}, cwd=os.getcwd(), env=env)
+    # What the kernel prints outside cells (its banner, warnings) goes to the grader's log, if it keeps one.
+    log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600) if request.get("log") else 2
+    connection = spawn(socket_path, request, [0, log, log])
     signal.signal(signal.SIGTERM, lambda *_: os._exit(143))  # closing the socket ends the kernel
+    exit_with_parent()
     sys.exit(wait_exit(connection))
+
+
+def exit_with_parent(interval: float = 0.5) -> None:
+    """End this process when the one that started it is gone (a killed grading worker).
+
+    A thread polls the parent's pid: the kernel's fork-server connection then
+    closes and the guardian kills the kernel, so nothing outlives its worker.
+    """
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(137)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 # ------------------------------------------------------------------- server
@@ -128,6 +152,7 @@ def serve(socket_path: str) -> None:
     listener.bind(socket_path + ".tmp")
     os.rename(socket_path + ".tmp", socket_path)  # clients only see a socket that is listening
     listener.listen(64)
+    exit_with_parent()  # a killed worker leaves no fork server behind
     while True:
         connection, _ = listener.accept()
         request, fds = _receive(connection)
@@ -227,6 +252,7 @@ def _child(request: dict, fds: list[int], isolated: bool) -> None:
         home = os.environ.get("HOME", "/tmp/home")
         os.environ.clear()
         os.environ.update(request.get("env", {}), HOME=home, TMPDIR="/tmp")
+        limit_memory(request.get("limits", {}).get("data_bytes"))
         run = request["run"]
         if "kernel" in run:
             from ipykernel.kernelapp import launch_new_instance
@@ -249,6 +275,20 @@ def _child(request: dict, fds: list[int], isolated: bool) -> None:
     finally:
         sys.stdout.flush() if sys.stdout else None
         os._exit(code)
+
+
+def limit_memory(data_bytes: int | None) -> None:
+    """Cap the process's data segment (heap and private mappings), so a memory bomb fails alone.
+
+    RLIMIT_DATA, unlike RLIMIT_AS, does not count torch's large reserved but
+    unused address space, so ordinary work is unaffected; an allocation past
+    the limit raises MemoryError (or torch's "can't allocate memory").
+    """
+    if data_bytes:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_DATA, (data_bytes, data_bytes))
+        os.environ["NINJA_MEMORY_LIMIT_BYTES"] = str(data_bytes)
 
 
 def main(argv: list[str]) -> None:

@@ -11,87 +11,299 @@
 * ``grades.csv``: one row per student, one column per graded item, total, max;
   ``flags.csv``: items scored 0 because the answer was not the student's own
   work (``.grad`` reads, ``backward()``, hard-coded numbers, ...);
-* ``pass_rates.png``: the share of students passing each item.
+* ``pass_rates.png``: the share of students passing each item;
+* ``checkpoints/<student>.json``: which submission (and settings) the
+  student's result in ``OUT`` belongs to; a re-run skips those students.
 
-Students are graded in parallel (``--jobs``), each in a worker process with
-its own copy of the gradebook (see ``worker``); results are merged here one
-at a time, so the gradebook is only ever written by this process.
+Students are graded on a Dask cluster, one task per student (see
+``worker.grade_student``): an embedded ``LocalCluster`` of ``--jobs``
+single-threaded worker processes, or the cluster behind ``--scheduler`` /
+``DASK_SCHEDULER_ADDRESS``. A task gets the submission's files as bytes and
+returns the result as data; this process alone writes ``OUT``, one result at a
+time, as they arrive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
 import json
 import os
-import queue
-import selectors
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import sandbox
-from ..data import REPO_ROOT
-from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS
+from ..exercises import ASSIGNMENT, ITEMS
 from . import report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
 from .release import generate_release
 
+SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
+CONNECT_SECONDS = 20.0  # to reach a --scheduler before giving up
+CHECKPOINTS = "checkpoints"
+MAX_FILE_BYTES = 50 * 2**20  # a submitted file larger than this is not sent (sanitize rejects it anyway)
+
 
 class GradingError(RuntimeError):
-    """The batch cannot start (bad folders, an incompatible gradebook)."""
+    """The batch cannot start or go on (bad folders, an incompatible gradebook, a bad cluster)."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    jobs: int = os.cpu_count() or 1
+    workers: int = os.cpu_count() or 1  # --jobs: worker processes of the embedded cluster
     notebook_seconds: float = 120.0  # per notebook, in the student's kernel
-    job_seconds: float = 10.0  # per item and hidden case, in the judge
+    item_seconds: float = 10.0  # --item-timeout: per item and hidden case, in the judge
+    student_seconds: float = 120.0  # the whole of one student's grading; what is not judged by then scores 0
+    memory_gb: float = 4.0  # data segment of each sandboxed process of a student (0: no limit)
     ex4_steps: int = 300  # Exercise 4's training run while grading (the lecture's is 200,000; no check depends on it)
+    tries: int = 3  # a student whose grading kills the worker this many times is recorded as failed
+    scheduler: str | None = None  # a Dask scheduler's address; None: DASK_SCHEDULER_ADDRESS or an embedded cluster
+    regrade: bool = False  # grade every student again, even those with a result in OUT
     keep_work: bool = False  # keep the workers' folders (for debugging the grader)
 
+    def for_workers(self) -> dict:
+        """What a worker needs to know (the rest is the driver's business)."""
+        return {key: value for key, value in asdict(self).items()
+                if key in ("notebook_seconds", "item_seconds", "student_seconds", "memory_gb", "ex4_steps",
+                           "keep_work")}
 
-def grade(submissions: Path, out: Path, settings: Settings = Settings(), progress=print) -> list[dict]:
-    """Grade every student folder in ``submissions`` into ``out``; returns the results."""
+
+def grade(submissions: Path, out: Path, settings: Settings = Settings(), progress=print, task=None) -> list[dict]:
+    """Grade every student folder in ``submissions`` into ``out``; returns this run's results.
+
+    ``task`` replaces ``worker.grade_student`` (tests use it to make a task
+    that kills its worker).
+    """
+    from .worker import grade_student, versions
+
     ensure_tools_on_path()
     submissions, out = submissions.resolve(), out.resolve()
     students = _students(submissions)
-    out.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="ninja-grading-"))
-    try:
-        templates, template_db = template_course()
+    templates, template_db = template_course()
+    bundle = template_bundle(templates, template_db)
+    mine = versions()
+    with cluster_client(settings, progress) as client:  # before OUT is touched: a bad cluster leaves no trace
+        check_worker_versions(client, mine)
+        out.mkdir(parents=True, exist_ok=True)
         report.ensure_gradebook(out / "gradebook.db", template_db)
-        mpl_cache = _matplotlib_cache(root / "mpl")
         if not sandbox.available():
             progress("warning: Linux user namespaces are not available here: student code runs "
-                     "with your permissions (it can read and write what you can)")
-        jobs = [make_job(root / f"w{index}", student, submissions / student, templates, template_db, mpl_cache,
-                         settings, [str(submissions), str(out), str(root)]) for index, student in enumerate(students)]
-        slots: queue.Queue = queue.Queue()
-        for index in range(max(1, min(settings.jobs, len(jobs)))):
-            slots.put(_Slot(root / f"slot{index}", settings))
-        results = []
-        try:
-            with ThreadPoolExecutor(max_workers=slots.qsize()) as pool:
-                futures = [pool.submit(_on_a_slot, slots, job) for job in jobs]
-                for done, future in enumerate(as_completed(futures), start=1):
-                    result = future.result()
-                    report.record(out, result)
-                    results.append(result)
-                    progress(f"[{done}/{len(jobs)}] {report.one_line(result)}")
-        finally:
-            while not slots.empty():
-                slots.get().stop()
-        report.write_tables(out)
-        return sorted(results, key=lambda r: r["student"])
+                     "with the workers' permissions (it can read and write what they can)")
+        digests = {student: submission_digest(submissions / student, bundle["digest"], settings)
+                   for student in students}
+        todo = [s for s in students if settings.regrade or checkpointed(out, s) != digests[s]]
+        if len(todo) < len(students):
+            progress(f"{len(students) - len(todo)} of {len(students)} students already have a result in {out} "
+                     "(--regrade grades them again)")
+        results = _dispatch(client, todo, submissions, out, settings, bundle, mine, digests,
+                            task or grade_student, progress)
+    return sorted(results, key=lambda r: r["student"])
+
+
+def _dispatch(client, students, submissions, out, settings, bundle, mine, digests, task, progress) -> list[dict]:
+    """Send one task per student; record each result as it arrives."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    # The templates travel once, as a task of their own; unlike scattered data, a
+    # task's result is computed again if the worker holding it is killed.
+    shared = client.submit(_same, bundle, key=f"templates-{bundle['digest'][:12]}", pure=False)
+    futures = {}
+    for student in students:
+        payload = {"student": student, **_submission_files(submissions / student),
+                   "settings": settings.for_workers(), "versions": mine}
+        futures[client.submit(task, payload, shared, key=f"grade-{digests[student][:12]}-{len(futures)}",
+                              pure=False)] = student
+    results, failures = [], 0
+    bar = tqdm(total=len(futures), unit="student", disable=None, dynamic_ncols=True)
+    try:
+        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
+            result = _outcome(future, futures[future], settings)
+            _record(out, result, digests[result["student"]])
+            results.append(result)
+            failures += bool(result.get("failed"))
+            bar.set_postfix(failed=failures)
+            bar.update()
+            progress(f"[{done}/{len(futures)}] {report.one_line(result)}")
+    except _Stop as stop:
+        raise GradingError(f"{stop}; the {len(results)} results received are kept in {out}, "
+                           "and running the same command again grades the rest") from None
     finally:
-        if not settings.keep_work:
-            shutil.rmtree(root, ignore_errors=True)
+        bar.close()
+        for future in futures:
+            future.cancel()
+        if results:
+            report.write_tables(out)
+    return results
+
+
+def _same(value):
+    return value
+
+
+class _Stop(Exception):
+    """The batch cannot go on (the scheduler went away, a worker of other versions)."""
+
+
+def _outcome(future, student: str, settings: Settings) -> dict:
+    """The student's result, or a failed result that says why there is none."""
+    from distributed import KilledWorker
+
+    from .worker import VersionMismatch
+
+    started = time.monotonic()
+    try:
+        return future.result()
+    except KilledWorker:
+        return {**report.failed_result(student, f"grading this submission stopped the grader's worker process "
+                                       f"every time it was tried (the scheduler's limit, {settings.tries} tries "
+                                       "with the embedded cluster); it may exhaust memory or crash the worker",
+                                       "", time.monotonic() - started), "failed": True}
+    except VersionMismatch as err:
+        raise _Stop(f"a worker was refused: {err}") from None
+    except (OSError, TimeoutError) as err:
+        raise _Stop(f"lost the Dask scheduler ({type(err).__name__}: {err})") from None
+    except Exception as err:
+        if type(err).__name__ == "CancelledError":  # the scheduler went away and took the task with it
+            raise _Stop("lost the Dask scheduler (the task was cancelled)") from None
+        return {**report.failed_result(student, f"the grader failed on this submission ({type(err).__name__}: "
+                                       f"{str(err)[:300]})", "", time.monotonic() - started), "failed": True}
+
+
+# -------------------------------------------------------------- the cluster
+
+@contextlib.contextmanager
+def cluster_client(settings: Settings, progress=print):
+    """A Dask client of the cluster to grade on: ``settings.scheduler``, the environment's, or an embedded one."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    address = settings.scheduler or os.environ.get(SCHEDULER_VARIABLE)
+    # Workers start sandboxes and a fork server: a daemonic process may not have
+    # children, so the embedded cluster's workers are not daemonic.
+    config = {"distributed.worker.daemon": False,
+              "distributed.scheduler.allowed-failures": max(0, settings.tries - 1),
+              "distributed.comm.timeouts.connect": f"{CONNECT_SECONDS:g}s",
+              "distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+              "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": False,
+              "distributed.admin.system-monitor.gil.enabled": False}
+    with dask.config.set(config), contextlib.ExitStack() as stack:
+        if address:
+            try:
+                client = stack.enter_context(Client(address, timeout=CONNECT_SECONDS, set_as_default=False))
+            except (OSError, TimeoutError) as err:
+                raise GradingError(f"cannot reach the Dask scheduler at {address} within {CONNECT_SECONDS:g} s "
+                                   f"({type(err).__name__}: {err}); nothing was written") from None
+            progress(f"grading on the Dask cluster at {address} "
+                     f"({len(client.scheduler_info(n_workers=-1).get('workers', {}))} workers now)")
+        else:
+            dashboard = "127.0.0.1:0" if importlib.util.find_spec("bokeh") else None
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=max(1, settings.workers), threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=dashboard, memory_limit=0, silence_logs=40))
+            client = stack.enter_context(Client(cluster, set_as_default=False))
+            progress(f"grading on an embedded Dask cluster of {settings.workers} worker processes")
+        link = _dashboard(client)
+        if link:
+            progress(f"dashboard: {link}")
+        yield client
+
+
+def _dashboard(client) -> str | None:
+    """The scheduler's dashboard, if it runs one (it needs bokeh on the scheduler)."""
+    from urllib.parse import urlparse
+
+    try:
+        port = client.scheduler_info().get("services", {}).get("dashboard")
+    except Exception:  # an old or unusual scheduler: no dashboard to show
+        return None
+    host = urlparse(client.scheduler.address).hostname if port else None
+    return f"http://{host}:{port}/status" if host else None
+
+
+def check_worker_versions(client, mine: dict[str, str]) -> None:
+    """Refuse a cluster with a worker that grades with other code or another torch."""
+    from .worker import version_conflicts, versions
+
+    try:
+        theirs = client.run(versions)
+    except Exception as err:  # e.g. a worker without the package at all
+        raise GradingError(f"the workers could not report their versions ({type(err).__name__}: {err}); "
+                           "they need the installed package with its grading extra and the pinned torch") from None
+    conflicts = [c for worker, found in sorted(theirs.items()) for c in version_conflicts(mine, found, f"worker {worker}")]
+    if conflicts:
+        raise GradingError("refusing to grade with workers of other versions: " + "; ".join(conflicts))
+
+
+# ---------------------------------------------------- submissions and templates
+
+def _submission_files(folder: Path) -> dict:
+    """A student folder as data: its files' bytes, and the names that were links or folders."""
+    if folder.is_symlink():
+        return {"files": None, "links": [], "folders": []}
+    files, links, folders = {}, [], []
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink():
+            links.append(path.name)
+        elif path.is_dir():
+            folders.append(path.name)
+        elif path.is_file() and path.stat().st_size <= MAX_FILE_BYTES:
+            files[path.name] = path.read_bytes()
+        else:
+            folders.append(path.name)  # listed as an extra, never read
+    return {"files": files, "links": links, "folders": folders}
+
+
+def submission_digest(folder: Path, templates_digest: str, settings: Settings) -> str:
+    """Identifies a student's grading: the files handed in, the templates, the settings."""
+    digest = hashlib.sha256(templates_digest.encode())
+    digest.update(json.dumps({k: v for k, v in settings.for_workers().items() if k != "keep_work"},
+                             sort_keys=True).encode())
+    data = _submission_files(folder)
+    for name, content in sorted((data["files"] or {}).items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    digest.update(json.dumps([data["files"] is None, data["links"], data["folders"]]).encode())
+    return digest.hexdigest()
+
+
+def checkpointed(out: Path, student: str) -> str | None:
+    """The digest of the submission whose result ``out`` holds for ``student`` (None: no result)."""
+    path = _checkpoint(out, student)
+    try:
+        return json.loads(path.read_text())["digest"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _checkpoint(out: Path, student: str) -> Path:
+    return report._safe_child(out / CHECKPOINTS, student + ".json") if student not in ("", ".", "..") else \
+        out / CHECKPOINTS / "invalid"
+
+
+def _record(out: Path, result: dict, digest: str) -> None:
+    """Write the result into ``out``, then its checkpoint (so a checkpoint always has its result)."""
+    checkpoint = _checkpoint(out, result["student"])
+    checkpoint.unlink(missing_ok=True)
+    report.record(out, result)
+    checkpoint.parent.mkdir(exist_ok=True)
+    scratch = checkpoint.with_name(checkpoint.name + ".tmp")
+    scratch.write_text(json.dumps({"digest": digest, "failed": bool(result.get("failed")),
+                                   "seconds": result.get("seconds"), "worker": result.get("worker")}))
+    os.replace(scratch, checkpoint)
+
+
+def template_bundle(templates: Path, template_db: Path) -> dict:
+    """The released notebooks and the template gradebook as bytes, for workers without our files."""
+    notebooks = {path.name: path.read_bytes() for path in sorted(templates.glob("*.ipynb"))}
+    gradebook = template_db.read_bytes()
+    digest = hashlib.sha256(gradebook)
+    for name, data in notebooks.items():
+        digest.update(name.encode() + data)
+    return {"digest": digest.hexdigest(), "notebooks": notebooks, "gradebook": gradebook}
 
 
 def template_course(cache: Path = BUILD / "grading-templates") -> tuple[Path, Path]:
@@ -125,116 +337,6 @@ def _students(submissions: Path) -> list[str]:
     if not students:
         raise GradingError(f"{submissions} holds no student folders (expected {submissions}/<student_id>/*.ipynb)")
     return students
-
-
-def make_job(work: Path, student: str, folder: Path, templates: Path, template_db: Path, mpl_cache: Path,
-             settings: Settings, private: list[str]) -> dict:
-    """Everything a worker needs, as JSON-ready data."""
-    home = Path.home()
-    hidden = [str(REPO_ROOT), str(home), "/root", "/home", *private]
-    readable = [str(REPO_ROOT / "autograder"), str(REPO_ROOT / "data"), sys.prefix, sys.base_prefix,
-                os.path.dirname(os.path.realpath(sys.executable))]
-    return {
-        "student": student, "submission": str(folder), "work": str(work), "result": str(work / "result.json"),
-        "templates": str(templates), "template_db": str(template_db), "hidden": hidden, "readable": readable,
-        "notebook_seconds": settings.notebook_seconds, "job_seconds": settings.job_seconds,
-        "matplotlib_cache": str(mpl_cache),
-    }
-
-
-def _on_a_slot(slots: queue.Queue, job: dict) -> dict:
-    slot = slots.get()
-    try:
-        return slot.grade(job)
-    finally:
-        slots.put(slot)
-
-
-class _Slot:
-    """One worker process that grades students one after another (see ``worker.serve``).
-
-    A worker that fails, or takes longer than a student's budget, is killed
-    with everything it started; that student gets a zero result with the
-    reason, and the next student gets a fresh worker.
-    """
-
-    def __init__(self, folder: Path, settings: Settings):
-        self.folder, self.settings, self.process = folder, settings, None
-        self.budget = len(NOTEBOOKS) * settings.notebook_seconds + 60 * settings.job_seconds + 300
-
-    def grade(self, job: dict) -> dict:
-        started = time.monotonic()
-        work = Path(job["work"])
-        work.mkdir(parents=True)
-        (work / "job.json").write_text(json.dumps(job))
-        failure = None
-        try:
-            if self.process is None:
-                self._start()
-            self.process.stdin.write(f"{work / 'job.json'}\n".encode())
-            self.process.stdin.flush()
-            if not self._answered(started + self.budget):
-                failure = f"grading took longer than {self.budget:g} s"
-        except OSError as err:  # the worker died before it read the job
-            failure = f"the grader's worker stopped ({err})"
-        result_file = Path(job["result"])
-        if failure is None and result_file.exists():
-            return json.loads(result_file.read_text())
-        if self.process is not None and self.process.poll() is not None:
-            failure = f"the grader's worker exited with code {self.process.returncode}"
-        self.stop()
-        tail = (self.folder / "worker.log").read_text(errors="replace")[-3000:]
-        return report.failed_result(job["student"], failure or "the grader's worker left no result", tail,
-                                    time.monotonic() - started)
-
-    def _start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / "worker.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "autograder.grading.worker", "--serve", str(self.folder)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=_worker_env(self.folder, self.settings),
-                cwd=self.folder, start_new_session=True)
-
-    def _answered(self, deadline: float) -> bool:
-        """Whether the worker printed a line (its result) before ``deadline``."""
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not selector.select(timeout=remaining):
-            return False
-        return bool(self.process.stdout.readline())
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the worker, its fork server and their kernels
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.process.wait()
-        self.process = None
-
-
-def _worker_env(folder: Path, settings: Settings) -> dict[str, str]:
-    keep = ("PATH", "LANG", "LC_ALL", "NINJA_NAMES_FILE")
-    env = {key: os.environ[key] for key in keep if key in os.environ}
-    # One thread per process: students are graded side by side on few cores,
-    # and small-tensor workloads get slower, not faster, with more threads.
-    env.update(HOME=str(folder / "home"), NINJA_EX4_STEPS=str(settings.ex4_steps), OMP_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
-               PYTHONWARNINGS="ignore", NINJA_QUICK_TIMING="1",
-               # Kernels draw no pictures while grading (the feedback is about the checks;
-               # students see their figures in their own notebooks), which saves seconds.
-               MPLBACKEND="agg")
-    return env
-
-
-def _matplotlib_cache(folder: Path) -> Path:
-    """Build matplotlib's font cache once, instead of once in every kernel."""
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={**os.environ, "MPLCONFIGDIR": str(folder)},
-                   check=False, capture_output=True)
-    return folder
 
 
 __all__ = ["GradingError", "Settings", "grade", "ASSIGNMENT", "ITEMS"]

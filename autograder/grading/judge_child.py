@@ -2,9 +2,9 @@
 
 Started by ``judge_runner`` inside the sandbox as
 ``python -m autograder.grading.judge_child``. It reads one JSON request from
-stdin (the answer sources and a list of [grade_id, case index] jobs), writes
+stdin (the answer sources and a list of [grade_id, case index] trials), writes
 ``{"ready": true}`` once it has loaded torch and then one JSON line per
-finished job to its original stdout. Before any
+finished trial to its original stdout. Before any
 student code runs, file descriptors 1 and 2 are pointed at /dev/null, so what
 the code prints cannot be mistaken for a result.
 """
@@ -16,7 +16,12 @@ import os
 import sys
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--data-bytes"]:  # started without the fork server, which sets the limit itself
+        from .forkserver import limit_memory
+
+        limit_memory(int(argv[1]))
     request = json.loads(sys.stdin.read())
     results = os.fdopen(os.dup(1), "w", buffering=1)
     quiet = os.open(os.devnull, os.O_WRONLY)
@@ -31,15 +36,23 @@ def main() -> None:
     from .transport import encode
 
     torch.set_num_threads(1)  # many graders share the cores; small tensors gain nothing from threads
-    # Loaded: from here on each job has job_seconds (the start-up has its own allowance).
+    # Loaded: from here on each trial has item_seconds (the start-up has its own allowance).
     results.write(json.dumps({"ready": True}) + "\n")
-    for index, (grade_id, case_index) in enumerate(request["jobs"]):
+    for index, (grade_id, case_index) in enumerate(request["trials"]):
         try:
             value = student_output(ITEMS_BY_ID[grade_id], request["answers"], HIDDEN_CASES[case_index])
-            reply = {"job": index, "value": encode(value)}
+            reply = {"trial": index, "value": encode(value)}
         except BaseException as err:  # SystemExit and KeyboardInterrupt are the student's too
-            reply = {"job": index, "error": describe_error(err)}
+            reply = {"trial": index, "error": out_of_memory(err) or describe_error(err)}
         results.write(json.dumps(reply) + "\n")
+
+
+def out_of_memory(err: BaseException) -> str | None:
+    """The reason for an answer that hit the memory limit, or None for any other error."""
+    if not (isinstance(err, MemoryError) or "can't allocate memory" in str(err)):
+        return None
+    limit = os.environ.get("NINJA_MEMORY_LIMIT_BYTES")
+    return f"ran out of memory (limit {int(limit) / 2**30:g} GB)" if limit else "ran out of memory"
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 The student's answer cells run in a sandboxed child process
 (``judge_child``); this side reads their code for forbidden things, computes
-autograd's answers itself and compares. A job (one item on one hidden case)
-that runs past its time limit or kills the child costs that item only: the
-child is replaced and the remaining jobs go on, and any other item built from
-the same answer cell is failed with the same reason instead of hanging again.
+autograd's answers itself and compares. A trial (one item on one hidden
+case) that runs past its time limit or kills the child costs that item only:
+the child is replaced and the remaining trials go on, and any other item built
+from the same answer cell is failed with the same reason instead of hanging
+again. When the student's whole budget (``deadline``) is used up, every trial
+not run yet fails with ``BUDGET_SPENT``.
 """
 
 from __future__ import annotations
@@ -22,17 +24,21 @@ from ..exercises import Item
 from ..judge import HIDDEN_CASES, Verdict, find_answers, scan_answers, verdict
 from .transport import decode
 
-JOB_SECONDS = 10.0  # one item on one hidden case; correct answers take milliseconds
+ITEM_SECONDS = 10.0  # one trial: an item on one hidden case; correct answers take milliseconds
+BUDGET_SPENT = "the submission used up its time budget"
 STARTUP_SECONDS = 60.0  # for a judge process to load Python and torch (busy machines are slow)
 
 
 def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidden: list[str],
-                     readable: list[str], job_seconds: float = JOB_SECONDS,
-                     fork_server: str | None = None) -> dict[str, Verdict]:
+                     readable: list[str], item_seconds: float = ITEM_SECONDS,
+                     fork_server: str | None = None, deadline: float = float("inf"),
+                     limits: dict | None = None) -> dict[str, Verdict]:
     """Verdicts for ``items``; ``cell_sources`` maps notebook id -> its code cells in order.
 
     ``fork_server`` (a socket path) starts the children warm from a fork
     server (see ``forkserver``); without one each child is a fresh process.
+    ``deadline`` (``time.monotonic()``) ends the student's budget; ``limits``
+    (``{"data_bytes": N}``) caps the child's memory.
     """
     answers_by_notebook = {nb: find_answers(sources) for nb, sources in cell_sources.items()}
     verdicts: dict[str, Verdict] = {}
@@ -49,8 +55,8 @@ def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidd
             continue
         runnable.append(item)
         answers.update({a: found[a] for a in item.answers})
-    jobs = [(item, case) for item in runnable for case in range(len(HIDDEN_CASES))]
-    outcomes = _run_jobs(jobs, answers, (hidden, readable, fork_server), job_seconds)
+    trials = [(item, case) for item in runnable for case in range(len(HIDDEN_CASES))]
+    outcomes = _run_trials(trials, answers, (hidden, readable, fork_server, limits or {}), item_seconds, deadline)
     for item in runnable:
         outputs = [outcomes[(item.grade_id, case)][0] for case in range(len(HIDDEN_CASES))]
         errors = [outcomes[(item.grade_id, case)][1] for case in range(len(HIDDEN_CASES))]
@@ -58,27 +64,33 @@ def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidd
     return verdicts
 
 
-def _run_jobs(jobs: list[tuple[Item, int]], answers: dict[str, str], policy: tuple,
-              job_seconds: float) -> dict[tuple[str, int], tuple[object, str | None]]:
+def _run_trials(trials: list[tuple[Item, int]], answers: dict[str, str], policy: tuple,
+                item_seconds: float, deadline: float = float("inf")) -> dict[tuple[str, int], tuple[object, str | None]]:
     """(grade_id, case) -> (student's output or None, error or None), one child at a time."""
     outcomes: dict[tuple[str, int], tuple[object, str | None]] = {}
     broken: dict[str, str] = {}  # answer id -> why running it failed for good
-    queue = list(jobs)
+    queue = list(trials)
     while queue:
-        queue = [job for job in queue if not _skip_broken(job, broken, outcomes)]
+        queue = [trial for trial in queue if not _skip_broken(trial, broken, outcomes)]
         if not queue:
             break
-        done, failure = _run_child(queue, answers, policy, job_seconds, outcomes)
+        if time.monotonic() >= deadline:
+            for item, case in queue:
+                outcomes[(item.grade_id, case)] = (None, BUDGET_SPENT)
+            break
+        done, failure = _run_child(queue, answers, policy, item_seconds, outcomes, deadline)
         queue = queue[done:]
-        if failure is not None:  # the job at the head of the queue hung or killed the child
+        if failure == BUDGET_SPENT:
+            continue  # the next round fails what is left
+        if failure is not None:  # the trial at the head of the queue hung or killed the child
             item, case = queue.pop(0)
             outcomes[(item.grade_id, case)] = (None, failure)
             broken.update(dict.fromkeys(item.answers, failure))
     return outcomes
 
 
-def _skip_broken(job: tuple[Item, int], broken: dict[str, str], outcomes: dict) -> bool:
-    item, case = job
+def _skip_broken(trial: tuple[Item, int], broken: dict[str, str], outcomes: dict) -> bool:
+    item, case = trial
     for answer in item.answers:
         if answer in broken:
             outcomes[(item.grade_id, case)] = (None, f"{broken[answer]} (answer cell {answer})")
@@ -86,14 +98,14 @@ def _skip_broken(job: tuple[Item, int], broken: dict[str, str], outcomes: dict) 
     return False
 
 
-def _run_child(queue, answers, policy, job_seconds, outcomes) -> tuple[int, str | None]:
-    """Run ``queue`` in one child; returns (jobs finished, failure of the next one or None)."""
-    request = {"jobs": [[item.grade_id, case] for item, case in queue], "answers": answers}
+def _run_child(queue, answers, policy, item_seconds, outcomes, deadline=float("inf")) -> tuple[int, str | None]:
+    """Run ``queue`` in one child; returns (trials finished, failure of the next one or None)."""
+    request = {"trials": [[item.grade_id, case] for item, case in queue], "answers": answers}
     child = _Child(*policy)
     try:
         child.stdin.write(json.dumps(request).encode())
         child.stdin.close()
-        return _collect(child, queue, job_seconds, outcomes)
+        return _collect(child, queue, item_seconds, outcomes, deadline)
     finally:
         child.kill()
 
@@ -101,9 +113,11 @@ def _run_child(queue, answers, policy, job_seconds, outcomes) -> tuple[int, str 
 class _Child:
     """A sandboxed ``judge_child``: ``stdin`` takes the request, ``stdout`` gives results."""
 
-    def __init__(self, hidden: list[str], readable: list[str], fork_server: str | None):
+    def __init__(self, hidden: list[str], readable: list[str], fork_server: str | None, limits: dict | None = None):
         if fork_server is None:
-            command = sandbox.wrap([sys.executable, "-m", "autograder.grading.judge_child"], hidden, [], readable)
+            memory = ["--data-bytes", str(limits["data_bytes"])] if limits and limits.get("data_bytes") else []
+            command = sandbox.wrap([sys.executable, "-m", "autograder.grading.judge_child", *memory], hidden, [],
+                                   readable)
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                              stderr=subprocess.DEVNULL, env=_child_env(), cwd="/")
             self.stdin, self.stdout = self._process.stdin, self._process.stdout
@@ -115,7 +129,7 @@ class _Child:
         quiet = os.open(os.devnull, os.O_WRONLY)
         policy = {"hidden": hidden, "writable": [], "readable": readable, "home": "/tmp/home"}
         self._control = spawn(fork_server, {"run": {"call": "autograder.grading.judge_child:main"}, "cwd": "/",
-                                            "env": _child_env(), "policy": policy},
+                                            "env": _child_env(), "policy": policy, "limits": limits or {}},
                               [request_read, result_write, quiet])
         for fd in (request_read, result_write, quiet):
             os.close(fd)
@@ -133,19 +147,21 @@ class _Child:
                 stream.close()
 
 
-def _collect(child, queue, job_seconds, outcomes) -> tuple[int, str | None]:
+def _collect(child, queue, item_seconds, outcomes, deadline=float("inf")) -> tuple[int, str | None]:
     selector = selectors.DefaultSelector()
     selector.register(child.stdout, selectors.EVENT_READ)
     buffer, done, ready = b"", 0, False
     # The child says when Python and torch are loaded; only then does the
-    # first job's clock start, so a slow start is not blamed on the student.
-    deadline = time.monotonic() + STARTUP_SECONDS
+    # first trial's clock start, so a slow start is not blamed on the student.
+    trial_deadline = time.monotonic() + STARTUP_SECONDS
     while done < len(queue):
-        remaining = deadline - time.monotonic()
+        remaining = min(trial_deadline, deadline if ready else float("inf")) - time.monotonic()
         if remaining <= 0 or not selector.select(timeout=remaining):
             if not ready:
                 return done, f"the grader's process did not start within {STARTUP_SECONDS:g} s"
-            return done, f"took longer than {job_seconds:g} s (an endless loop?)"
+            if time.monotonic() >= deadline:
+                return done, BUDGET_SPENT
+            return done, f"took longer than {item_seconds:g} s (an endless loop?)"
         chunk = os.read(child.stdout.fileno(), 1 << 20)
         if not chunk:
             if not ready:
@@ -156,12 +172,12 @@ def _collect(child, queue, job_seconds, outcomes) -> tuple[int, str | None]:
             line, buffer = buffer.split(b"\n", 1)
             if not ready:  # the first line says the child is loaded
                 ready = True
-                deadline = time.monotonic() + job_seconds
+                trial_deadline = time.monotonic() + item_seconds
                 continue
             item, case = queue[done]
             outcomes[(item.grade_id, case)] = _parse(line)
             done += 1
-            deadline = time.monotonic() + job_seconds
+            trial_deadline = time.monotonic() + item_seconds
     return done, None
 
 

@@ -30,9 +30,10 @@ class BoundedExecute(Execute):
     """nbgrader's Execute with a per-notebook time limit; survives a dead kernel."""
 
     notebook_seconds = Float(120.0, help="Seconds the whole notebook may run").tag(config=True)
+    student_deadline = Float(float("inf"), help="time.monotonic() when the student's whole budget ends").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
-        self._deadline = monotonic() + self.notebook_seconds
+        self._deadline = min(monotonic() + self.notebook_seconds, self.student_deadline)
         self._stopped = ""
         try:
             return super().preprocess(nb, resources, km)
@@ -48,7 +49,7 @@ class BoundedExecute(Execute):
             return cell, resources
         remaining = self._deadline - monotonic()
         if not self._stopped and remaining < 1:
-            self._stop(f"the notebook reached its time limit of {self.notebook_seconds:g} s")
+            self._stop(self._limit_reached())
         if self._stopped:
             self._mark_not_run(cell)
             return cell, resources
@@ -60,8 +61,15 @@ class BoundedExecute(Execute):
             cell.outputs.append(_error("KernelDied", self._stopped))
             return cell, resources
         if any(o.get("ename") == "CellTimeoutError" for o in cell.outputs):
-            self._stop(f"a cell ran past the notebook's time limit of {self.notebook_seconds:g} s")
+            self._stop(self._limit_reached(cell_timeout=True))
         return cell, resources
+
+    def _limit_reached(self, cell_timeout: bool = False) -> str:
+        if self._deadline >= self.student_deadline:
+            return "the submission used up its time budget"
+        if cell_timeout:
+            return f"a cell ran past the notebook's time limit of {self.notebook_seconds:g} s"
+        return f"the notebook reached its time limit of {self.notebook_seconds:g} s"
 
     def _stop(self, reason: str) -> None:
         if not self._stopped:

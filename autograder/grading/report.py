@@ -61,8 +61,8 @@ def record(out: Path, result: dict) -> None:
     autograded_dir = _safe_child(out / "autograded", student)
     for folder in (student_dir, autograded_dir):
         shutil.rmtree(folder, ignore_errors=True)
-    _copy_tree(result.get("autograded"), autograded_dir / ASSIGNMENT, "*.ipynb")
-    _copy_tree(result.get("feedback"), student_dir / ASSIGNMENT, "*.html")
+    _write_files(result.get("autograded_files"), autograded_dir / ASSIGNMENT, ".ipynb")
+    _write_files(result.get("feedback_files"), student_dir / ASSIGNMENT, ".html")
     student_dir.mkdir(parents=True, exist_ok=True)
     (student_dir / "report.json").write_text(json.dumps(_public(result), indent=1))
     pages = {page.stem for page in (student_dir / ASSIGNMENT).glob("*.html")}
@@ -77,15 +77,15 @@ def _safe_child(parent: Path, name: str) -> Path:
     return child
 
 
-def _copy_tree(source: str | None, target: Path, pattern: str) -> None:
-    if not source or not Path(source).is_dir():
-        return
-    target.mkdir(parents=True, exist_ok=True)
-    for file in Path(source).glob(pattern):
-        text = file.read_text(encoding="utf-8", errors="replace")
-        if any(marker in text for marker in HIDDEN_MARKERS):  # never hand out hidden test code
+def _write_files(files: dict[str, bytes] | None, target: Path, suffix: str) -> None:
+    """The worker's files ({name: bytes}) into ``target``; only plain names with ``suffix``."""
+    for name, data in (files or {}).items():
+        if Path(name).name != name or not name.endswith(suffix):
             continue
-        shutil.copy(file, target / file.name)
+        if any(marker.encode() in data for marker in HIDDEN_MARKERS):  # never hand out hidden test code
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes(data)
 
 
 def score_of(result: dict, grade_id: str) -> float:

@@ -1,34 +1,49 @@
-"""Grade students in private nbgrader courses: ``python -m autograder.grading.worker --serve SLOT``.
+"""Grade one student on a Dask worker: ``grade_student(task, templates)``.
 
-The grader starts ``--jobs`` workers; each reads job files from stdin, one
-student at a time. For every student a worker:
+The grader (``grade``) sends one task per student to a Dask cluster. A task
+carries the submission's files as bytes and the course settings, so a worker
+needs the installed package and nothing else: no shared file system, no
+checkout. For every student a worker:
 
-1. sanitizes the submission onto the released templates (``sanitize``);
-2. judges every item in a sandboxed child (``judge_runner``);
-3. runs nbgrader's real autograde on its own copy of the gradebook, with the
+1. writes the submission into a private scratch folder;
+2. sanitizes it onto the released templates (``sanitize``);
+3. judges every item in a sandboxed child (``judge_runner``);
+4. runs nbgrader's real autograde on its own copy of the gradebook, with the
    notebook kernels in the sandbox (``BoundedExecute``) and the verdicts
    written into the test cells (``ApplyVerdicts``);
-4. runs nbgrader's generate_feedback;
-5. writes ``result.json``: the scores nbgrader recorded, the verdicts and notes.
+5. runs nbgrader's generate_feedback;
+6. returns the result: the scores nbgrader recorded, the verdicts, notes,
+   timings and the autograded notebooks and feedback pages as bytes.
 
-Student code never sees the private folder (the gradebook, the verdicts, the
-result), so it cannot change its own score. The grader merges the result
-into the real gradebook, one student at a time.
+Student code never sees the private folder (the gradebook, the verdicts), so
+it cannot change its own score. Only the grader writes the real gradebook.
+
+Each worker process keeps one fork server (``forkserver``) for all the
+students it grades, so torch is imported once per worker, not per student.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import hashlib
 import json
+import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
 
 from .. import sandbox
+from ..data import REPO_ROOT
 from ..exercises import ASSIGNMENT, ITEMS
 from .course import ensure_tools_on_path, nbgrader_config
 from .forkserver import ForkServer, kernel_argv
@@ -37,23 +52,208 @@ from .sanitize import sanitize_folder
 
 INTERNAL_ID = "student"  # nbgrader globs paths: a real id like "a[1]" would not match itself
 KERNEL_NAME = "backprop-ninja-sandbox"
+LINK_TARGET = "/nonexistent-link-target"  # what a student's symbolic link becomes on the worker
 
 
-def grade_one(job: dict, fork_socket: Path) -> dict:
-    """Do steps 1-5 for ``job`` (see ``grade.make_job`` for its fields); returns the result."""
+class VersionMismatch(RuntimeError):
+    """This worker runs other grading code or another torch than the grader that sent the task."""
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    """What decides a grade besides the submission: this package's code and torch's version.
+
+    The package is identified by a digest of its source files, so two
+    installs grade alike exactly when they hold the same code.
+    """
+    import torch
+
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    try:
+        from importlib.metadata import version
+
+        release = version("backprop-ninja")
+    except Exception:  # a checkout on sys.path, not an installed distribution
+        release = "checkout"
+    return {"package": f"{release} (code {digest.hexdigest()[:12]})", "torch": torch.__version__}
+
+
+def version_conflicts(mine: dict[str, str], theirs: dict[str, str], where: str) -> list[str]:
+    """One sentence per component whose version differs, naming both."""
+    return [f"{where} has {name} {theirs.get(name)}, the grader has {mine[name]}"
+            for name in sorted(mine) if theirs.get(name) != mine[name]]
+
+
+def grade_student(task: dict, templates: dict) -> dict:
+    """The Dask task for one student.
+
+    ``task``: ``student``, ``files`` ({relative path: bytes}, or None for a
+    submission that was a link), ``links`` (names that were symbolic links),
+    ``settings`` (``Settings`` as a dict), ``versions`` (the grader's).
+    ``templates``: ``digest``, ``notebooks`` ({file name: bytes}), ``gradebook`` (bytes).
+    """
     started = time.monotonic()
-    work = Path(job["work"])
+    conflicts = version_conflicts(task["versions"], versions(), f"worker {_hostname()}")
+    if conflicts:
+        raise VersionMismatch("; ".join(conflicts))
+    settings = task["settings"]
+    root = _worker_root()
+    scratch = Path(tempfile.mkdtemp(prefix="student-", dir=root))
+    try:
+        submission = _write_submission(scratch / "submission", task)
+        template_dir, template_db = _templates_on_disk(root, templates)
+        os.environ.update(grading_env(settings))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nbgrader's SQLAlchemy chatter; the result says what matters
+            result = grade_one(task["student"], submission, scratch / "work", template_dir, template_db, settings,
+                               _fork_server(root, settings), started)
+        autograded, feedback = Path(result.pop("autograded")), Path(result.pop("feedback"))
+        result["autograded_files"] = _read_files(autograded, "*.ipynb")
+        result["feedback_files"] = _read_files(feedback, "*.html")
+        result["worker"] = _hostname()
+        return result
+    finally:
+        if not settings.get("keep_work"):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def grading_env(settings: dict) -> dict[str, str]:
+    """Environment for the kernels and the judge of one student."""
+    # One thread per process: students are graded side by side on few cores,
+    # and small-tensor workloads get slower, not faster, with more threads.
+    return dict(NINJA_EX4_STEPS=str(settings["ex4_steps"]), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", PYTHONWARNINGS="ignore",
+                NINJA_QUICK_TIMING="1",
+                # Kernels draw no pictures while grading (the feedback is about the checks;
+                # students see their figures in their own notebooks), which saves seconds.
+                MPLBACKEND="agg")
+
+
+def _hostname() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _write_submission(folder: Path, task: dict) -> Path:
+    """The student's files as they were handed in; links become links that lead nowhere."""
+    if task["files"] is None:  # the student folder itself was a link: sanitize says so
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.symlink_to(LINK_TARGET)
+        return folder
+    folder.mkdir(parents=True)
+    for name, data in task["files"].items():
+        target = folder / name
+        if target.resolve().parent != folder.resolve():
+            continue  # only plain names are sent; anything else is not the student's file
+        target.write_bytes(data)
+    for name in task.get("links", []):
+        (folder / name).symlink_to(LINK_TARGET)
+    for name in task.get("folders", []):
+        (folder / name).mkdir(exist_ok=True)
+    return folder
+
+
+def _read_files(folder: Path, pattern: str) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.glob(pattern))} if folder.is_dir() else {}
+
+
+# ------------------------------------------------------- one worker process
+
+_state: dict = {}
+_state_lock = threading.Lock()
+
+
+def _worker_root() -> Path:
+    """This process's scratch folder (removed when the process exits normally)."""
+    with _state_lock:
+        if "root" not in _state:
+            _state["root"] = Path(tempfile.mkdtemp(prefix="ninja-worker-"))
+            atexit.register(_shutdown)
+        return _state["root"]
+
+
+def _fork_server(root: Path, settings: dict) -> Path:
+    """The socket of this process's fork server, started on first use."""
+    with _state_lock:
+        server = _state.get("fork_server")
+        if server is None or server.process.poll() is not None:
+            env = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "NINJA_NAMES_FILE") if key in os.environ}
+            env.update(grading_env(settings), HOME=str(root / "home"))
+            socket_path = root / f"fork-{len(_state.get('servers', []))}.sock"
+            server = ForkServer(socket_path, env, root / "forkserver.log")
+            _state["fork_server"] = server
+            _state.setdefault("servers", []).append(server)
+        return server.socket_path
+
+
+def _templates_on_disk(root: Path, templates: dict) -> tuple[Path, Path]:
+    """The released notebooks and the template gradebook, written once per worker."""
+    folder = root / f"templates-{templates['digest'][:16]}"
+    if not folder.exists():
+        scratch = Path(tempfile.mkdtemp(dir=root))
+        (scratch / "notebooks").mkdir()
+        for name, data in templates["notebooks"].items():
+            (scratch / "notebooks" / Path(name).name).write_bytes(data)
+        (scratch / "gradebook.db").write_bytes(templates["gradebook"])
+        os.rename(scratch, folder)
+    return folder / "notebooks", folder / "gradebook.db"
+
+
+def _matplotlib_cache(root: Path) -> Path:
+    """Build matplotlib's font cache once per worker, instead of once in every kernel."""
+    folder = root / "mpl"
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"],
+                       env={**os.environ, "MPLCONFIGDIR": str(folder)}, check=False, capture_output=True)
+    return folder
+
+
+def _shutdown() -> None:
+    for server in _state.get("servers", []):
+        server.close()
+    shutil.rmtree(_state.get("root", "/nonexistent"), ignore_errors=True)
+
+
+def is_daemon() -> bool:
+    """Whether this process is a daemonic multiprocessing child (which may not start children)."""
+    return multiprocessing.current_process().daemon
+
+
+# ------------------------------------------------------------ one student
+
+def sandbox_paths(root: Path) -> tuple[list[str], list[str]]:
+    """(hidden, readable) folders for student code on this worker."""
+    home = Path.home()
+    hidden = [str(REPO_ROOT), str(home), "/root", "/home", str(root)]
+    readable = [str(REPO_ROOT / "autograder"), str(REPO_ROOT / "data"), sys.prefix, sys.base_prefix,
+                os.path.dirname(os.path.realpath(sys.executable))]
+    return hidden, readable
+
+
+def grade_one(student: str, submission: Path, work: Path, template_dir: Path, template_db: Path, settings: dict,
+              fork_socket: Path, started: float) -> dict:
+    """Steps 2-5 for one student; returns the result (``autograded`` and ``feedback`` as folders).
+
+    ``started`` (``time.monotonic()``) starts the student's budget of
+    ``settings["student_seconds"]``: what is not judged by then scores 0.
+    """
+    deadline = started + settings["student_seconds"]
     course, private, run = work / "course", work / "private", work / "run"
     for folder in (course, private, run):
         folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(job["template_db"], private / "gradebook.db")
-    # matplotlib's font cache, built once by the grader, where this student's kernels may write
-    shutil.copytree(job["matplotlib_cache"], run / "runtime" / "mpl")
+    shutil.copy(template_db, private / "gradebook.db")
+    # matplotlib's font cache, built once per worker, where this student's kernels may write
+    shutil.copytree(_matplotlib_cache(_worker_root()), run / "runtime" / "mpl")
     os.environ["MPLCONFIGDIR"] = str(run / "runtime" / "mpl")
-    templates = {p.stem: nbformat.read(p, as_version=4) for p in sorted(Path(job["templates"]).glob("*.ipynb"))}
+    templates = {p.stem: nbformat.read(p, as_version=4) for p in sorted(template_dir.glob("*.ipynb"))}
 
     clock = _Clock()
-    sanitized, notes = sanitize_folder(Path(job["submission"]), templates)
+    sanitized, notes = sanitize_folder(submission, templates)
     submitted = course / "submitted" / INTERNAL_ID / ASSIGNMENT
     submitted.mkdir(parents=True, exist_ok=True)
     (course / "source" / ASSIGNMENT).mkdir(parents=True, exist_ok=True)
@@ -61,22 +261,27 @@ def grade_one(job: dict, fork_socket: Path) -> dict:
         if result.readable:  # nbgrader scores a notebook that is not there as 0, without running a blank copy
             nbformat.write(result.notebook, submitted / f"{name}.ipynb")
 
-    hidden, readable = job["hidden"], job["readable"]
+    hidden, readable = sandbox_paths(_worker_root())
+    limits = {"data_bytes": int(settings["memory_gb"] * 2**30)} if settings.get("memory_gb") else {}
     sources = {name: [c.source for c in s.notebook.cells if c.cell_type == "code"]
                for name, s in sanitized.items() if s.readable}
     clock.lap("sanitize")
     autograded = course / "autograded" / INTERNAL_ID / ASSIGNMENT
-    verdicts = judge_submission(list(ITEMS), sources, hidden, readable, job["job_seconds"], str(fork_socket))
+    verdicts = judge_submission(list(ITEMS), sources, hidden, readable, settings["item_seconds"], str(fork_socket),
+                                deadline=deadline, limits=limits)
     for item in ITEMS:  # say why, rather than "answer cell missing", for a notebook that was not usable
         if item.notebook in sanitized and not sanitized[item.notebook].readable:
             verdicts[item.grade_id].message = sanitized[item.notebook].notes[0]
     clock.lap("judge")
     verdicts_file = private / "verdicts.json"
     verdicts_file.write_text(json.dumps({gid: asdict(v) for gid, v in verdicts.items()}))
-    log = _autograde(course, private, run, verdicts_file, job, autograded, clock, fork_socket)
+    policy = {"hidden": hidden, "writable": [str(autograded), str(run / "runtime")], "readable": readable,
+              "home": "/tmp/home"}
+    log = _autograde(course, private, run, verdicts_file, settings, autograded, clock, fork_socket,
+                     {"policy": policy, "limits": limits, "deadline": deadline})
     scores = _recorded_scores(private / "gradebook.db")
     return {
-        "student": job["student"],
+        "student": student,
         "scores": scores,
         "verdicts": {gid: asdict(v) for gid, v in verdicts.items()},
         "notes": notes,
@@ -103,8 +308,8 @@ class _Clock:
         self._last = now
 
 
-def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job: dict, autograded: Path,
-               clock: "_Clock", fork_socket: Path) -> str:
+def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, settings: dict, autograded: Path,
+               clock: "_Clock", fork_socket: Path, sandboxing: dict) -> str:
     """nbgrader autograde + generate_feedback for the one student; returns their logs."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.apps import NbGraderAPI
@@ -115,15 +320,17 @@ def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job:
 
     ensure_tools_on_path()
     autograded.mkdir(parents=True, exist_ok=True)
-    # The kernel may write only its working folder and its sockets' folder.
-    policy = {"hidden": job["hidden"], "writable": [str(autograded), str(run / "runtime")],
-              "readable": job["readable"], "home": "/tmp/home"}
-    _write_kernelspec(run, fork_socket, policy)
+    # The kernel may write only its working folder and its sockets' folder (see ``grade_one``).
+    kernel_env = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "NINJA_NAMES_FILE") if key in os.environ}
+    kernel_env.update(grading_env(settings), MPLCONFIGDIR=os.environ["MPLCONFIGDIR"])
+    _write_kernelspec(run, fork_socket, {"policy": sandboxing["policy"], "limits": sandboxing["limits"],
+                                         "env": kernel_env, "log": str(_worker_root() / "kernels.log")})
     os.environ.update(JUPYTER_PATH=str(run / "share"), JUPYTER_RUNTIME_DIR=str(run / "runtime"))
     config = nbgrader_config(course, db=private / "gradebook.db")
     config.Autograde.autograde_preprocessors = [BoundedExecute, ApplyVerdicts, IgnorePattern, ClearMetadataPreprocessor,
                                                 LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-    config.BoundedExecute.notebook_seconds = job["notebook_seconds"]
+    config.BoundedExecute.notebook_seconds = settings["notebook_seconds"]
+    config.BoundedExecute.student_deadline = sandboxing["deadline"]
     config.BoundedExecute.kernel_name = KERNEL_NAME
     config.BoundedExecute.startup_timeout = 120
     config.ApplyVerdicts.verdicts_file = str(verdicts_file)
@@ -140,7 +347,7 @@ def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, job:
     return "\n".join(filter(None, [graded.get("log"), graded.get("error"), feedback.get("log"), feedback.get("error")]))
 
 
-def _write_kernelspec(run: Path, fork_socket: Path, policy: dict) -> None:
+def _write_kernelspec(run: Path, fork_socket: Path, request: dict) -> None:
     """A kernel started warm by the fork server, in the sandbox, talking over Unix sockets.
 
     Interrupts go by message: a signal would reach the launcher, not the kernel.
@@ -149,7 +356,7 @@ def _write_kernelspec(run: Path, fork_socket: Path, policy: dict) -> None:
     folder = run / "share" / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     policy_file = folder / "policy.json"
-    policy_file.write_text(json.dumps({"policy": policy}))
+    policy_file.write_text(json.dumps(request))
     spec = {"argv": kernel_argv(fork_socket, policy_file), "display_name": "Python 3 (grading sandbox)",
             "language": "python", "interrupt_mode": "message"}
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
@@ -169,31 +376,3 @@ def _recorded_scores(db: Path) -> dict[str, list[float]]:
             for grade in notebook.grades:
                 scores[grade.name] = [float(grade.score or 0), float(grade.max_score)]
     return scores
-
-
-def serve(slot: Path) -> None:
-    """Grade one student per line of stdin (the path of a job file); print each result's path.
-
-    A worker lives for the whole batch, so its imports and its fork server are
-    paid for once, not once per student.
-    """
-    slot.mkdir(parents=True, exist_ok=True)
-    replies = os.fdopen(os.dup(1), "w", buffering=1)  # only result paths go to the grader
-    os.dup2(2, 1)  # anything else printed lands in the worker's log
-    sys.stdout = sys.stderr
-    with ForkServer(slot / "fork.sock", dict(os.environ), slot / "forkserver.log") as server:
-        for line in sys.stdin:
-            job = json.loads(Path(line.strip()).read_text())
-            result = grade_one(job, server.socket_path)
-            Path(job["result"]).write_text(json.dumps(result, indent=1))
-            replies.write(job["result"] + "\n")
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[0] != "--serve":
-        raise SystemExit("usage: python -m autograder.grading.worker --serve SLOT_FOLDER  (job files on stdin)")
-    serve(Path(argv[1]))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
