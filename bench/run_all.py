@@ -13,8 +13,10 @@ NOTES = [
     "only the gradients differ (autograd's graph and `loss.backward()`, or a manual function under `no_grad`).",
     "The lecture's manual step is slower than autograd because of its Python loop over every (example, position) "
     "for the embedding's gradient; `index_add_` does the same in one operation.",
-    "Grading runs one worker process per `--jobs`, each with a fork server that imports torch once, so a "
-    "notebook's kernel and the judge start in milliseconds instead of seconds.",
+    "Grading runs on an embedded Dask cluster of `--jobs` single-threaded worker processes, each with a fork "
+    "server that imports torch once, so a notebook's kernel and the judge start in milliseconds instead of seconds.",
+    "The old home-made pool's 50-submission time was measured just before Dask replaced it, on the same machine "
+    "under the load of other work; both grading rows move with that load.",
 ]
 
 

@@ -33,6 +33,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,8 +76,12 @@ class Settings:
 def grade(submissions: Path, out: Path, settings: Settings = Settings(), progress=print, task=None) -> list[dict]:
     """Grade every student folder in ``submissions`` into ``out``; returns this run's results.
 
-    ``task`` replaces ``worker.grade_student`` (tests use it to make a task
-    that kills its worker).
+    Students with a result in ``out`` for the same files and settings are
+    skipped unless ``settings.regrade``. ``task`` replaces
+    ``worker.grade_student`` (tests use it to make a task that kills its
+    worker). A script that calls this must guard its own code with
+    ``if __name__ == "__main__":``: the embedded cluster's worker processes
+    import the main module again.
     """
     from .worker import grade_student, versions
 
@@ -167,9 +172,9 @@ def _outcome(future, student: str, settings: Settings) -> dict:
         raise _Stop(f"a worker was refused: {err}") from None
     except (OSError, TimeoutError) as err:
         raise _Stop(f"lost the Dask scheduler ({type(err).__name__}: {err})") from None
+    except CancelledError as err:  # the scheduler went away, or lost what the task needed
+        raise _Stop(f"the Dask scheduler cancelled the grading ({err})") from None
     except Exception as err:
-        if type(err).__name__ == "CancelledError":  # the scheduler went away and took the task with it
-            raise _Stop("lost the Dask scheduler (the task was cancelled)") from None
         return {**report.failed_result(student, f"the grader failed on this submission ({type(err).__name__}: "
                                        f"{str(err)[:300]})", "", time.monotonic() - started), "failed": True}
 
