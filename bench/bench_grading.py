@@ -35,10 +35,13 @@ def submissions(folder: Path, count: int) -> Path:
     return batch
 
 
-# The home-made pool (one worker process per --jobs, fed over pipes), 50 full
-# submissions with --jobs 2, measured at commit 62d6005 on 2026-12-01 on this
-# 2-core machine while other work shared it (load average about 10).
-OLD_POOL = {"count": 50, "wall": 1188.0, "worker_seconds_per_submission": 45.5}
+# The home-made pool that Dask replaced (one worker process per --jobs, fed
+# over pipes), on this 2-core machine with nothing else running: 50 full
+# submissions with --jobs 2 in 526 s, one submission's worker part 21.58 s
+# (bench/RESULTS.md, 2026-11-23). Measured again on 2026-12-01 just before its
+# removal, under the load of other work (load average about 10): 1188 s, 45.5
+# worker-seconds per submission.
+OLD_POOL = {"count": 50, "wall": 526.0, "worker_seconds_per_submission": 21.58}
 CLASS_SIZES = (1_000, 10_000, 100_000)
 
 
