@@ -91,6 +91,13 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
     templates, template_db = template_course()
     bundle = template_bundle(templates, template_db)
     mine = versions()
+    digests = {student: submission_digest(submissions / student, bundle["digest"], settings) for student in students}
+    todo = [s for s in students if settings.regrade or checkpointed(out, s) != digests[s]]
+    if len(todo) < len(students):
+        progress(f"{len(students) - len(todo)} of {len(students)} students already have a result in {out} "
+                 "(--regrade grades them again)")
+    if not todo:
+        return []
     with cluster_client(settings, progress) as client:  # before OUT is touched: a bad cluster leaves no trace
         check_worker_versions(client, mine)
         out.mkdir(parents=True, exist_ok=True)
@@ -98,12 +105,6 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
         if not sandbox.available():
             progress("warning: Linux user namespaces are not available here: student code runs "
                      "with the workers' permissions (it can read and write what they can)")
-        digests = {student: submission_digest(submissions / student, bundle["digest"], settings)
-                   for student in students}
-        todo = [s for s in students if settings.regrade or checkpointed(out, s) != digests[s]]
-        if len(todo) < len(students):
-            progress(f"{len(students) - len(todo)} of {len(students)} students already have a result in {out} "
-                     "(--regrade grades them again)")
         results = _dispatch(client, todo, submissions, out, settings, bundle, mine, digests,
                             task or grade_student, progress)
     return sorted(results, key=lambda r: r["student"])
@@ -206,13 +207,14 @@ def cluster_client(settings: Settings, progress=print):
             progress(f"grading on the Dask cluster at {address} "
                      f"({len(client.scheduler_info(n_workers=-1).get('workers', {}))} workers now)")
         else:
-            dashboard = "127.0.0.1:0" if importlib.util.find_spec("bokeh") else None
+            # The scheduler's HTTP server always runs (on loopback, a free port); it
+            # serves the dashboard only when bokeh is installed.
             cluster = stack.enter_context(LocalCluster(
                 n_workers=max(1, settings.workers), threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=dashboard, memory_limit=0, silence_logs=40))
+                dashboard_address="127.0.0.1:0", memory_limit=0, silence_logs=40))
             client = stack.enter_context(Client(cluster, set_as_default=False))
             progress(f"grading on an embedded Dask cluster of {settings.workers} worker processes")
-        link = _dashboard(client)
+        link = _dashboard(client) if address or importlib.util.find_spec("bokeh") else None
         if link:
             progress(f"dashboard: {link}")
         yield client
