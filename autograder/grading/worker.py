@@ -171,9 +171,28 @@ def _worker_root() -> Path:
     """This process's scratch folder (removed when the process exits normally)."""
     with _state_lock:
         if "root" not in _state:
-            _state["root"] = Path(tempfile.mkdtemp(prefix="ninja-worker-"))
+            _remove_stale_roots()
+            _state["root"] = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+            (_state["root"] / "pid").write_text(str(os.getpid()))
             atexit.register(_shutdown)
         return _state["root"]
+
+
+ROOT_PREFIX = "ninja-worker-"
+
+
+def _remove_stale_roots() -> None:
+    """Scratch folders of this user's workers that were killed (their process is gone)."""
+    for folder in Path(tempfile.gettempdir()).glob(ROOT_PREFIX + "*"):
+        try:
+            if folder.stat().st_uid != os.getuid():
+                continue
+            pid = int((folder / "pid").read_text())
+            os.kill(pid, 0)  # raises when no such process
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):  # no pid file yet, or not ours to judge
+            continue
 
 
 def _fork_server(root: Path, settings: dict) -> Path:
