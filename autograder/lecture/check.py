@@ -1,0 +1,522 @@
+"""``python -m autograder check-lecture NOTEBOOK``: check the answers of a lecture-format notebook.
+
+The trusted half. It finds the answers (``parse``), has a sandboxed child
+run them (``child``), computes autograd's gradients itself in the lecture's
+setting (``setting``), compares with ``autograder.check.compare`` and writes
+the report: one line per gradient, a summary per exercise, and optionally
+JSON::
+
+    {"items": [{"exercise": "ex1", "name": "dlogprobs", "status": "pass"|"fail"|"missing"|"error",
+                "diagnosis": "<code>", "message": "...", "maxdiff": float|null}, ...],
+     "flags": [{"exercise": ..., "name": ..., "flag": ..., "message": ..., "penalised": bool}, ...]}
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+# Everything this module takes from the rest of the package, in one place.
+from .. import sandbox
+from ..check import Comparison, compare
+from ..data import NAMES_ENV, REPO_ROOT
+from ..grading.judge_runner import _child_env as child_env
+from ..grading.transport import decode
+from ..model import PARAM_NAMES
+from . import setting
+from .parse import (EXERCISES, EXPECTED, GRADS_LIST, TITLES, NotebookError, Plan, Statement, defines_cmp,
+                    find_exercises, is_cmp_or_print, read_cells)
+
+EXERCISE_SECONDS = 30.0  # per exercise; the lecture's answers take well under a second
+STARTUP_SECONDS = 120.0  # for the child to load Python, torch and the names (a busy machine is slow)
+EX4_STEPS = 3
+MARGIN_SECONDS = 10.0  # beyond an exercise's budget before the child is killed outright
+FLAG_WORDS = {"grad": "reads a .grad tensor (autograd's answer)", "backward": "calls backward() (autograd)",
+              "autograd": "uses torch.autograd", "grad_fn": "reads the autograd graph (grad_fn)",
+              "retain_grad": "calls retain_grad()", "register_hook": "registers an autograd hook"}
+SYMBOLS = {"pass": "✅", "fail": "❌", "error": "❌", "missing": "--"}
+
+
+@dataclass(frozen=True)
+class LectureSettings:
+    exercise_seconds: float = EXERCISE_SECONDS
+    ex4_steps: int = EX4_STEPS
+    sandboxed: bool = True  # run the child in the sandbox when the machine has one
+    startup_seconds: float = STARTUP_SECONDS
+    # Run the learner's code in this process, without a time limit the process can enforce from
+    # outside: for tests with notebooks written for them, never for submissions.
+    in_process: bool = False
+
+
+@dataclass
+class Item:
+    exercise: str
+    name: str
+    status: str  # pass, fail, missing or error
+    diagnosis: str = ""
+    message: str = ""
+    maxdiff: float | None = None
+
+
+@dataclass
+class LectureResult:
+    """A checked notebook: its items and flags, or the reason it could not be checked."""
+
+    source: str
+    items: list[Item] = field(default_factory=list)
+    flags: list[dict] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # per exercise: statements that raised, ...
+    error: str = ""  # why nothing could be checked
+
+    def to_json(self) -> dict:
+        data = {"items": [asdict(item) for item in self.items], "flags": self.flags}
+        if self.error:
+            data["error"] = self.error
+        return data
+
+    def passed(self) -> int:
+        return sum(item.status == "pass" for item in self.items)
+
+
+# ------------------------------------------------------------------ entry points
+
+def check_file(path: Path, settings: LectureSettings = LectureSettings()) -> LectureResult:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        return LectureResult(str(path), error=f"cannot read {path}: {err.strerror or err}")
+    return check_bytes(data, Path(path).name, settings, hidden=[str(Path(path).resolve().parent)])
+
+
+def check_bytes(data: bytes, filename: str, settings: LectureSettings = LectureSettings(),
+                hidden: list[str] = ()) -> LectureResult:
+    """Check one notebook given as bytes; ``hidden`` folders are covered in the sandbox."""
+    try:
+        plan = find_exercises(read_cells(data, filename))
+    except NotebookError as err:
+        return LectureResult(filename, error=str(err))
+    found = plan.found()
+    if not found:
+        return LectureResult(filename, error=(
+            f"{filename}: no exercise of the lecture's notebook found: no code assigns "
+            f"{', '.join(EXPECTED['ex1'][:3])}, ... (Exercise 1), dlogits (Exercise 2), dhprebn (Exercise 3), "
+            "and no training loop with a '# manual backprop' region (Exercise 4)"))
+    replies = run_child(build_request(plan, settings), settings, list(hidden))
+    return judge(filename, plan, replies)
+
+
+# ------------------------------------------------------------------ the child
+
+def statement_json(statement: Statement) -> dict:
+    skip = is_cmp_or_print(statement) or defines_cmp(statement)
+    return {"source": statement.source, "cell": statement.cell, "line": statement.line,
+            "assigns": list(statement.assigns), "calls_backward": statement.calls_backward,
+            "syntax_error": statement.syntax_error, "skip": skip}
+
+
+def build_request(plan: Plan, settings: LectureSettings) -> dict:
+    exercises = [ex for ex in EXERCISES if ex in plan.found()]
+    request = {"exercises": exercises, "steps": settings.ex4_steps, "seconds": settings.exercise_seconds,
+               "statements": {ex: [statement_json(s) for s in plan.statements.get(ex, [])] for ex in EXERCISES[:3]}}
+    if plan.ex4 is not None:
+        request["ex4"] = {part: [statement_json(s) for s in getattr(plan.ex4, part)]
+                          for part in ("prelude", "forward", "block")}
+    return request
+
+
+def run_child(request: dict, settings: LectureSettings, hidden: list[str]) -> dict[str, dict]:
+    """exercise -> the child's reply; an exercise that hangs or kills the child gets {"failed": why}."""
+    if settings.in_process:
+        return run_in_process(request)
+    replies: dict[str, dict] = {}
+    pending = list(request["exercises"])
+    while pending:
+        process = _start_child(settings, hidden)
+        try:
+            process.stdin.write(json.dumps({**request, "exercises": pending}).encode())
+            process.stdin.close()
+            done, failure = _collect(process, pending, settings, replies)
+        finally:
+            process.kill()
+            process.wait()
+            process.stdout.close()
+        pending = pending[done:]
+        if failure is not None:
+            replies[pending.pop(0)] = {"failed": failure}
+    return replies
+
+
+def run_in_process(request: dict) -> dict[str, dict]:
+    """The child's work done here (trusted notebooks only); replies pass through JSON as from a child."""
+    from . import child
+
+    replies = {}
+    for exercise in request["exercises"]:
+        if exercise == "ex4":
+            reply = child.run_ex4(request["ex4"], request["steps"], request["seconds"])
+        else:
+            reply = child.run_ex123(exercise, request["statements"][exercise], request["seconds"])
+        replies[exercise] = json.loads(json.dumps(reply))
+    return replies
+
+
+def _start_child(settings: LectureSettings, hidden: list[str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "autograder.lecture.child"]
+    if settings.sandboxed:
+        home = str(Path.home())
+        names = os.environ.get(NAMES_ENV)
+        readable = [str(REPO_ROOT / "autograder"), str(REPO_ROOT / "data"), sys.prefix, sys.base_prefix,
+                    os.path.dirname(os.path.realpath(sys.executable))]
+        if names:
+            readable.append(os.path.dirname(os.path.abspath(names)))
+        command = sandbox.wrap(command, [str(REPO_ROOT), home, "/root", "/home", *hidden], [], readable)
+    env = child_env()
+    if os.environ.get(NAMES_ENV):
+        env[NAMES_ENV] = os.path.abspath(os.environ[NAMES_ENV])
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=env, cwd="/")
+
+
+def _collect(process, pending, settings, replies) -> tuple[int, str | None]:
+    """Read the child's replies; (exercises done, why the next one failed or None)."""
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    buffer, done, ready = b"", 0, False
+    deadline = time.monotonic() + settings.startup_seconds
+    while done < len(pending):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not selector.select(timeout=remaining):
+            if not ready:
+                return done, f"the checker's process did not start within {settings.startup_seconds:g} s"
+            return done, (f"took longer than {settings.exercise_seconds:g} s and could not be interrupted "
+                          "(an endless loop?)")
+        chunk = os.read(process.stdout.fileno(), 1 << 20)
+        if not chunk:
+            if not ready:
+                return done, "the checker's process failed to start (a problem of the checker, not of the notebook)"
+            return done, "stopped the checker's process (os._exit, a crash, or it ran out of memory)"
+        buffer += chunk
+        while b"\n" in buffer and done < len(pending):
+            line, buffer = buffer.split(b"\n", 1)
+            if not ready:
+                ready = True
+            else:
+                replies[pending[done]] = _parse_reply(line)
+                done += 1
+            deadline = time.monotonic() + settings.exercise_seconds + MARGIN_SECONDS
+    return done, None
+
+
+def _parse_reply(line: bytes) -> dict:
+    try:
+        reply = json.loads(line)
+        return reply if isinstance(reply, dict) else {"failed": "the checker's process sent an unreadable reply"}
+    except ValueError:
+        return {"failed": "the checker's process sent an unreadable reply"}
+
+
+# ------------------------------------------------------------------ judging
+
+def judge(filename: str, plan: Plan, replies: dict[str, dict]) -> LectureResult:
+    result = LectureResult(filename)
+    parameters, Xb, Yb, forward = setting.ex123_forward()
+    reference = setting.reference_gradients(parameters, forward)
+    context = setting.ex123_context(parameters, forward)
+    for exercise in EXERCISES[:3]:
+        statements = plan.statements.get(exercise, [])
+        reply = replies.get(exercise, {})
+        tainted = taint(statements)
+        values = _decoded(reply.get("values", {}))
+        for name in EXPECTED[exercise]:
+            item = _judge_value(exercise, name, values, reference[name], context, reply, statements, tainted)
+            _alias_note(item, reply.get("aliases", {}).get(name))
+            result.items.append(item)
+        _flag_items(result, exercise, tainted)
+        result.notes[exercise] = _statement_notes(reply, EXPECTED[exercise])
+    _judge_ex4(result, plan, replies.get("ex4", {}))
+    return result
+
+
+def _decoded(values: dict) -> dict:
+    decoded = {}
+    for name, message in values.items():
+        try:
+            decoded[name] = None if message is None else decode(message)
+        except (ValueError, KeyError, TypeError):
+            decoded[name] = None
+    return decoded
+
+
+def taint(statements: list[Statement]) -> dict[str, str]:
+    """Names whose value comes from autograd (``.grad``, ``backward()``, ``torch.autograd``) -> the flag.
+
+    A name is tainted by a statement that uses autograd or a tainted name; a
+    later plain assignment that uses neither (a second attempt) clears it.
+    """
+    tainted: dict[str, str] = {}
+    for statement in statements:
+        if is_cmp_or_print(statement) or not statement.assigns:
+            continue
+        flag = next(iter(statement.autograd), None) or next((tainted[r] for r in statement.reads if r in tainted), None)
+        for name in statement.assigns:
+            if flag is not None:
+                tainted[name] = flag
+            elif name in tainted and _rebinds(statement, name):
+                del tainted[name]
+    return tainted
+
+
+def _rebinds(statement: Statement, name: str) -> bool:
+    """Whether the statement replaces ``name`` outright (``x = ...``), not in part (``x += ...``, ``x[i] = ...``)."""
+    try:
+        node = ast.parse(statement.source).body[0]
+    except (SyntaxError, IndexError):
+        return False
+    if not isinstance(node, ast.Assign):
+        return False
+    bound = [t for target in node.targets for t in ast.walk(target)
+             if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)]
+    return any(t.id == name for t in bound)
+
+
+def _judge_value(exercise, name, values, expected, context, reply, statements, tainted) -> Item:
+    if name in tainted:
+        return Item(exercise, name, "fail", f"cheating.{tainted[name]}",
+                    f"scores nothing: {FLAG_WORDS.get(tainted[name], 'uses autograd')}; derive it by hand")
+    if "failed" in reply:
+        return Item(exercise, name, "error", _error_code(reply["failed"]), f"the exercise did not run: {reply['failed']}")
+    raised = _last_assignment_raised(name, reply.get("errors", []), statements)
+    if name in values and raised is None:
+        return _item_from(exercise, name, compare(name[1:], values[name], expected, context))
+    return _absent(exercise, name, reply.get("errors", []), statements)
+
+
+def _last_assignment_raised(name: str, errors: list[dict], statements: list[Statement]) -> dict | None:
+    """The error of the last statement that assigns ``name``, if that statement raised."""
+    last = next((s for s in reversed(statements) if name in s.assigns), None)
+    if last is None:
+        return None
+    return next((e for e in errors if (e.get("cell"), e.get("line")) == (last.cell, last.line)), None)
+
+
+def _item_from(exercise: str, name: str, comparison: Comparison) -> Item:
+    status = "pass" if comparison.ok else "fail"
+    code = "" if comparison.ok else (getattr(comparison, "code", "") or "unknown")
+    message = " ".join(part for part in (comparison.problem, comparison.hint) if part)
+    return Item(exercise, name, status, code, message, comparison.maxdiff)
+
+
+def _absent(exercise: str, name: str, errors: list[dict], statements: list[Statement]) -> Item:
+    """A gradient the learner's code left undefined: why (a statement raised), or missing."""
+    raised = [e for e in errors if name in e.get("assigns", [])]
+    if raised:
+        error = _last_assignment_raised(name, errors, statements) or raised[-1]
+        return Item(exercise, name, "error", _error_code(error["error"]),
+                    f"not computed: the statement at cell {error['cell'] + 1}, line {error['line']} raised "
+                    f"{error['error']}")
+    others = sorted({n for s in statements for n in s.assigns
+                     if n.startswith("d") and n not in EXPECTED[exercise] and len(n) > 1})
+    message = f"no statement assigns {name}"
+    if others:
+        message += f" (gradient-like names assigned here: {', '.join(others[:6])})"
+    return Item(exercise, name, "missing", "not_attempted", message)
+
+
+def _error_code(message: str) -> str:
+    if "time limit" in message or "took longer" in message:
+        return "timeout"
+    match = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(?::|$)", message)
+    return f"error.{match.group(1)}" if match and match.group(1)[0].isupper() else "error.other"
+
+
+def _alias_note(item: Item, others: list[str] | None) -> None:
+    if not others:
+        return
+    note = (f"d{item.name[1:]} and {', '.join(others)} are the same tensor in memory (assigned without "
+            ".clone()), so an in-place += on one changes the other too")
+    if item.status == "fail":
+        item.diagnosis = "alias"
+    if item.status in ("pass", "fail"):
+        item.message = f"{item.message} Note: {note}".strip()
+
+
+def _flag_items(result: LectureResult, exercise: str, tainted: dict[str, str]) -> None:
+    for item in result.items:
+        if item.exercise == exercise and item.name in tainted:
+            result.flags.append({"exercise": exercise, "name": item.name, "flag": tainted[item.name],
+                                 "message": item.message, "penalised": True})
+
+
+def _statement_notes(reply: dict, expected) -> list[str]:
+    """Statements that raised without leaving an expected gradient undefined (helpers, prints, ...)."""
+    return [f"cell {e['cell'] + 1}, line {e['line']}: {e['error']}" for e in reply.get("errors", [])
+            if not set(e.get("assigns", [])) & set(expected)][:10]
+
+
+# ------------------------------------------------------------------ Exercise 4
+
+def _judge_ex4(result: LectureResult, plan: Plan, reply: dict) -> None:
+    names = EXPECTED["ex4"]
+    loop = plan.ex4
+    if loop is None:
+        for name in names:
+            result.items.append(Item("ex4", name, "missing", "not_attempted",
+                                     "no training loop with a '# manual backprop' region or assignments of "
+                                     f"{', '.join(names)} was found"))
+        return
+    tainted = taint(loop.block)
+    update_reads_grad = any("grad" in s.autograd for s in loop.update)
+    if update_reads_grad:
+        for name in names:
+            tainted.setdefault(name, "grad")
+    _backward_notes(result, loop, tainted, update_reads_grad)
+    steps = reply.get("steps", [])
+    comparisons = _ex4_comparisons(steps) if steps else {}
+    grads_lists = [_decoded({"g": s.get("grads")}).get("g") for s in steps]
+    for index, name in enumerate(names):
+        if name in tainted:
+            message = ("scores nothing: the update applies autograd's p.grad, not your gradients"
+                       if update_reads_grad and tainted[name] == "grad" and name not in taint(loop.block)
+                       else f"scores nothing: {FLAG_WORDS.get(tainted[name], 'uses autograd')}; derive it by hand")
+            item = Item("ex4", name, "fail", f"cheating.{tainted[name]}", message)
+        elif "failed" in reply:
+            item = Item("ex4", name, "error", _error_code(reply["failed"]), f"the training loop did not run: {reply['failed']}")
+        elif name in comparisons and _last_assignment_raised(name, reply.get("errors", []), loop.block) is None:
+            item = comparisons[name]
+            if item.status == "pass":
+                _check_order(item, index, steps, grads_lists)
+        else:
+            item = _absent("ex4", name, reply.get("errors", []), loop.block)
+        _alias_note(item, reply.get("aliases", {}).get(name))
+        result.items.append(item)
+    _flag_items(result, "ex4", tainted)
+    result.notes["ex4"] = _statement_notes(reply, names)
+
+
+def _backward_notes(result: LectureResult, loop, tainted: dict, update_reads_grad: bool) -> None:
+    """A leftover ``loss.backward()``: penalised only when its ``.grad`` is used."""
+    calls = [s for s in loop.forward + loop.block + loop.update if s.calls_backward]
+    if not calls:
+        return
+    used = update_reads_grad or any(flag == "grad" for flag in taint(loop.block).values())
+    where = calls[0].where()
+    message = (f"loss.backward() is still in the training loop ({where}) and its .grad is used, so the "
+               "gradients it feeds score nothing" if used else
+               f"loss.backward() is still in the training loop ({where}); nothing of yours uses its .grad, so it "
+               "costs nothing here, but delete it: the point is training without it")
+    result.flags.append({"exercise": "ex4", "name": None, "flag": "leftover_backward", "message": message,
+                         "penalised": used})
+
+
+def _ex4_comparisons(steps: list[dict]) -> dict[str, Item]:
+    """name -> its item over all steps: the first failing step, or a pass with the largest maxdiff."""
+    items: dict[str, Item] = {}
+    for (step, parameters, Xb, Yb, reference), reply in zip(setting.ex4_steps(len(steps)), steps):
+        values = _decoded(reply.get("values", {}))
+        context = None
+        for name, expected in zip(EXPECTED["ex4"], reference):
+            if name not in values or (name in items and items[name].status != "pass"):
+                continue
+            comparison = compare(name[1:], values[name], expected)
+            if not comparison.ok:
+                context = context or setting.ex4_context(parameters, Xb, Yb)
+                comparison = compare(name[1:], values[name], expected, context)
+                item = _item_from("ex4", name, comparison)
+                item.message = f"at training step {step + 1}: {item.message}"
+                _order_diagnosis(item, values[name], reference)
+                items[name] = item
+            elif name not in items or (comparison.maxdiff or 0) > (items[name].maxdiff or 0):
+                items[name] = _item_from("ex4", name, comparison)
+    for item in items.values():
+        if item.status == "pass":
+            item.message = f"matches autograd at each of {len(steps)} training steps"
+    return items
+
+
+def _order_diagnosis(item: Item, got, reference: list[torch.Tensor]) -> None:
+    """A wrong gradient that is another parameter's gradient: the names were swapped."""
+    for other, expected in zip(PARAM_NAMES, reference):
+        if f"d{other}" != item.name and isinstance(got, torch.Tensor) and compare(other, got, expected).ok:
+            item.diagnosis = "order"
+            item.message += f" It is the gradient of {other}: the gradients are assigned in the wrong order."
+            return
+
+
+def _check_order(item: Item, index: int, steps: list[dict], grads_lists: list) -> None:
+    """The named gradient is right; is it also where the update will apply it (``grads[index]``)?"""
+    reference = next(iter(setting.ex4_steps(1)))[4]
+    grads = grads_lists[0] if grads_lists else None
+    if not isinstance(grads, list):
+        return
+    if len(grads) != len(PARAM_NAMES):
+        item.status, item.diagnosis = "fail", "order"
+        item.message = (f"{item.name} is right, but grads has {len(grads)} entries: it must list "
+                        f"{', '.join('d' + n for n in PARAM_NAMES)} in the order of parameters")
+        return
+    if compare(item.name[1:], grads[index], reference[index]).ok:
+        return
+    position = next((j for j, got in enumerate(grads) if isinstance(got, torch.Tensor)
+                     and got.shape == reference[index].shape and compare(item.name[1:], got, reference[index]).ok), None)
+    item.status, item.diagnosis = "fail", "order"
+    item.message = (f"{item.name} is right, but grads[{index}], which the update applies to {PARAM_NAMES[index]}, is not"
+                    + (f" ({item.name} sits at grads[{position}])" if position is not None else "")
+                    + f": list the gradients in the order of parameters ({', '.join(PARAM_NAMES)})")
+
+
+# ------------------------------------------------------------------ the report
+
+def format_report(result: LectureResult) -> str:
+    lines = [f"Checked {result.source} (the lecture's notebook format)"]
+    if result.error:
+        return "\n".join(lines + [f"error: {result.error}"])
+    for exercise in EXERCISES:
+        items = [item for item in result.items if item.exercise == exercise]
+        counts = {status: sum(item.status == status for item in items) for status in ("pass", "fail", "error", "missing")}
+        summary = f"{counts['pass']}/{len(items)} right"
+        summary += "".join(f", {counts[s]} {word}" for s, word in (("fail", "wrong"), ("error", "errors"),
+                                                                   ("missing", "missing")) if counts[s])
+        lines += ["", f"{TITLES[exercise]}: {summary}"]
+        for item in items:
+            maxdiff = "" if item.maxdiff is None else f"maxdiff {item.maxdiff:.1e}"
+            head = f"  {SYMBOLS[item.status]} {item.name:16s}"
+            if item.status == "pass":
+                lines.append(f"{head} {maxdiff}".rstrip())
+            else:
+                word = {"fail": "wrong", "error": "error", "missing": "missing"}[item.status]
+                lines.append(f"{head} {word} [{item.diagnosis}] {maxdiff}".rstrip())
+                lines.append(f"      {_one_line(item.message)}")
+        for note in result.notes.get(exercise, []):
+            lines.append(f"  note: {note}")
+        lines.append(f"  looked for: {', '.join(EXPECTED[exercise])}"
+                     + (f" and the list {GRADS_LIST}" if exercise == "ex4" else ""))
+    for flag in result.flags:
+        if flag["name"] is None:  # the flags of single gradients are on their lines above
+            lines.append(f"{'flag' if flag['penalised'] else 'note'} ({flag['exercise']}): {flag['message']}")
+    lines += ["", f"total: {result.passed()}/{len(result.items)} gradients right"]
+    return "\n".join(lines)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def main(notebook: Path, json_out: Path | None, settings: LectureSettings) -> int:
+    """The ``check-lecture`` command; exit status 0 when every gradient is right, 1 otherwise, 2 on bad input."""
+    result = check_file(notebook, settings)
+    print(format_report(result))
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+    if result.error:
+        return 2
+    return 0 if result.items and result.passed() == len(result.items) else 1
