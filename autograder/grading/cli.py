@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("--timeout", type=float, default=300.0, help="seconds each notebook may run (default %(default)g)")
     check.add_argument("--ex4-steps", type=int, default=300, help="training steps of Exercise 4 (default %(default)d)")
 
+    _lecture_commands(commands)
+
     args = parser.parse_args(argv)
+    if args.command in ("check-lecture", "grade-lecture"):
+        sys.exit(_run_lecture_command(args))
     if args.command == "release":
         _release()
     elif args.command == "grade":
@@ -111,3 +115,31 @@ def _release() -> None:
     leaks = leaked_markers()
     if leaks:
         sys.exit("solution or hidden-test text in the release:\n  " + "\n  ".join(leaks))
+
+
+# ------------------------------------------------ notebooks in the lecture's own format (issue 16)
+
+def _lecture_commands(commands) -> None:
+    from ..lecture.check import EX4_STEPS, EXERCISE_SECONDS
+
+    check = commands.add_parser("check-lecture", help="check the answers in a notebook of the lecture's own format")
+    check.add_argument("notebook", type=Path, help="a .ipynb (or a .py exported from Colab) in the lecture's format")
+    check.add_argument("--json", type=Path, default=None, dest="json_out", help="also write the results as JSON")
+    grade = commands.add_parser("grade-lecture", help="grade SUBS/<id>/*.ipynb or SUBS/<id>.ipynb in the lecture's format")
+    grade.add_argument("submissions", type=Path, help="a folder of notebooks or of one folder per student")
+    grade.add_argument("--out", type=Path, required=True, help="folder for grades.csv and the feedback")
+    for parser in (check, grade):
+        parser.add_argument("--exercise-timeout", type=float, default=EXERCISE_SECONDS,
+                            help="seconds each exercise may run (default %(default)g)")
+        parser.add_argument("--ex4-steps", type=int, default=EX4_STEPS,
+                            help="training steps checked in Exercise 4 (default %(default)d)")
+
+
+def _run_lecture_command(args) -> int:
+    from ..lecture.check import LectureSettings, main as check_lecture
+    from ..lecture.grade import main as grade_lecture
+
+    settings = LectureSettings(exercise_seconds=args.exercise_timeout, ex4_steps=args.ex4_steps)
+    if args.command == "check-lecture":
+        return check_lecture(args.notebook, args.json_out, settings)
+    return grade_lecture(args.submissions, args.out, settings)

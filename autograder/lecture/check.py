@@ -321,9 +321,10 @@ def _absent(exercise: str, name: str, errors: list[dict], statements: list[State
     raised = [e for e in errors if name in e.get("assigns", [])]
     if raised:
         error = _last_assignment_raised(name, errors, statements) or raised[-1]
-        return Item(exercise, name, "error", _error_code(error["error"]),
-                    f"not computed: the statement at cell {error['cell'] + 1}, line {error['line']} raised "
-                    f"{error['error']}")
+        where = f"cell {error['cell'] + 1}, line {error['line']}"
+        why = (f"the statement at {where} was {error['error']}" if error["error"].startswith("not run")
+               else f"the statement at {where} raised {error['error']}")
+        return Item(exercise, name, "error", _error_code(error["error"]), f"not computed: {why}")
     others = sorted({n for s in statements for n in s.assigns
                      if n.startswith("d") and n not in EXPECTED[exercise] and len(n) > 1})
     message = f"no statement assigns {name}"
@@ -333,7 +334,7 @@ def _absent(exercise: str, name: str, errors: list[dict], statements: list[State
 
 
 def _error_code(message: str) -> str:
-    if "time limit" in message or "took longer" in message:
+    if "ran out" in message or "took longer" in message:
         return "timeout"
     match = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(?::|$)", message)
     return f"error.{match.group(1)}" if match and match.group(1)[0].isupper() else "error.other"
@@ -483,7 +484,7 @@ def format_report(result: LectureResult) -> str:
         items = [item for item in result.items if item.exercise == exercise]
         counts = {status: sum(item.status == status for item in items) for status in ("pass", "fail", "error", "missing")}
         summary = f"{counts['pass']}/{len(items)} right"
-        summary += "".join(f", {counts[s]} {word}" for s, word in (("fail", "wrong"), ("error", "errors"),
+        summary += "".join(f", {counts[s]} {word}" for s, word in (("fail", "wrong"), ("error", "did not run"),
                                                                    ("missing", "missing")) if counts[s])
         lines += ["", f"{TITLES[exercise]}: {summary}"]
         for item in items:

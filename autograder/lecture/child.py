@@ -57,7 +57,9 @@ class Runner:
 
     def __init__(self, seconds: float):
         self.deadline = time.monotonic() + seconds
+        self.seconds = seconds
         self.timed_out = False
+        self.stopped_at = ""  # where the time ran out
         signal.signal(signal.SIGALRM, self._alarm)
 
     @staticmethod
@@ -77,7 +79,7 @@ class Runner:
             remaining = self.deadline - time.monotonic()
             if self.timed_out or remaining <= 0:
                 self.timed_out = True
-                self._record(errors, statement, "not run: the exercise's time limit ran out before this statement")
+                self._record(errors, statement, f"not run: the exercise's {self.seconds:g} s ran out{self.stopped_at}")
                 continue
             # Pad with blank lines so a traceback's line numbers are the cell's.
             code = compile("\n" * (statement["line"] - 1) + statement["source"], f"<cell {statement['cell'] + 1}>", "exec")
@@ -87,7 +89,8 @@ class Runner:
                     exec(code, namespace)
             except ExerciseTimeout:
                 self.timed_out = True
-                self._record(errors, statement, "took longer than the exercise's time limit (an endless loop?)")
+                self.stopped_at = f" at the statement of cell {statement['cell'] + 1}, line {statement['line']}, which did not end"
+                self._record(errors, statement, f"took longer than the exercise's {self.seconds:g} s (an endless loop?)")
             except BaseException as err:  # SystemExit and KeyboardInterrupt are the learner's too
                 self._record(errors, statement, f"{type(err).__name__}: {err}"[:MESSAGE_CHARS])
             finally:
