@@ -44,6 +44,8 @@ MARGIN_SECONDS = 10.0  # beyond an exercise's budget before the child is killed 
 FLAG_WORDS = {"grad": "reads a .grad tensor (autograd's answer)", "backward": "calls backward() (autograd)",
               "autograd": "uses torch.autograd", "grad_fn": "reads the autograd graph (grad_fn)",
               "retain_grad": "calls retain_grad()", "register_hook": "registers an autograd hook"}
+# `torch.autograd.grad(...)` reads as both; name the more telling one.
+FLAG_PRIORITY = ("autograd", "backward", "grad_fn", "retain_grad", "register_hook", "grad")
 SYMBOLS = {"pass": "✅", "fail": "❌", "error": "❌", "missing": "--"}
 
 
@@ -267,7 +269,8 @@ def taint(statements: list[Statement]) -> dict[str, str]:
     for statement in statements:
         if is_cmp_or_print(statement) or not statement.assigns:
             continue
-        flag = next(iter(statement.autograd), None) or next((tainted[r] for r in statement.reads if r in tainted), None)
+        own = sorted(statement.autograd, key=FLAG_PRIORITY.index) if statement.autograd else []
+        flag = (own[0] if own else None) or next((tainted[r] for r in statement.reads if r in tainted), None)
         for name in statement.assigns:
             if flag is not None:
                 tainted[name] = flag

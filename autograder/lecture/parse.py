@@ -169,28 +169,32 @@ def cell_statements(cell: Cell) -> list[Statement]:
 
 
 def _salvage(source: str, cell: int) -> list[Statement]:
-    """Parse a cell with a syntax error in chunks separated by blank lines, keeping the good ones."""
-    statements, lines, start = [], source.splitlines(), 0
-    chunks, current = [], []
-    for number, line in enumerate(lines + [""], start=1):
-        if line.strip() or (current and line[:1] in " \t"):
-            if not current:
-                start = number
-            current.append(line)
-        elif current:
-            chunks.append((start, current))
-            current = []
-    for start, chunk in chunks:
-        text = "\n".join(chunk)
-        try:
-            tree = ast.parse(text)
-        except SyntaxError as err:
-            assigned = tuple(dict.fromkeys(re.findall(r"^\s*(d\w+)\s*(?:\[.*\])?\s*[-+*/]?=", text, re.MULTILINE)))
-            statements.append(Statement(text, cell, start + (err.lineno or 1) - 1, assigned,
-                                        syntax_error=f"SyntaxError: {err.msg} (cell {cell + 1}, line {start + (err.lineno or 1) - 1})"))
-            continue
-        statements += [_statement(node, text, cell, shift=start - 1) for node in tree.body]
-    return statements
+    """A cell with a syntax error: the broken statement becomes an error entry, the others are kept."""
+    return _salvage_lines(source.splitlines(), 1, cell)
+
+
+def _salvage_lines(lines: list[str], first: int, cell: int) -> list[Statement]:
+    """Statements of ``lines`` (the first is line ``first`` of the cell), cutting out what does not parse."""
+    if not any(line.strip() for line in lines):
+        return []
+    text = "\n".join(lines)
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as err:
+        bad = max(1, min(err.lineno or 1, len(lines)))
+        begin = bad  # back to the top-level line where the broken statement starts
+        while begin > 1 and (not lines[begin - 1].strip() or lines[begin - 1][:1] in (" ", "\t", ")", "]", "}")):
+            begin -= 1
+        end = bad  # on to the next top-level line
+        while end < len(lines) and (not lines[end].strip() or lines[end][:1] in (" ", "\t")):
+            end += 1
+        broken = "\n".join(lines[begin - 1:end])
+        assigned = tuple(dict.fromkeys(re.findall(r"^\s*(d\w+)\s*(?:\[.*\])?\s*[-+*/]?=", broken, re.MULTILINE)))
+        entry = Statement(broken, cell, first + begin - 1, assigned,
+                          syntax_error=f"SyntaxError: {err.msg} (cell {cell + 1}, line {first + bad - 1})")
+        return (_salvage_lines(lines[:begin - 1], first, cell) + [entry]
+                + _salvage_lines(lines[end:], first + end, cell))
+    return [_statement(node, text, cell, shift=first - 1) for node in tree.body]
 
 
 def _statement(node: ast.stmt, source: str, cell: int, shift: int = 0) -> Statement:
