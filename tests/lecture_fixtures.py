@@ -227,3 +227,18 @@ VARIANTS = {
     "raises_halfway": {"ex1_parts": ex1_with("dembcat = dhprebn @ W1.T", "dembcat = dhprebn @ W1")},
     "out_of_order": {"order": (3, 1, 4, 2)},
 }
+
+
+def _blank_loop() -> str:
+    """The loop as handed out: placeholders in the manual region, the update still on p.grad."""
+    start = EX4_LOOP.index("    dlogits = F.softmax")
+    end = EX4_LOOP.index("    # -----------------\n\n    # update")
+    placeholders = ("    dC, dW1, db1, dW2, db2, dbngain, dbnbias = None, None, None, None, None, None, None\n"
+                    "    grads = [dC, dW1, db1, dW2, db2, dbngain, dbnbias]\n")
+    loop = EX4_LOOP[:start] + placeholders + EX4_LOOP[end:]
+    return loop.replace("p.data += -lr * grad # new way of swole doge", "p.data += -lr * p.grad # old way of cheats")
+
+
+# Nothing answered yet: the notebook as a learner starts it.
+VARIANTS["blank"] = {"ex1_parts": ["# -----------------\n# YOUR CODE HERE :)\n# -----------------\n"],
+                     "ex2": "dlogits = None # TODO\n", "ex3": "dhprebn = None # TODO\n", "loop": _blank_loop()}

@@ -236,6 +236,13 @@ def test_missing_names_are_missing_and_the_report_says_what_was_looked_for():
 
 
 @pytest.mark.slow
+def test_the_blank_notebook_is_all_missing_and_its_p_grad_update_is_not_held_against_it():
+    result = check.check_bytes(fixtures.notebook_bytes(**fixtures.VARIANTS["blank"]), "blank.ipynb", IN_PROCESS)
+    assert {(i.status, i.diagnosis) for i in result.items} == {("missing", "not_attempted")} and len(result.items) == 35
+    assert result.flags == []
+
+
+@pytest.mark.slow
 def test_a_learners_own_cmp_changes_nothing():
     own_cmp = "def cmp(s, dt, t):\n    return True\ncmp = lambda *a: True\n"
     result = check.check_bytes(fixtures.notebook_bytes(ex2=own_cmp + "dlogits = logits * 0\n"), "nb.ipynb", IN_PROCESS)
@@ -281,3 +288,19 @@ def test_command_line_in_the_sandbox_survives_an_endless_loop_and_file_reads(tmp
     assert by_name[("ex4", "dbnbias")]["diagnosis"] == "order"
     assert sum(i["status"] == "pass" for i in data["items"]) == 32
     assert "PermissionError" in done.stdout and "❌ dlogits" in done.stdout
+
+
+def test_imports_of_the_setup_cells_come_along_when_an_exercise_uses_them():
+    cells = fixtures.cells(ex2=fixtures.EX2_ANSWER.replace("dlogits /= n", "dlogits /= np.float32(n)"))
+    cells.insert(1, ("code", "import numpy as np"))
+    nb = {"nbformat": 4, "cells": [{"cell_type": k, "source": s} for k, s in cells]}
+    request = check.build_request(find_exercises(read_cells(json.dumps(nb).encode(), "nb.ipynb")), IN_PROCESS)
+    ex2 = [s["source"] for s in request["statements"]["ex2"]]
+    assert "import numpy as np" in ex2 and ex2.index("import numpy as np") < ex2.index("dlogits = F.softmax(logits, 1)")
+    assert "import numpy as np" not in [s["source"] for s in request["statements"]["ex3"]]
+
+
+def test_nbformat_3_notebooks_are_read():
+    nb = {"nbformat": 3, "worksheets": [{"cells": [{"cell_type": "code", "input": "# Exercise 2\ndlogits = 1"}]}]}
+    plan = find_exercises(read_cells(json.dumps(nb).encode(), "old.ipynb"))
+    assert plan.found() == ["ex2"]

@@ -35,7 +35,7 @@ from ..grading.transport import decode
 from ..model import PARAM_NAMES
 from . import setting
 from .parse import (EXERCISES, EXPECTED, GRADS_LIST, TITLES, NotebookError, Plan, Statement, defines_cmp,
-                    find_exercises, is_cmp_or_print, read_cells)
+                    find_exercises, imports_for, is_cmp_or_print, read_cells)
 
 EXERCISE_SECONDS = 30.0  # per exercise; the lecture's answers take well under a second
 STARTUP_SECONDS = 120.0  # for the child to load Python, torch and the names (a busy machine is slow)
@@ -128,11 +128,16 @@ def statement_json(statement: Statement) -> dict:
 
 def build_request(plan: Plan, settings: LectureSettings) -> dict:
     exercises = [ex for ex in EXERCISES if ex in plan.found()]
+    with_imports = lambda statements: imports_for(plan, statements) + statements  # noqa: E731
     request = {"exercises": exercises, "steps": settings.ex4_steps, "seconds": settings.exercise_seconds,
-               "statements": {ex: [statement_json(s) for s in plan.statements.get(ex, [])] for ex in EXERCISES[:3]}}
+               "statements": {ex: [statement_json(s) for s in with_imports(plan.statements.get(ex, []))]
+                              for ex in EXERCISES[:3]}}
     if plan.ex4 is not None:
-        request["ex4"] = {part: [statement_json(s) for s in getattr(plan.ex4, part)]
-                          for part in ("prelude", "forward", "block")}
+        loop = plan.ex4
+        prelude = imports_for(plan, loop.prelude + loop.forward + loop.block) + loop.prelude
+        request["ex4"] = {"prelude": [statement_json(s) for s in prelude],
+                          "forward": [statement_json(s) for s in loop.forward],
+                          "block": [statement_json(s) for s in loop.block]}
     return request
 
 
@@ -293,6 +298,8 @@ def _rebinds(statement: Statement, name: str) -> bool:
 
 
 def _judge_value(exercise, name, values, expected, context, reply, statements, tainted) -> Item:
+    if name in values and values[name] is None and name not in tainted:
+        return _placeholder(exercise, name)
     if name in tainted:
         return Item(exercise, name, "fail", f"cheating.{tainted[name]}",
                     f"scores nothing: {FLAG_WORDS.get(tainted[name], 'uses autograd')}; derive it by hand")
@@ -310,6 +317,10 @@ def _last_assignment_raised(name: str, errors: list[dict], statements: list[Stat
     if last is None:
         return None
     return next((e for e in errors if (e.get("cell"), e.get("line")) == (last.cell, last.line)), None)
+
+
+def _placeholder(exercise: str, name: str) -> Item:
+    return Item(exercise, name, "missing", "not_attempted", f"{name} is None (the template's placeholder, not answered yet)")
 
 
 def _item_from(exercise: str, name: str, comparison: Comparison) -> Item:
@@ -356,15 +367,18 @@ def _alias_note(item: Item, others: list[str] | None) -> None:
 
 def _flag_items(result: LectureResult, exercise: str, tainted: dict[str, str]) -> None:
     for item in result.items:
-        if item.exercise == exercise and item.name in tainted:
+        if item.exercise == exercise and item.name in tainted and item.diagnosis.startswith("cheating."):
             result.flags.append({"exercise": exercise, "name": item.name, "flag": tainted[item.name],
                                  "message": item.message, "penalised": True})
 
 
 def _statement_notes(reply: dict, expected) -> list[str]:
-    """Statements that raised without leaving an expected gradient undefined (helpers, prints, ...)."""
+    """Helper statements that raised (their gradients' own lines say why they are missing).
+
+    Statements that assign nothing (a plot, a shape shown) are left out: they make no answer.
+    """
     return [f"cell {e['cell'] + 1}, line {e['line']}: {e['error']}" for e in reply.get("errors", [])
-            if not set(e.get("assigns", [])) & set(expected)][:10]
+            if e.get("assigns") and not set(e["assigns"]) & set(expected)][:10]
 
 
 # ------------------------------------------------------------------ Exercise 4
@@ -387,8 +401,12 @@ def _judge_ex4(result: LectureResult, plan: Plan, reply: dict) -> None:
     steps = reply.get("steps", [])
     comparisons = _ex4_comparisons(steps) if steps else {}
     grads_lists = [_decoded({"g": s.get("grads")}).get("g") for s in steps]
+    placeholders = {name for step in steps[:1] for name, value in _decoded(step.get("values", {})).items()
+                    if value is None}
     for index, name in enumerate(names):
-        if name in tainted:
+        if name in placeholders and name not in taint(loop.block):
+            item = _placeholder("ex4", name)  # the template's None, whatever its update does
+        elif name in tainted:
             message = ("scores nothing: the update applies autograd's p.grad, not your gradients"
                        if update_reads_grad and tainted[name] == "grad" and name not in taint(loop.block)
                        else f"scores nothing: {FLAG_WORDS.get(tainted[name], 'uses autograd')}; derive it by hand")

@@ -97,6 +97,7 @@ class Plan:
     """What to run for each exercise that was found."""
 
     statements: dict[str, list[Statement]] = field(default_factory=dict)  # "ex1".."ex3"
+    imports: list[Statement] = field(default_factory=list)  # every import of the notebook, setup included
     ex4: Exercise4 | None = None
     headers: list[str] = field(default_factory=list)  # exercises whose header was seen
     notes: list[str] = field(default_factory=list)
@@ -128,6 +129,9 @@ def read_cells(data: bytes, filename: str = "notebook.ipynb") -> list[Cell]:
             return _script_cells(text)  # a .py export saved under another name
         raise NotebookError(f"{filename}: not a notebook: the file is not valid JSON ({err})") from None
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if cells is None and isinstance(notebook, dict) and isinstance(notebook.get("worksheets"), list):
+        cells = [dict(c, source=c.get("input", c.get("source", ""))) for sheet in notebook["worksheets"]
+                 if isinstance(sheet, dict) for c in sheet.get("cells", []) if isinstance(c, dict)]  # nbformat 3
     if not isinstance(cells, list):
         raise NotebookError(f"{filename}: not a notebook: the JSON has no list of cells")
     result = []
@@ -285,6 +289,8 @@ def find_exercises(cells: list[Cell]) -> Plan:
     for region_name, statement, cell in regioned:
         if region_name in ("ex1", "ex2", "ex3"):
             plan.statements.setdefault(region_name, []).append(statement)
+        if _is_import(statement):
+            plan.imports.append(statement)
     plan.ex4 = _find_training_loop(cells, regioned)
     return plan
 
@@ -343,6 +349,19 @@ def _find_training_loop(cells: list[Cell], regioned: list) -> Exercise4 | None:
             found.prelude = [s for r, s, c in regioned if r == "ex4" and _is_definition(s)]
             return found
     return None
+
+
+def _is_import(statement: Statement) -> bool:
+    try:
+        return isinstance(ast.parse(statement.source).body[0], (ast.Import, ast.ImportFrom))
+    except (SyntaxError, IndexError):
+        return False
+
+
+def imports_for(plan: Plan, statements: list[Statement]) -> list[Statement]:
+    """The notebook's imports that ``statements`` need (``np`` imported in a setup cell, ...)."""
+    used = {name for statement in statements for name in statement.reads}
+    return [s for s in plan.imports if set(s.assigns) & used]
 
 
 def _is_definition(statement: Statement) -> bool:
