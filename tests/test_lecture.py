@@ -12,14 +12,18 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from autograder import sandbox
 from autograder.check import Comparison
 from autograder.lecture import check, parse
 from autograder.lecture.grade import ITEM_IDS, grade_folder
 from autograder.lecture.parse import EX1_NAMES, EXPECTED, NotebookError, find_exercises, read_cells
 from tests import lecture_fixtures as fixtures
+
+REPO = Path(__file__).resolve().parent.parent
 
 IN_PROCESS = check.LectureSettings(in_process=True, ex4_steps=2)
 # Engineer-independent: the diagnosis codes come with Comparison.code; before that every failed
@@ -272,7 +276,9 @@ def test_grading_a_folder_writes_grades_and_feedback_and_survives_broken_noteboo
 def test_command_line_in_the_sandbox_survives_an_endless_loop_and_file_reads(tmp_path):
     """The real child: sandboxed, time-limited; the other exercises are not lost."""
     hostile = {"ex2": "while True:\n    pass\ndlogits = F.softmax(logits, 1)\n",
-               "ex3": "words = open('names.txt').read()\n" + fixtures.EX3_ANSWER,
+               "ex3": ("words = open('names.txt').read()\n"
+                       f"secret = __import__('pathlib').Path({str(REPO / 'README.md')!r}).read_text()\n"
+                       "hog = torch.empty(4 << 30, dtype=torch.uint8)\n" + fixtures.EX3_ANSWER),
                "loop": fixtures.VARIANTS["ex4_order"]["loop"]}
     notebook = tmp_path / "hostile.ipynb"
     notebook.write_bytes(fixtures.notebook_bytes(**hostile))
@@ -288,6 +294,9 @@ def test_command_line_in_the_sandbox_survives_an_endless_loop_and_file_reads(tmp
     assert by_name[("ex4", "dbnbias")]["diagnosis"] == "order"
     assert sum(i["status"] == "pass" for i in data["items"]) == 32
     assert "PermissionError" in done.stdout and "❌ dlogits" in done.stdout
+    assert "line 3: RuntimeError" in done.stdout  # 4 GB refused by the memory limit, the exercise went on
+    if sandbox.available():  # the repository is hidden from the learner's code
+        assert "line 2: FileNotFoundError" in done.stdout
 
 
 def test_imports_of_the_setup_cells_come_along_when_an_exercise_uses_them():

@@ -198,7 +198,13 @@ def _aliases(namespace: dict, names) -> dict:
     return found
 
 
+MEMORY_LIMIT = 2 << 30  # bytes of address space: torch imports and works; a runaway allocation gets MemoryError
+
+
 def main() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     request = json.loads(sys.stdin.read())
     results = os.fdopen(os.dup(1), "w", buffering=1)
     quiet = os.open(os.devnull, os.O_WRONLY)
