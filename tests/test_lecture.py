@@ -313,3 +313,14 @@ def test_nbformat_3_notebooks_are_read():
     nb = {"nbformat": 3, "worksheets": [{"cells": [{"cell_type": "code", "input": "# Exercise 2\ndlogits = 1"}]}]}
     plan = find_exercises(read_cells(json.dumps(nb).encode(), "old.ipynb"))
     assert plan.found() == ["ex2"]
+
+
+def test_a_small_loop_assigning_gradients_is_not_taken_for_the_training_loop():
+    trial = ("code", "# Exercise 4, a first try of dC\nfor _ in range(1):\n    dC = torch.zeros_like(C)\n"
+                     "    dC.index_add_(0, Xb.view(-1), demb.view(-1, 10))\n    grads = [dC]\n")
+    plain_loop = fixtures.EX4_LOOP.replace("# manual backprop! #swole_doge_meme", "# mine")
+    for loop in (fixtures.EX4_LOOP, plain_loop):
+        cells = fixtures.cells(loop=loop, extra={3: [trial]})  # in Exercise 4, before the training loop
+        nb = {"nbformat": 4, "cells": [{"cell_type": k, "source": s} for k, s in cells]}
+        found = find_exercises(read_cells(json.dumps(nb).encode(), "nb.ipynb")).ex4
+        assert set(EXPECTED["ex4"]) <= set(assigned(found.block)) and "loss" in assigned(found.forward)

@@ -341,14 +341,22 @@ def _assigns_gradients(loop: ast.AST) -> bool:
 
 
 def _find_training_loop(cells: list[Cell], regioned: list) -> Exercise4 | None:
-    """The loop that holds the manual backward pass, preferring one in the Exercise 4 region."""
-    candidates = [(r, s, c) for r, s, c in regioned if r == "ex4"] + [(r, s, c) for r, s, c in regioned if r != "ex4"]
-    for _, statement, cell in candidates:
-        found = _split_loop(statement, cell)
-        if found is not None:
-            found.prelude = [s for r, s, c in regioned if r == "ex4" and _is_definition(s)]
-            return found
-    return None
+    """The loop that holds the manual backward pass.
+
+    Of all loops that contain the ``# manual backprop`` comment or assign a
+    parameter gradient, the best has the comment, then a forward pass (it
+    assigns ``loss``), then the most parameter gradients, then lies in the
+    Exercise 4 region; a short loop that only fills ``dC`` is not mistaken for it.
+    """
+    best, best_score = None, None
+    for order, (region, statement, cell) in enumerate(regioned):
+        for score, found in _loops(statement, cell):
+            score = (*score, region == "ex4", -order)
+            if best_score is None or score > best_score:
+                best, best_score = found, score
+    if best is not None:
+        best.prelude = [s for r, s, c in regioned if r == "ex4" and _is_definition(s)]
+    return best
 
 
 def _is_import(statement: Statement) -> bool:
@@ -373,12 +381,14 @@ def _is_definition(statement: Statement) -> bool:
             and not (isinstance(node, ast.FunctionDef) and node.name == "cmp"))
 
 
-def _split_loop(statement: Statement, cell: Cell) -> Exercise4 | None:
+def _loops(statement: Statement, cell: Cell) -> list[tuple[tuple, Exercise4]]:
+    """(score, split) of every candidate training loop in ``statement``."""
     if statement.syntax_error:
-        return None
+        return []
     tree = ast.parse(statement.source)
     lines = statement.source.splitlines()
     markers = [number for number, line in enumerate(lines, start=1) if _MARKER.search(line)]
+    found = []
     for loop in ast.walk(tree):
         if not isinstance(loop, (ast.For, ast.While)):
             continue
@@ -388,8 +398,11 @@ def _split_loop(statement: Statement, cell: Cell) -> Exercise4 | None:
         body = _flatten(loop.body)
         shift = statement.line - 1
         parts = [_statement(node, statement.source, cell.index, shift) for node in body]
-        return _cut(parts, body, inside[0] if inside else None, f"cell {cell.index + 1}, line {loop.lineno + shift}")
-    return None
+        split = _cut(parts, body, inside[0] if inside else None, f"cell {cell.index + 1}, line {loop.lineno + shift}")
+        names = {name for part in parts for name in part.assigns}
+        score = (bool(inside), "loss" in names, len(names & (set(EXPECTED["ex4"]) | {GRADS_LIST})))
+        found.append((score, split))
+    return found
 
 
 def _flatten(body: list[ast.stmt]) -> list[ast.stmt]:
