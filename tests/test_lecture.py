@@ -324,3 +324,13 @@ def test_a_small_loop_assigning_gradients_is_not_taken_for_the_training_loop():
         nb = {"nbformat": 4, "cells": [{"cell_type": k, "source": s} for k, s in cells]}
         found = find_exercises(read_cells(json.dumps(nb).encode(), "nb.ipynb")).ex4
         assert set(EXPECTED["ex4"]) <= set(assigned(found.block)) and "loss" in assigned(found.forward)
+
+
+def test_a_no_grad_block_runs_line_by_line():
+    statements = parse.cell_statements(parse.Cell("code", "with torch.no_grad():\n    dh = 1\n    dW2 = 2\n", 0))
+    assert [s.assigns for s in statements] == [("dh",), ("dW2",)] and [s.line for s in statements] == [2, 3]
+
+
+def test_the_sandbox_never_hides_the_root_or_a_system_folder():
+    assert check._may_hide("/work/class/alice") and check._may_hide("/srv")
+    assert not any(check._may_hide(path) for path in ("/", "/usr", "/tmp", "/etc"))

@@ -46,6 +46,7 @@ FLAG_WORDS = {"grad": "reads a .grad tensor (autograd's answer)", "backward": "c
               "retain_grad": "calls retain_grad()", "register_hook": "registers an autograd hook"}
 # `torch.autograd.grad(...)` reads as both; name the more telling one.
 FLAG_PRIORITY = ("autograd", "backward", "grad_fn", "retain_grad", "register_hook", "grad")
+SYSTEM_FOLDERS = {"usr", "bin", "sbin", "lib", "lib64", "etc", "dev", "proc", "sys", "tmp", "var", "opt", "run"}
 SYMBOLS = {"pass": "✅", "fail": "❌", "error": "❌", "missing": "--"}
 
 
@@ -186,12 +187,19 @@ def _start_child(settings: LectureSettings, hidden: list[str]) -> subprocess.Pop
                     os.path.dirname(os.path.realpath(sys.executable))]
         if names:
             readable.append(os.path.dirname(os.path.abspath(names)))
-        command = sandbox.wrap(command, [str(REPO_ROOT), home, "/root", "/home", *hidden], [], readable)
+        private = [path for path in hidden if _may_hide(path)]
+        command = sandbox.wrap(command, [str(REPO_ROOT), home, "/root", "/home", *private], [], readable)
     env = child_env()
     if os.environ.get(NAMES_ENV):
         env[NAMES_ENV] = os.path.abspath(os.environ[NAMES_ENV])
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env=env, cwd="/")
+
+
+def _may_hide(path: str) -> bool:
+    """A notebook's folder is hidden from its code, unless that folder is / or a system folder."""
+    resolved = Path(path).resolve()
+    return len(resolved.parts) > 2 or (len(resolved.parts) == 2 and resolved.parts[1] not in SYSTEM_FOLDERS)
 
 
 def _collect(process, pending, settings, replies) -> tuple[int, str | None]:

@@ -163,13 +163,35 @@ def strip_magics(source: str) -> str:
 
 
 def cell_statements(cell: Cell) -> list[Statement]:
-    """The top-level statements of a code cell; a part that does not parse becomes one error entry."""
+    """The top-level statements of a code cell; a part that does not parse becomes one error entry.
+
+    The body of a ``with torch.no_grad():`` block counts as top-level: the
+    exercises run without gradient tracking anyway, and one failing line in
+    it should not cost the lines after it.
+    """
     source = strip_magics(cell.source)
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return _salvage(source, cell.index)
-    return [_statement(node, source, cell.index) for node in tree.body]
+    return [_statement(node, source, cell.index) for node in _open_no_grad(tree.body)]
+
+
+def _open_no_grad(body: list[ast.stmt]) -> list[ast.stmt]:
+    opened = []
+    for node in body:
+        if isinstance(node, ast.With) and all(_is_no_grad(item.context_expr) for item in node.items):
+            opened += _open_no_grad(node.body)
+        else:
+            opened.append(node)
+    return opened
+
+
+def _is_no_grad(expression: ast.expr) -> bool:
+    """``torch.no_grad()`` or ``torch.inference_mode()`` (however torch was imported)."""
+    function = expression.func if isinstance(expression, ast.Call) else expression
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+    return name in ("no_grad", "inference_mode")
 
 
 def _salvage(source: str, cell: int) -> list[Statement]:
