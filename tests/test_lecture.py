@@ -334,3 +334,13 @@ def test_a_no_grad_block_runs_line_by_line():
 def test_the_sandbox_never_hides_the_root_or_a_system_folder():
     assert check._may_hide("/work/class/alice") and check._may_hide("/srv")
     assert not any(check._may_hide(path) for path in ("/", "/usr", "/tmp", "/etc"))
+
+
+def test_exercises_2_and_3_without_their_headers_are_found_after_exercise_1():
+    cells = [(kind, "loss_fast = F.cross_entropy(logits, Yb)" if source.startswith("# Exercise 2")
+              else "x = 1" if source.startswith("# Exercise 3") else source) for kind, source in fixtures.cells()]
+    nb = {"nbformat": 4, "cells": [{"cell_type": k, "source": s} for k, s in cells]}
+    plan = find_exercises(read_cells(json.dumps(nb).encode(), "nb.ipynb"))
+    assert plan.headers == ["ex1", "ex4"] and plan.found() == ["ex1", "ex2", "ex3", "ex4"]
+    assert assigned(plan.statements["ex2"]).count("dlogits") == 3 and assigned(plan.statements["ex3"]) == ["dhprebn"]
+    assert assigned(plan.statements["ex1"]).count("dlogits") == 2  # Exercise 1's own two lines

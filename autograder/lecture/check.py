@@ -546,7 +546,11 @@ def main(notebook: Path, json_out: Path | None, settings: LectureSettings) -> in
     result = check_file(notebook, settings)
     print(format_report(result))
     if json_out is not None:
-        json_out.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+        try:
+            json_out.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+        except OSError as err:
+            print(f"error: cannot write {json_out}: {err.strerror or err}")
+            return 2
     if result.error:
         return 2
     return 0 if result.items and result.passed() == len(result.items) else 1

@@ -308,6 +308,7 @@ def find_exercises(cells: list[Cell]) -> Plan:
             region = headers[-1][1]
         if unheaded:
             _place_unheaded(regioned, cell)
+    _reclaim_headerless(regioned, plan.headers)
     for region_name, statement, cell in regioned:
         if region_name in ("ex1", "ex2", "ex3"):
             plan.statements.setdefault(region_name, []).append(statement)
@@ -315,6 +316,30 @@ def find_exercises(cells: list[Cell]) -> Plan:
             plan.imports.append(statement)
     plan.ex4 = _find_training_loop(cells, regioned)
     return plan
+
+
+def _reclaim_headerless(regioned: list, headers: list[str]) -> None:
+    """Exercise 2 or 3 whose header was deleted: its cell lands in Exercise 1's region.
+
+    After the cell where Exercise 1 is answered, a cell of that region that
+    assigns only ``dlogits`` (or only ``dhprebn``) is taken to be Exercise 2 (3).
+    """
+    alone = {"ex2": {"dlogits"}, "ex3": {"dhprebn"}}
+    missing = [ex for ex in alone if ex not in headers]
+    if not missing:
+        return
+    by_cell: dict[int, list[int]] = {}
+    for index, (region, statement, cell) in enumerate(regioned):
+        if region == "ex1":
+            by_cell.setdefault(cell.index, []).append(index)
+    answered = False
+    for indices in by_cell.values():
+        names = {n for i in indices for n in regioned[i][1].assigns} & ALL_GRADIENTS
+        target = next((ex for ex in missing if names and names <= alone[ex]), None)
+        if answered and target:
+            for i in indices:
+                regioned[i] = (target, *regioned[i][1:])
+        answered |= len(names) >= 3
 
 
 def _seen(plan: Plan, region: str) -> None:
