@@ -344,3 +344,14 @@ def test_exercises_2_and_3_without_their_headers_are_found_after_exercise_1():
     assert plan.headers == ["ex1", "ex4"] and plan.found() == ["ex1", "ex2", "ex3", "ex4"]
     assert assigned(plan.statements["ex2"]).count("dlogits") == 3 and assigned(plan.statements["ex3"]) == ["dhprebn"]
     assert assigned(plan.statements["ex1"]).count("dlogits") == 2  # Exercise 1's own two lines
+
+
+@pytest.mark.slow
+def test_a_helper_defined_in_another_cell_is_available_to_the_exercise():
+    helper = ("code", "import numpy as np\n\ndef fused_ce_backward(logits, Yb):\n    d = F.softmax(logits, 1)\n"
+                      "    d[range(d.shape[0]), Yb] -= 1\n    return d / np.float32(d.shape[0])\n")
+    cells = fixtures.cells(ex2="dlogits = fused_ce_backward(logits, Yb)\n")
+    cells.insert(2, helper)  # among the setup cells
+    nb = {"nbformat": 4, "cells": [{"cell_type": k, "source": s} for k, s in cells]}
+    result = check.check_bytes(json.dumps(nb).encode(), "nb.ipynb", IN_PROCESS)
+    assert statuses(result)["ex2_dlogits"] == ("pass", "")

@@ -35,7 +35,7 @@ from ..grading.transport import decode
 from ..model import PARAM_NAMES
 from . import setting
 from .parse import (EXERCISES, EXPECTED, GRADS_LIST, TITLES, NotebookError, Plan, Statement, defines_cmp,
-                    find_exercises, imports_for, is_cmp_or_print, read_cells)
+                    definitions_for, find_exercises, is_cmp_or_print, read_cells)
 
 EXERCISE_SECONDS = 30.0  # per exercise; the lecture's answers take well under a second
 STARTUP_SECONDS = 120.0  # for the child to load Python, torch and the names (a busy machine is slow)
@@ -129,13 +129,13 @@ def statement_json(statement: Statement) -> dict:
 
 def build_request(plan: Plan, settings: LectureSettings) -> dict:
     exercises = [ex for ex in EXERCISES if ex in plan.found()]
-    with_imports = lambda statements: imports_for(plan, statements) + statements  # noqa: E731
+    with_imports = lambda statements: definitions_for(plan, statements) + statements  # noqa: E731
     request = {"exercises": exercises, "steps": settings.ex4_steps, "seconds": settings.exercise_seconds,
                "statements": {ex: [statement_json(s) for s in with_imports(plan.statements.get(ex, []))]
                               for ex in EXERCISES[:3]}}
     if plan.ex4 is not None:
         loop = plan.ex4
-        prelude = imports_for(plan, loop.prelude + loop.forward + loop.block) + loop.prelude
+        prelude = definitions_for(plan, loop.prelude + loop.forward + loop.block) + loop.prelude
         request["ex4"] = {"prelude": [statement_json(s) for s in prelude],
                           "forward": [statement_json(s) for s in loop.forward],
                           "block": [statement_json(s) for s in loop.block]}

@@ -145,7 +145,7 @@ def run_ex4(plan: dict, steps: int, seconds: float) -> dict:
         namespace = _base_namespace()
         namespace.update(torch=torch, F=F, n=setting.BATCH, batch_size=setting.BATCH, n_embd=setting.N_EMBD,
                          n_hidden=setting.EX4_N_HIDDEN, vocab_size=model.VOCAB_SIZE, block_size=model.BLOCK_SIZE,
-                         Xtr=setting.splits().Xtr, Ytr=setting.splits().Ytr, g=lecture_g, i=step, k=step,
+                         **setting.data_names(), g=lecture_g, i=step, k=step,
                          lr=setting.EX4_LR, max_steps=200000, lossi=[], stepi=[], parameters=params,
                          **dict(zip(model.PARAM_NAMES, params)))
         record = errors if step == 0 else None

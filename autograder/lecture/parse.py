@@ -97,7 +97,8 @@ class Plan:
     """What to run for each exercise that was found."""
 
     statements: dict[str, list[Statement]] = field(default_factory=dict)  # "ex1".."ex3"
-    imports: list[Statement] = field(default_factory=list)  # every import of the notebook, setup included
+    # Every import and function definition of the notebook (setup included), but `cmp`.
+    definitions: list[Statement] = field(default_factory=list)
     ex4: Exercise4 | None = None
     headers: list[str] = field(default_factory=list)  # exercises whose header was seen
     notes: list[str] = field(default_factory=list)
@@ -312,8 +313,8 @@ def find_exercises(cells: list[Cell]) -> Plan:
     for region_name, statement, cell in regioned:
         if region_name in ("ex1", "ex2", "ex3"):
             plan.statements.setdefault(region_name, []).append(statement)
-        if _is_import(statement):
-            plan.imports.append(statement)
+        if _is_definition(statement):
+            plan.definitions.append(statement)
     plan.ex4 = _find_training_loop(cells, regioned)
     return plan
 
@@ -406,17 +407,19 @@ def _find_training_loop(cells: list[Cell], regioned: list) -> Exercise4 | None:
     return best
 
 
-def _is_import(statement: Statement) -> bool:
-    try:
-        return isinstance(ast.parse(statement.source).body[0], (ast.Import, ast.ImportFrom))
-    except (SyntaxError, IndexError):
-        return False
+def definitions_for(plan: Plan, statements: list[Statement]) -> list[Statement]:
+    """The notebook's imports and functions that ``statements`` use, and those these use in turn.
 
-
-def imports_for(plan: Plan, statements: list[Statement]) -> list[Statement]:
-    """The notebook's imports that ``statements`` need (``np`` imported in a setup cell, ...)."""
+    So an exercise can call a helper or use ``np`` defined in another cell, as it could in the notebook.
+    """
+    needed: list[Statement] = []
     used = {name for statement in statements for name in statement.reads}
-    return [s for s in plan.imports if set(s.assigns) & used]
+    while True:
+        more = [s for s in plan.definitions if s not in needed and s not in statements and set(s.assigns) & used]
+        if not more:
+            return [s for s in plan.definitions if s in needed]  # in notebook order
+        needed += more
+        used |= {name for statement in more for name in statement.reads}
 
 
 def _is_definition(statement: Statement) -> bool:

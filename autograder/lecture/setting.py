@@ -7,6 +7,7 @@ sends back. Shapes: n = 32 (batch), H = 64 (Exercises 1-3) or 200 (Exercise 4).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -60,8 +61,14 @@ def ex123_namespace(parameters, Xb, Yb, forward) -> dict:
     namespace = {"torch": torch, "F": F, "n": BATCH, "batch_size": BATCH, "n_embd": N_EMBD,
                  "n_hidden": N_HIDDEN, "vocab_size": VOCAB_SIZE, "block_size": BLOCK_SIZE,
                  "Xb": Xb, "Yb": Yb, "parameters": parameters, **dict(zip(model.PARAM_NAMES, parameters))}
+    namespace.update(data_names(), g=model.make_generator(SEED))
     namespace.update(forward)
     return namespace
+
+
+def data_names() -> dict:
+    """The splits under the lecture's names (Xtr, Ytr, Xdev, Ydev, Xte, Yte)."""
+    return {field.name: getattr(splits(), field.name) for field in dataclasses.fields(splits())}
 
 
 def ex123_context(parameters, forward) -> dict:
