@@ -219,6 +219,12 @@ def test_a_leftover_backward_is_noted_when_unused_and_penalised_when_used():
     used = run("backward_used")
     assert failures(used) == {f"ex4_d{p}": ("fail", "cheating.grad") for p in ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")}
     assert ("leftover_backward", True) in [(f["flag"], f["penalised"]) for f in used.flags]
+    # The same update without any backward() in the loop cannot use autograd: a note, no penalty.
+    loop = fixtures.VARIANTS["backward_used"]["loop"].replace("    loss.backward() #", "    # gone #")
+    assert "loss.backward()" not in loop
+    broken_update = check.check_bytes(fixtures.notebook_bytes(loop=loop), "nb.ipynb", IN_PROCESS)
+    assert failures(broken_update) == {}
+    assert [(f["flag"], f["penalised"]) for f in broken_update.flags] == [("update_reads_grad", False)]
 
 
 @pytest.mark.slow
@@ -243,7 +249,7 @@ def test_missing_names_are_missing_and_the_report_says_what_was_looked_for():
 def test_the_blank_notebook_is_all_missing_and_its_p_grad_update_is_not_held_against_it():
     result = check.check_bytes(fixtures.notebook_bytes(**fixtures.VARIANTS["blank"]), "blank.ipynb", IN_PROCESS)
     assert {(i.status, i.diagnosis) for i in result.items} == {("missing", "not_attempted")} and len(result.items) == 35
-    assert result.flags == []
+    assert [(f["flag"], f["penalised"]) for f in result.flags] == [("update_reads_grad", False)]
 
 
 @pytest.mark.slow

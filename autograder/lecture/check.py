@@ -401,7 +401,13 @@ def _judge_ex4(result: LectureResult, plan: Plan, reply: dict) -> None:
                                      f"{', '.join(names)} was found"))
         return
     tainted = taint(loop.block)
-    update_reads_grad = any("grad" in s.autograd for s in loop.update)
+    # The update applies autograd's p.grad only if something in the loop computes it.
+    backward_in_loop = any(s.calls_backward for s in loop.forward + loop.block + loop.update)
+    update_reads_grad = backward_in_loop and any("grad" in s.autograd for s in loop.update)
+    if any("grad" in s.autograd for s in loop.update) and not backward_in_loop:
+        result.flags.append({"exercise": "ex4", "name": None, "flag": "update_reads_grad", "penalised": False,
+                             "message": "the update still applies p.grad, which nothing sets without loss.backward(): "
+                                        "apply your grads instead (p.data += -lr * grad)"})
     if update_reads_grad:
         for name in names:
             tainted.setdefault(name, "grad")
