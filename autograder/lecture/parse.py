@@ -315,7 +315,7 @@ def find_exercises(cells: list[Cell]) -> Plan:
             plan.statements.setdefault(region_name, []).append(statement)
         if _is_definition(statement):
             plan.definitions.append(statement)
-    plan.ex4 = _find_training_loop(cells, regioned)
+    plan.ex4 = _find_training_loop(regioned)
     return plan
 
 
@@ -388,7 +388,7 @@ def _assigns_gradients(loop: ast.AST) -> bool:
     return bool(names & set(EXPECTED["ex4"])) or GRADS_LIST in names
 
 
-def _find_training_loop(cells: list[Cell], regioned: list) -> Exercise4 | None:
+def _find_training_loop(regioned: list) -> Exercise4 | None:
     """The loop that holds the manual backward pass.
 
     Of all loops that contain the ``# manual backprop`` comment or assign a
