@@ -20,10 +20,22 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import resource
 import signal
 import sys
 import time
 from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+# Everything this module takes from the rest of the package, in one place.
+from .. import model
+from ..check import _aliases as sharing_memory
+from ..grading.transport import encode
+from ..judge import autograd_forbidden
+from . import setting
+from .parse import EX1_NAMES, EXPECTED, GRADS_LIST
 
 EX4_BATCH_NAMES = {"ix", "Xb", "Yb"}  # drawn by the setting, not by the learner's loop
 MESSAGE_CHARS = 400
@@ -68,8 +80,6 @@ class Runner:
 
     def run(self, statements: list[dict], namespace: dict, errors: list[dict] | None) -> None:
         """Execute ``statements`` in order; append what raised to ``errors`` (None: do not record)."""
-        from ..judge import autograd_forbidden
-
         for statement in statements:
             if statement.get("skip"):
                 continue
@@ -109,9 +119,6 @@ def _base_namespace() -> dict:
 
 
 def run_ex123(exercise: str, statements: list[dict], seconds: float) -> dict:
-    from . import setting
-    from .parse import EX1_NAMES, EXPECTED
-
     parameters, Xb, Yb, forward = setting.ex123_forward()
     namespace = _base_namespace()
     namespace.update(setting.ex123_namespace(parameters, Xb, Yb, forward))
@@ -128,13 +135,6 @@ def run_ex123(exercise: str, statements: list[dict], seconds: float) -> dict:
 
 
 def run_ex4(plan: dict, steps: int, seconds: float) -> dict:
-    import torch
-    import torch.nn.functional as F
-
-    from .. import model
-    from . import setting
-    from .parse import EXPECTED, GRADS_LIST
-
     names = EXPECTED["ex4"]
     runner = Runner(seconds)
     errors: list[dict] = []
@@ -168,8 +168,6 @@ def run_ex4(plan: dict, steps: int, seconds: float) -> dict:
 
 
 def _encode(value):
-    from ..grading.transport import encode
-
     return None if value is None else encode(value)
 
 
@@ -182,10 +180,6 @@ def _aliases(namespace: dict, names) -> dict:
 
     A view of another shape (``demb = dembcat.view(emb.shape)``) shares memory on purpose and is left out.
     """
-    import torch
-
-    from ..check import _aliases as sharing_memory
-
     frame = SimpleNamespace(f_globals=namespace)
     found = {}
     for name in names:
@@ -202,8 +196,6 @@ MEMORY_LIMIT = 2 << 30  # bytes of address space: torch imports and works; a run
 
 
 def main() -> None:
-    import resource
-
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     request = json.loads(sys.stdin.read())
     results = os.fdopen(os.dup(1), "w", buffering=1)
@@ -211,10 +203,6 @@ def main() -> None:
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
     sys.stdout = sys.stderr = open(os.devnull, "w")
-
-    import torch
-
-    from . import setting
 
     torch.set_num_threads(1)
     setting.splits()  # loading the names is the setting's time, not the learner's
