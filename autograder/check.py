@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from .diagnose import context_of, diagnose
+from .hints import pointer_for_check
 
 RTOL = 1.5e-6
 ZERO_LEVEL = 1e-6
@@ -132,6 +133,9 @@ def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
         raise ValueError(f"{name}: the reference has no .grad; run the forward pass and loss.backward() first")
     result = compare(name, dt, t.grad, _context_for(t))
     print(result.line())
+    hint_pointer = pointer_for_check(name, getattr(result, "code", ""))  # "" until diagnoses carry codes
+    if hint_pointer:
+        print(f"{'':15s}   -> {hint_pointer}")
     for other in _aliases(name, dt, inspect.currentframe().f_back):
         print(f"{'':15s}   -> note: d{name} and {other} are the same tensor in memory (one was assigned "
               f"from the other without .clone()), so an in-place += on one changes the other too")

@@ -14,6 +14,8 @@ not work offline). It
 * in notebook 01 types a correct answer into the first answer cell, runs it
   and its check (``approximate: True``), then a wrong one (the failure and its
   ``->`` hint);
+* in notebook 01 checks that every hint (``<details>`` under a task) is
+  collapsed when the notebook opens, and that a click on a summary opens it;
 * checks nbgrader's lab and server extensions are enabled and opens the
   formgrader on the course folder ``build/course``;
 * checks the server and its kernels listen on loopback only, and that the
@@ -21,7 +23,8 @@ not work offline). It
 
 Screenshots go to ``build/screenshots/`` (``FAILED_<test>.png`` when a test
 fails); ``tests/screenshots/01_atomic_backprop.png``, shown in the README, is a
-copy of ``build/screenshots/01_atomic_backprop.png`` reduced to 256 colours.
+copy of ``build/screenshots/01_atomic_backprop.png`` reduced to 256 colours, and
+``tests/screenshots/01_hint_open.png`` one of ``build/screenshots/01_hint_open.png``.
 Without ``/usr/bin/chromium`` the tests skip (``make test``); ``make
 test-browser`` sets NINJA_BROWSER_REQUIRED=1 and they fail instead. Install the
 browser with ``apt-get install -y --no-install-recommends chromium``.
@@ -477,6 +480,42 @@ def assert_no_errors(saved, indices: list[int]) -> None:
 
 def test_release_notebooks_exist():
     assert FIRST_NOTEBOOK in release_notebooks(), f"{NOTEBOOKS_DIR} has no {FIRST_NOTEBOOK}.ipynb: run make release"
+
+
+def test_hints_are_collapsed_until_a_click_opens_one(lab, page):
+    """Notebook 01 opens with every hint collapsed; a click on a summary shows that hint's body.
+
+    It runs before the tests that type answers into notebook 01, so it sees the release as a student does.
+    """
+    release = lab.release[FIRST_NOTEBOOK]
+    with_hints = {i: c.source.count("<details>") for i, c in enumerate(release.cells)
+                  if c.cell_type == "markdown" and "<details>" in c.source}
+    assert len(with_hints) >= 20, with_hints
+    cells = open_notebook(page, FIRST_NOTEBOOK)
+    wait_for_cells(page, len(release.cells))
+    state = """details => details.map(d => ({open: d.open, attribute: d.hasAttribute('open'),
+                                              summary: d.querySelector('summary').textContent}))"""
+    for index, count in with_hints.items():
+        cell = cells.nth(index)
+        cell.scroll_into_view_if_needed()
+        details = cell.locator(".jp-RenderedMarkdown details")
+        details.nth(count - 1).wait_for(state="attached")
+        shown = details.evaluate_all(state)
+        summaries = re.findall(r"<summary>(Hint \d+: .*?)</summary>", release.cells[index].source)
+        assert [d["summary"] for d in shown] == summaries
+        assert not any(d["open"] or d["attribute"] for d in shown), (index, shown)
+        assert not any(details.nth(k).locator("p").first.is_visible() for k in range(count)), index
+
+    first = min(with_hints)  # the task above the first answer, with its hints
+    details = cells.nth(first).locator(".jp-RenderedMarkdown details")
+    for k in (0, 1):
+        details.nth(k).locator("summary").click()
+        details.nth(k).locator("p").first.wait_for(state="visible")
+        assert details.nth(k).evaluate("d => d.open && d.hasAttribute('open')")
+    assert not details.nth(2).evaluate("d => d.open")
+    assert not details.nth(2).locator("p").first.is_visible()
+    details.nth(1).locator("mjx-container").first.wait_for()  # the maths inside a hint is typeset too
+    screenshot(page, cells.nth(first), f"{FIRST_NOTEBOOK.split('_')[0]}_hint_open", block="start")
 
 
 @pytest.mark.parametrize("notebook", release_notebooks())
