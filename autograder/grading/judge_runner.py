@@ -19,7 +19,10 @@ import time
 
 from .. import sandbox
 from ..exercises import Item
-from ..judge import HIDDEN_CASES, Verdict, find_answers, scan_answers, verdict
+from ..cells import find_answers
+from ..kinds.cases import HIDDEN_CASES
+from ..scan import scan_answers
+from ..verdict import Verdict, verdict
 from .transport import decode
 
 JOB_SECONDS = 10.0  # one item on one hidden case; correct answers take milliseconds
