@@ -1,4 +1,10 @@
-"""``cmp``: compare a gradient derived by hand with autograd's.
+"""``cmp``: compare a gradient derived by hand with autograd's; the comparisons every check builds on.
+
+``compare`` gives a ``Comparison`` of one tensor; a check of a whole answer
+gives a ``CheckResult`` (see ``autograder.kinds``); trained parameters are
+compared by their drift (``parameter_drift``, ``trained_comparison``).
+The print-and-return-bool checks of the notebooks' test cells (``cmp``,
+``check_backward``, ``check_training``) call the kinds' ``check``.
 
 A gradient passes when it has exactly the reference's shape and finite
 float values within a scale-aware tolerance::
@@ -239,12 +245,12 @@ def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
     ``cmp("logprobs", dlogprobs, logprobs)``. ``t`` must have taken part in a
     ``loss.backward()`` with ``retain_grad()`` (the forward helpers do that).
     """
-    from .kinds.gradient import check_gradient
+    from .kinds import KINDS
 
     if not isinstance(t, torch.Tensor) or t.grad is None:
         raise ValueError(f"{name}: the reference has no .grad; run the forward pass and loss.backward() first")
     frame = inspect.currentframe().f_back
-    result = check_gradient(name, dt, t, frame.f_globals if frame is not None else {})
+    result = KINDS["gradient"].check(name, dt, t, frame.f_globals if frame is not None else {})
     print("\n".join(result.lines()))
     return result.ok
 
@@ -256,9 +262,9 @@ def check_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Y
     dbngain, dbnbias] for ``fw = fused_forward(parameters, Xb, Yb)``. Prints
     one line per parameter and returns whether all seven pass.
     """
-    from .kinds.ex4 import check_manual_backward
+    from .kinds import KINDS
 
-    result = check_manual_backward(backward, parameters, Xb, Yb)
+    result = KINDS["function"].check(backward, parameters, Xb, Yb)
     print("\n".join(result.lines()))
     return result.ok
 
@@ -271,9 +277,10 @@ def check_training(backward, parameters: list[torch.Tensor], steps: int | None =
     workbook's seed); prints how far apart each parameter ends up and returns
     whether all agree within ``kinds.ex4.SGD_TRAINED_RTOL`` of their scale.
     """
-    from .kinds.ex4 import CHECK_STEPS, check_sgd_training
+    from .kinds import KINDS
+    from .kinds.ex4 import CHECK_STEPS
 
     steps = CHECK_STEPS if steps is None else steps
-    result = check_sgd_training(backward, parameters, steps, seed)
+    result = KINDS["sgd_training"].check(backward, parameters, steps, seed)
     print("\n".join(drift_lines(result, f"after {steps} steps")))
     return result.ok

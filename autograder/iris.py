@@ -253,9 +253,9 @@ def in_check_dtype(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def check_backward(backward, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> bool:
     """``backward``'s 6 gradients against autograd's on (X, Y); prints a line each, returns whether all pass."""
-    from .kinds.iris import check_mlp_backward
+    from .kinds import KINDS
 
-    result = check_mlp_backward(backward, parameters, X, Y)
+    result = KINDS["mlp_backward"].check(backward, parameters, X, Y)
     print("\n".join(result.lines()))
     return result.ok
 
@@ -267,9 +267,9 @@ def check_adam_step(step, parameters: list[torch.Tensor], X: torch.Tensor, Y: to
     step; prints a line per parameter (and one per moment that is wrong) and
     returns whether all agree.
     """
-    from .kinds.iris import check_adam
+    from .kinds import KINDS
 
-    result = check_adam(step, parameters, X, Y)
+    result = KINDS["adam_step"].check(step, parameters, X, Y)
     if result.problem:
         print(result.problem)
     for comparison in result.comparisons:
@@ -287,8 +287,8 @@ def check_training(backward, step, parameters: list[torch.Tensor], X: torch.Tens
     all are within ADAM_TRAINED_RTOL.
     """
     from .check import drift_lines
-    from .kinds.iris import check_adam_training
+    from .kinds import KINDS
 
-    result = check_adam_training(backward, step, parameters, X, Y, epochs)
+    result = KINDS["adam_training"].check(backward, step, parameters, X, Y, epochs)
     print("\n".join(drift_lines(result, f"after {epochs} epochs")))
     return result.ok

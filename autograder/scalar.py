@@ -311,12 +311,13 @@ def check_grad(node: Value, reference: dict[Value, float]) -> bool:
     1e-6 when the gradient is 0. A gradient that was never assigned fails
     even when its starting 0 happens to be right.
     """
-    from .kinds.scalar import grad_comparison, grad_issue
+    from .kinds import KINDS
+    from .kinds.scalar import grad_issue
 
     name = node.name or node.label or "node"
-    result = grad_comparison(name, node.grad, reference[node], node.grad_assigned)
+    result = KINDS["scalar"].check(name, node.grad, reference[node], node.grad_assigned)
     issue = grad_issue(name, node.grad, node.grad_assigned)
-    print(f"{name + '.grad':15s} | FAILED: {issue}" if issue else result.line())
+    print(f"{name + '.grad':15s} | FAILED: {issue}" if issue else "\n".join(result.lines()))
     return result.ok
 
 

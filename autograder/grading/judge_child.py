@@ -1,4 +1,4 @@
-"""The judge's untrusted half: runs student answer cells on hidden inputs.
+"""The judge's untrusted half: runs student answer cells on hidden inputs (the kinds' ``run``).
 
 Started by ``judge_runner`` inside the sandbox as
 ``python -m autograder.grading.judge_child``. It reads one JSON request from

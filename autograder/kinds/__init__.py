@@ -35,11 +35,6 @@ def student_output(item: Item, sources: dict[str, str], case):
     return kind_of(item).run(item, sources, case)
 
 
-def reference_output(item: Item, case):
-    """What a correct answer produces on ``case`` (autograd or torch.optim as the oracle)."""
-    return kind_of(item).reference(item, case)
-
-
 def describe_case(item: Item, case) -> str:
     """The hidden inputs of ``case`` in words, as they matter to ``item``."""
     return kind_of(item).describe_case(item, case)

@@ -12,9 +12,12 @@ registry (``autograder.kinds.KINDS``) maps the name an item carries
   autograd or ``torch.optim`` as the oracle);
 * ``compare``: a ``check.CheckResult`` of output against reference;
 * ``describe_case``: the hidden inputs in words, for the verdict;
-* ``label``, ``shape``, ``tensor``: what the scoreboard shows in a row;
-* ``probe``: the visible check on a notebook's namespace, for the
-  scoreboard; the visible check cells call the same functions.
+* ``check``: the visible check, what a notebook's test cell runs (through
+  ``cmp``, ``check.check_backward``, ...); its arguments differ by kind, and
+  it returns a ``check.CheckResult``, which the test cell prints;
+* ``probe``: the same ``check`` on a notebook's variables, for the
+  scoreboard, which shows its CheckResult as a row;
+* ``label``, ``shape``, ``tensor``: what the scoreboard shows in a row.
 """
 
 from __future__ import annotations
@@ -60,8 +63,12 @@ class Kind:
         """For a gradient item, the tensor it is the gradient of (a node of the forward graph); else ""."""
         return ""
 
+    def check(self, *args, **kwargs) -> CheckResult:
+        """The visible check of a test cell; its arguments differ by kind."""
+        raise NotImplementedError
+
     def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
-        """The visible check on a notebook's variables; raises NotImplementedError when not attempted.
+        """``check`` on a notebook's variables; raises NotImplementedError when not attempted.
 
         Any other exception means the notebook is not in a state to check the
         item, except ``StudentError``: the student's function raised.

@@ -37,33 +37,6 @@ def autograd_backward(parameters, fw, Xb, Yb) -> list[torch.Tensor]:
     return model.autograd_grads(parameters, Xb, Yb)
 
 
-def check_manual_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor,
-                          call=call_directly) -> CheckResult:
-    """``backward``'s 7 gradients for copies of ``parameters`` on (Xb, Yb) against autograd's.
-
-    ``call(backward, *args)`` calls the student's function (the scoreboard
-    passes one that turns its exceptions into ``StudentError``).
-    """
-    expected = model.autograd_grads(parameters, Xb, Yb)
-    copies = [p.detach().clone() for p in parameters]  # the student's function gets copies
-    with torch.no_grad():
-        fw = model.fused_forward(copies, Xb, Yb)
-    return compare_all(model.PARAM_NAMES, call(backward, copies, fw, Xb, Yb), expected)
-
-
-def check_sgd_training(backward, parameters: list[torch.Tensor], steps: int = CHECK_STEPS, seed: int | None = None,
-                       call=call_directly) -> CheckResult:
-    """``steps`` SGD steps from copies of ``parameters`` with ``backward`` and with autograd, same batches.
-
-    The batches come from ``seed`` (by default the workbook's generator).
-    """
-    runs = []
-    for grads_of in (lambda *args: call(backward, *args), autograd_backward):
-        generator = model.make_generator() if seed is None else model.make_generator(seed)
-        runs.append(model.sgd_steps(parameters, grads_of, steps, CHECK_BATCH, SGD_LR, generator))
-    return trained(*runs, f"after {steps} SGD steps")
-
-
 def trained(got, expected: list[torch.Tensor], when: str) -> CheckResult:
     """Trained parameters against the reference run's, each within SGD_TRAINED_RTOL of its scale."""
     return compare_all(model.PARAM_NAMES, got, expected, "parameters",
@@ -92,6 +65,21 @@ class BackwardFunctionKind(Kind):
 
     name = "function"
 
+    def check(self, backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor,
+              call=call_directly) -> CheckResult:
+        """The visible check (``check.check_backward``): ``backward``'s 7 gradients against autograd's.
+
+        ``backward`` gets copies of ``parameters`` and the batch Xb (n, block_size), Yb (n,).
+
+        ``call(backward, *args)`` calls the student's function (the scoreboard
+        passes one that turns its exceptions into ``StudentError``).
+        """
+        expected = model.autograd_grads(parameters, Xb, Yb)
+        copies = [p.detach().clone() for p in parameters]  # the student's function gets copies
+        with torch.no_grad():
+            fw = model.fused_forward(copies, Xb, Yb)
+        return compare_all(model.PARAM_NAMES, call(backward, copies, fw, Xb, Yb), expected)
+
     def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
         backward = _load(item, sources)
         inputs = case_inputs(case)
@@ -112,13 +100,27 @@ class BackwardFunctionKind(Kind):
 
     def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
         backward = student_function(namespace, ANSWER_FUNCTIONS[item.answers[0]])
-        return check_manual_backward(backward, *_notebook_inputs(namespace), call=call_student)
+        return self.check(backward, *_notebook_inputs(namespace), call=call_student)
 
 
 class SGDTrainingKind(Kind):
     """Exercise 4's ``manual_backward`` driving a few steps of SGD."""
 
     name = "sgd_training"
+
+    def check(self, backward, parameters: list[torch.Tensor], steps: int = CHECK_STEPS, seed: int | None = None,
+              call=call_directly) -> CheckResult:
+        """The visible check (``check.check_training``): SGD with ``backward``'s gradients and with autograd's.
+
+        Both runs take ``steps`` steps from copies of ``parameters`` on the same
+        batches of CHECK_BATCH, drawn from ``seed`` (by default the workbook's
+        generator).
+        """
+        runs = []
+        for grads_of in (lambda *args: call(backward, *args), autograd_backward):
+            generator = model.make_generator() if seed is None else model.make_generator(seed)
+            runs.append(model.sgd_steps(parameters, grads_of, steps, CHECK_BATCH, SGD_LR, generator))
+        return trained(*runs, f"after {steps} SGD steps")
 
     def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
         return sgd_run(case, _load(item, sources), forbid_autograd=True)
@@ -135,4 +137,4 @@ class SGDTrainingKind(Kind):
     def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
         backward = student_function(namespace, ANSWER_FUNCTIONS[item.answers[0]])
         parameters, _, _ = _notebook_inputs(namespace)
-        return check_sgd_training(backward, parameters, call=call_student)
+        return self.check(backward, parameters, call=call_student)

@@ -1,6 +1,6 @@
 """Kind "gradient" (Exercises 1-3): answer cells that assign one gradient tensor, ``d<name>``.
 
-Visible check: ``cmp`` (``check_gradient``), the student's tensor against
+Visible check: ``cmp`` (``GradientKind.check``), the student's tensor against
 autograd's ``<name>.grad`` from the notebook's forward pass. Hidden check:
 the answer cells run again on a hidden case's forward pass, with the correct
 upstream gradients fed in, so a mistake upstream costs only its own item.
@@ -21,12 +21,6 @@ from .base import Kind
 from .cases import Case, gradient_namespace, reference_gradients
 
 
-def check_gradient(name: str, got: object, tensor: torch.Tensor, namespace: Mapping) -> CheckResult:
-    """``got`` (the student's d<name>) against ``tensor.grad``, with notes on aliases in ``namespace``."""
-    result = compare(name, got, tensor.grad, forward_context(tensor))
-    return CheckResult((result,), notes=tuple(alias_notes(f"d{name}", got, namespace)))
-
-
 def forward_context(t: torch.Tensor) -> dict | None:
     """What the checker knows of the forward pass that made ``t``, for ``diagnose``'s hints, if any."""
     forward = model.forward_containing(t)
@@ -42,6 +36,15 @@ def hidden_context(case: Case) -> dict:
 
 class GradientKind(Kind):
     name = "gradient"
+
+    def check(self, name: str, got: object, tensor: torch.Tensor, namespace: Mapping) -> CheckResult:
+        """The visible check (``cmp``): ``got``, the student's d<name>, against ``tensor.grad``.
+
+        Notes name the other gradient variables of ``namespace`` that share
+        ``got``'s memory.
+        """
+        result = compare(name, got, tensor.grad, forward_context(tensor))
+        return CheckResult((result,), notes=tuple(alias_notes(f"d{name}", got, namespace)))
 
     def run(self, item: Item, sources: Mapping[str, str], case: Case):
         namespace = gradient_namespace(case)
@@ -78,4 +81,4 @@ class GradientKind(Kind):
         reference = namespace.get(item.tensor)
         if not isinstance(reference, torch.Tensor) or reference.grad is None:
             raise LookupError(f"{item.tensor}.grad is missing")
-        return check_gradient(item.tensor, namespace[item.variable], reference, namespace)
+        return self.check(item.tensor, namespace[item.variable], reference, namespace)

@@ -28,50 +28,7 @@ ADAM_NAMES = (list(iris.PARAM_NAMES) + [f"m[{n}]" for n in iris.PARAM_NAMES]
               + [f"v[{n}]" for n in iris.PARAM_NAMES])  # what adam_step's check compares, in order
 
 
-# ------------------------------------------------------------------ the checks, visible and hidden
-
-def check_mlp_backward(backward, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
-                       call=call_directly) -> CheckResult:
-    """``backward``'s 6 gradients for copies of ``parameters`` on (X, Y) against autograd's."""
-    expected = iris.autograd_grads(parameters, X, Y)
-    copies = [p.detach().clone() for p in parameters]
-    with torch.no_grad():
-        fw = iris.forward(copies, X, Y)
-    return compare_all(iris.PARAM_NAMES, call(backward, copies, fw, X, Y), expected)
-
-
-def check_adam(step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
-               call=call_directly) -> CheckResult:
-    """One ``step`` from ``parameters`` with autograd's gradients against ``torch.optim.Adam``'s, in float64.
-
-    Compares the parameters, then m, then v after the step.
-    """
-    parameters, (X,) = iris.in_check_dtype(parameters), iris.in_check_dtype([X])
-    grads = iris.autograd_grads(parameters, X, Y)
-    expected, m_expected, v_expected = iris.torch_adam(parameters, [grads])
-    params = [p.clone() for p in parameters]
-    m, v = iris.zeros_like_all(params), iris.zeros_like_all(params)
-    call(step, params, [g.clone() for g in grads], m, v, 1, lr=iris.LR, beta1=iris.BETA1, beta2=iris.BETA2,
-         eps=iris.EPS)
-    if all(torch.equal(p, q) for p, q in zip(params, parameters)):
-        return CheckResult(problem="no parameter changed: adam_step must update the tensors in place "
-                                   "(p -= ..., m.mul_(...), ...)")
-    return compare_all(ADAM_NAMES, params + m + v, expected + m_expected + v_expected, "tensors")
-
-
-def check_adam_training(backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
-                        epochs: int = iris.EPOCHS, call=call_directly) -> CheckResult:
-    """Training runs from copies of ``parameters``: ``backward`` + ``step`` against autograd + torch.optim.Adam.
-
-    Both in float64 from the same values; each parameter must end within
-    ``iris.ADAM_TRAINED_RTOL`` of its scale.
-    """
-    parameters, (X,) = iris.in_check_dtype(parameters), iris.in_check_dtype([X])
-    mine, _ = iris.train_manual(parameters, X, Y, lambda *a: call(backward, *a),
-                                lambda *a, **k: call(step, *a, **k), epochs)
-    reference, _ = iris.train_torch(parameters, X, Y, epochs)
-    return trained(mine, reference, f"after {epochs} epochs")
-
+# ------------------------------------------------------------------ shared by the checks
 
 def trained(got, expected: list[torch.Tensor], when: str) -> CheckResult:
     return compare_all(iris.PARAM_NAMES, got, expected, "parameters",
@@ -127,6 +84,18 @@ class _IrisKind(Kind):
 class MLPBackwardKind(_IrisKind):
     name = "mlp_backward"
 
+    def check(self, backward, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
+              call=call_directly) -> CheckResult:
+        """The visible check (``iris.check_backward``): ``backward``'s 6 gradients against autograd's.
+
+        ``backward`` gets copies of ``parameters`` and the flowers X (N, 4), Y (N,).
+        """
+        expected = iris.autograd_grads(parameters, X, Y)
+        copies = [p.detach().clone() for p in parameters]
+        with torch.no_grad():
+            fw = iris.forward(copies, X, Y)
+        return compare_all(iris.PARAM_NAMES, call(backward, copies, fw, X, Y), expected)
+
     def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
         (backward,) = _functions(item, sources)
         inputs = iris_inputs(case)
@@ -148,12 +117,31 @@ class MLPBackwardKind(_IrisKind):
 
     def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
         (backward,) = _notebook_functions(item, namespace)
-        return check_mlp_backward(backward, *require(namespace, "parameters", "Xtr", "Ytr"), call=call_student)
+        return self.check(backward, *require(namespace, "parameters", "Xtr", "Ytr"), call=call_student)
 
 
 class AdamStepKind(_IrisKind):
     name = "adam_step"
     oracle = "torch.optim.Adam"
+
+    def check(self, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
+              call=call_directly) -> CheckResult:
+        """The visible check (``iris.check_adam_step``): one ``step`` against ``torch.optim.Adam``'s, in float64.
+
+        The step starts from ``parameters`` with autograd's gradients on
+        (X, Y); compares the parameters, then m, then v after it.
+        """
+        parameters, (X,) = iris.in_check_dtype(parameters), iris.in_check_dtype([X])
+        grads = iris.autograd_grads(parameters, X, Y)
+        expected, m_expected, v_expected = iris.torch_adam(parameters, [grads])
+        params = [p.clone() for p in parameters]
+        m, v = iris.zeros_like_all(params), iris.zeros_like_all(params)
+        call(step, params, [g.clone() for g in grads], m, v, 1, lr=iris.LR, beta1=iris.BETA1, beta2=iris.BETA2,
+             eps=iris.EPS)
+        if all(torch.equal(p, q) for p, q in zip(params, parameters)):
+            return CheckResult(problem="no parameter changed: adam_step must update the tensors in place "
+                                       "(p -= ..., m.mul_(...), ...)")
+        return compare_all(ADAM_NAMES, params + m + v, expected + m_expected + v_expected, "tensors")
 
     def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
         """The parameters, then m, then v after ADAM_STEPS updates with made-up gradients (float64)."""
@@ -180,12 +168,26 @@ class AdamStepKind(_IrisKind):
 
     def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
         (step,) = _notebook_functions(item, namespace)
-        return check_adam(step, *require(namespace, "parameters", "Xtr", "Ytr"), call=call_student)
+        return self.check(step, *require(namespace, "parameters", "Xtr", "Ytr"), call=call_student)
 
 
 class AdamTrainingKind(_IrisKind):
     name = "adam_training"
     oracle = "torch.optim.Adam"
+
+    def check(self, backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
+              epochs: int = iris.EPOCHS, call=call_directly) -> CheckResult:
+        """The visible check (``iris.check_training``): training with ``backward`` + ``step`` against
+        autograd + ``torch.optim.Adam``.
+
+        Both runs in float64 from copies of ``parameters``; each parameter
+        must end within ``iris.ADAM_TRAINED_RTOL`` of its scale.
+        """
+        parameters, (X,) = iris.in_check_dtype(parameters), iris.in_check_dtype([X])
+        mine, _ = iris.train_manual(parameters, X, Y, lambda *a: call(backward, *a),
+                                    lambda *a, **k: call(step, *a, **k), epochs)
+        reference, _ = iris.train_torch(parameters, X, Y, epochs)
+        return trained(mine, reference, f"after {epochs} epochs")
 
     def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
         """The parameters after a whole training run (float64) with both of the student's functions."""
@@ -210,5 +212,4 @@ class AdamTrainingKind(_IrisKind):
 
     def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
         backward, step = _notebook_functions(item, namespace)
-        return check_adam_training(backward, step, *require(namespace, "parameters", "Xtr", "Ytr"),
-                                   call=call_student)
+        return self.check(backward, step, *require(namespace, "parameters", "Xtr", "Ytr"), call=call_student)

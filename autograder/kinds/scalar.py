@@ -1,6 +1,6 @@
 """Kind "scalar" (notebook 00): answer cells that set the ``.grad`` of nodes of a scalar graph.
 
-Visible check: ``scalar.check_grad(s)`` (``grad_comparison``), each node's
+Visible check: ``scalar.check_grad(s)`` (``ScalarKind.check``), each node's
 ``.grad`` against PyTorch's on the notebook's graph. Hidden check: the answer
 cells run again on the same graph built from other input numbers, with the
 nodes finished by earlier steps given their correct gradient.
@@ -47,6 +47,10 @@ def scalar_inputs(item: Item, case: Case) -> dict[str, float]:
 
 class ScalarKind(Kind):
     name = "scalar"
+
+    def check(self, name: str, value, reference, assigned: bool = True) -> CheckResult:
+        """The visible check (``scalar.check_grad``): node ``name``'s ``.grad`` against PyTorch's ``reference``."""
+        return CheckResult((grad_comparison(name, value, reference, assigned),))
 
     def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
         """The .grad of each of ``item.nodes`` after the cells ran on a graph with other inputs.
