@@ -6,7 +6,11 @@
 * ``iris``: the iris data, network, Adam reference and checks of notebook 05
 * ``check``: ``cmp``, which compares a hand-derived gradient with autograd's
 * ``exercises``: the registry of answer cells and graded items
-* ``judge``: hidden checks on inputs the student never saw
+* ``kinds``: how each kind of graded item is run, referenced, compared and shown
+* ``cells``: the answer directive, stubs and hidden-test markers; recording cells
+* ``untrusted``: running answer code with autograd locked out (the untrusted side)
+* ``scan``: static checks of answer code
+* ``verdict``: hidden checks on inputs the student never saw
 * ``grading``: the release and autograding pipeline around nbgrader
   (``python -m autograder --help``)
 """

@@ -1,4 +1,10 @@
-"""``cmp``: compare a gradient derived by hand with autograd's.
+"""``cmp``: compare a gradient derived by hand with autograd's; the comparisons every check builds on.
+
+``compare`` gives a ``Comparison`` of one tensor; a check of a whole answer
+gives a ``CheckResult`` (see ``autograder.kinds``); trained parameters are
+compared by their drift (``parameter_drift``, ``trained_comparison``).
+The print-and-return-bool checks of the notebooks' test cells (``cmp``,
+``check_backward``, ``check_training``) call the kinds' ``check``.
 
 A gradient passes when it has exactly the reference's shape and finite
 float values within a scale-aware tolerance::
@@ -34,14 +40,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .diagnose import context_of, diagnose
-from .hints import pointer_for_check
+from .diagnose import diagnose
 
 RTOL = 1.5e-6
 ZERO_LEVEL = 1e-6
-# Parameters after a short SGD run (Exercise 4): rounding compounds over the
-# steps, to ~1e-7 of a parameter's scale for a correct backward pass.
-TRAINED_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,120 @@ def _first_problem(got: object, expected: torch.Tensor) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of checking one answer: a comparison per tensor, or one problem with the whole.
+
+    What every check returns, visible or hidden (see ``autograder.kinds``):
+    the check cells print it, the scoreboard turns it into a row and the
+    hidden judge into a verdict.
+    """
+
+    comparisons: tuple[Comparison, ...] = ()
+    problem: str = ""  # what is wrong with the answer as a whole (e.g. a list of the wrong length); fails it
+    notes: tuple[str, ...] = ()  # remarks beside the comparisons, e.g. that two gradients share memory
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem and all(c.ok for c in self.comparisons)
+
+    @property
+    def maxdiff(self) -> float | None:
+        """The largest maxdiff of the comparisons (a relative drift for trained parameters)."""
+        diffs = [c.maxdiff for c in self.comparisons if c.maxdiff is not None]
+        return max(diffs) if diffs else None
+
+    def lines(self) -> list[str]:
+        """The report: the problem, or every comparison's line; then the notes."""
+        body = [self.problem] if self.problem else [c.line() for c in self.comparisons]
+        return body + [f"{'':15s}   -> {note}" for note in self.notes]
+
+    def failures(self) -> list[str]:
+        """The report lines of what failed only (the problem, or the failing comparisons)."""
+        return [self.problem] if self.problem else [c.line() for c in self.comparisons if not c.ok]
+
+    def reasons(self) -> list[str]:
+        """Why it failed and the likely causes, in short notes (empty when it passed)."""
+        if self.ok:
+            return []
+        if self.problem:
+            return [self.problem, *self.notes]
+        named = len(self.comparisons) > 1
+        failing = [c for c in self.comparisons if not c.ok]
+        return [f"{c.name}: {note}" if named else note for c in failing for note in (c.problem, c.hint) if note] \
+            + list(self.notes)
+
+
+def compare_all(names, got: object, expected: list[torch.Tensor], what: str = "gradients",
+                compare_one=None) -> CheckResult:
+    """``compare`` (or ``compare_one``) of each of a list of tensors with its reference, by name.
+
+    ``got`` must be a list or tuple as long as ``expected``; ``what`` names its
+    items in the message when it is not.
+    """
+    compare_one = compare_one or compare
+    got = list(got) if isinstance(got, (list, tuple)) else got
+    if not isinstance(got, list) or len(got) != len(expected):
+        size = f"{len(got)} values" if isinstance(got, list) else f"a {type(got).__name__}"
+        shown = [f"d{name}" for name in names] if what == "gradients" else list(names)
+        listing = f" ({', '.join(shown)})" if len(shown) <= 7 else ""
+        return CheckResult(problem=f"expected {len(expected)} {what}{listing}, got {size}")
+    return CheckResult(tuple(compare_one(name, g, e) for name, g, e in zip(names, got, expected)))
+
+
+def parameter_drift(got: list[torch.Tensor], expected: list[torch.Tensor]) -> list[float]:
+    """max |got - expected| of each parameter, relative to the parameter's scale (max |expected|).
+
+    The one measure of how far a training run with hand-written gradients
+    ended up from the reference run.
+    """
+    return [((g.double() - e.double()).abs().max() / e.double().abs().max().clamp_min(1e-12)).item()
+            for g, e in zip(got, expected)]
+
+
+def trained_comparison(name: str, got: object, expected: torch.Tensor, rtol: float, when: str) -> Comparison:
+    """A parameter after training: right when its drift (``parameter_drift``) is at most ``rtol``.
+
+    maxdiff and tolerance of the result are relative to the parameter's
+    scale; ``when`` says after what, e.g. "after 5 steps". A value that is
+    not a finite tensor of the right shape fails as in ``compare``.
+    """
+    result = compare(name, got, expected)
+    if result.maxdiff is None:
+        return result
+    drift = parameter_drift([got.detach()], [expected.detach()])[0]
+    ok = drift <= rtol
+    problem = "" if ok else f"{when} it is off by {drift:.1e} of its scale (tolerance {rtol:.0e})"
+    return Comparison(name, ok, result.exact, drift, rtol, result.expected_shape, problem)
+
+
+def drift_lines(result: CheckResult, when: str) -> list[str]:
+    """How far each trained parameter ended up, as the training checks print it."""
+    if result.problem:
+        return [result.problem]
+    return [c.line() if c.maxdiff is None else
+            f"{c.name:7s} {when}: max difference {c.maxdiff:.1e} of the parameter's scale "
+            f"(tolerance {c.tolerance:.0e}){'' if c.ok else '  <- too far'}" for c in result.comparisons]
+
+
+def alias_notes(variable: str, value: object, namespace: Mapping) -> list[str]:
+    """Notes on the other gradient variables of ``namespace`` that share ``value``'s memory.
+
+    ``dX = dY`` without ``.clone()`` (or a view of it) makes two names for one
+    storage, so an in-place ``+=`` on one changes the other.
+    """
+    if not isinstance(value, torch.Tensor):
+        return []
+    pointer = value.untyped_storage().data_ptr()
+    if pointer == 0:
+        return []
+    others = sorted(key for key, other in namespace.items()
+                    if key.startswith("d") and key != variable and isinstance(other, torch.Tensor)
+                    and other.untyped_storage().data_ptr() == pointer)
+    return [f"note: {variable} and {other} are the same tensor in memory (one was assigned from the other "
+            "without .clone()), so an in-place += on one changes the other too" for other in others]
+
+
 def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
     """Print how ``dt`` compares with ``t.grad`` and return whether it passes.
 
@@ -129,35 +245,14 @@ def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
     ``cmp("logprobs", dlogprobs, logprobs)``. ``t`` must have taken part in a
     ``loss.backward()`` with ``retain_grad()`` (the forward helpers do that).
     """
+    from .kinds import KINDS
+
     if not isinstance(t, torch.Tensor) or t.grad is None:
         raise ValueError(f"{name}: the reference has no .grad; run the forward pass and loss.backward() first")
-    result = compare(name, dt, t.grad, _context_for(t))
-    print(result.line())
-    hint_pointer = pointer_for_check(name, getattr(result, "code", ""))  # "" until diagnoses carry codes
-    if hint_pointer:
-        print(f"{'':15s}   -> {hint_pointer}")
-    for other in _aliases(name, dt, inspect.currentframe().f_back):
-        print(f"{'':15s}   -> note: d{name} and {other} are the same tensor in memory (one was assigned "
-              f"from the other without .clone()), so an in-place += on one changes the other too")
+    frame = inspect.currentframe().f_back
+    result = KINDS["gradient"].check(name, dt, t, frame.f_globals if frame is not None else {})
+    print("\n".join(result.lines()))
     return result.ok
-
-
-def _context_for(t: torch.Tensor) -> dict | None:
-    """What the checker knows of the forward pass that made ``t``, if any."""
-    from . import model
-
-    forward = model.forward_containing(t)
-    return None if forward is None else context_of(forward, forward.inputs)
-
-
-def _aliases(name: str, dt: object, frame) -> list[str]:
-    """The caller's other gradient variables that share ``dt``'s memory (``dX = dY`` without a clone)."""
-    if not isinstance(dt, torch.Tensor) or frame is None:
-        return []
-    pointer = dt.untyped_storage().data_ptr()
-    return sorted(key for key, value in frame.f_globals.items()
-                  if key.startswith("d") and key != f"d{name}" and isinstance(value, torch.Tensor)
-                  and pointer != 0 and value.untyped_storage().data_ptr() == pointer)
 
 
 def check_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> bool:
@@ -167,35 +262,25 @@ def check_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Y
     dbngain, dbnbias] for ``fw = fused_forward(parameters, Xb, Yb)``. Prints
     one line per parameter and returns whether all seven pass.
     """
-    from . import model
+    from .kinds import KINDS
 
-    expected = model.autograd_grads(parameters, Xb, Yb)
-    with torch.no_grad():
-        got = list(backward(parameters, model.fused_forward(parameters, Xb, Yb), Xb, Yb))
-    if len(got) != len(expected):
-        print(f"expected {len(expected)} gradients (one per parameter), got {len(got)}")
-        return False
-    results = [compare(name, g, e) for name, g, e in zip(model.PARAM_NAMES, got, expected)]
-    for result in results:
-        print(result.line())
-    return all(result.ok for result in results)
+    result = KINDS["function"].check(backward, parameters, Xb, Yb)
+    print("\n".join(result.lines()))
+    return result.ok
 
 
-def check_training(backward, parameters: list[torch.Tensor], steps: int, seed: int) -> bool:
+def check_training(backward, parameters: list[torch.Tensor], steps: int | None = None, seed: int | None = None) -> bool:
     """Train copies of ``parameters`` for ``steps`` SGD steps with ``backward`` and with autograd.
 
-    Both runs see the same batches; prints how far apart each parameter ends
-    up and returns whether all agree within TRAINED_RTOL of their scale.
+    Both runs see the same batches (drawn from ``seed``; by default the
+    settings of notebook 04's check, ``kinds.ex4.CHECK_STEPS`` and the
+    workbook's seed); prints how far apart each parameter ends up and returns
+    whether all agree within ``kinds.ex4.SGD_TRAINED_RTOL`` of their scale.
     """
-    from . import model
+    from .kinds import KINDS
+    from .kinds.ex4 import CHECK_STEPS
 
-    runs = []
-    for grads_of in (backward, lambda ps, fw, Xb, Yb: model.autograd_grads(ps, Xb, Yb)):
-        g = torch.Generator().manual_seed(seed)
-        runs.append(model.sgd_steps(parameters, grads_of, steps, 32, 0.1, g))
-    ok = True
-    for name, mine, reference in zip(model.PARAM_NAMES, *runs):
-        drift = (mine - reference).abs().max().item() / reference.abs().max().item()
-        ok &= drift <= TRAINED_RTOL
-        print(f"{name:7s} after {steps} steps: max difference {drift:.1e} of the parameter's scale")
-    return ok
+    steps = CHECK_STEPS if steps is None else steps
+    result = KINDS["sgd_training"].check(backward, parameters, steps, seed)
+    print("\n".join(drift_lines(result, f"after {steps} steps")))
+    return result.ok

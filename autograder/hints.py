@@ -195,7 +195,7 @@ def pointer_for_check(tensor: str, code: str) -> str | None:
 
     ``cmp`` knows the tensor, not the notebook. Where the gradient is checked
     in several notebooks, the one whose answer cells this kernel has run (see
-    ``judge.record_cells``) decides. Never raises: a hint line is a courtesy.
+    ``cells.record_cells``) decides. Never raises: a hint line is a courtesy.
     """
     try:
         variable = f"d{tensor}"
@@ -210,7 +210,7 @@ def pointer_for_check(tensor: str, code: str) -> str | None:
 
 
 def _ran_in_this_kernel(notebook: str, variable: str) -> bool:
-    from .judge import recorded_answer
+    from .cells import recorded_answer
 
     answers = {a for item in ITEMS if item.notebook == notebook and item.variable == variable for a in item.answers}
     try:

@@ -19,7 +19,6 @@ import numbers
 
 import torch
 
-from .check import compare
 
 # The lecture's neuron: b is chosen so that n = 0.8814 and o = tanh(n) = 1/sqrt(2).
 NEURON_INPUTS = {"x1": 2.0, "x2": 0.0, "w1": -3.0, "w2": 1.0, "b": 6.8813735870195432}
@@ -312,14 +311,13 @@ def check_grad(node: Value, reference: dict[Value, float]) -> bool:
     1e-6 when the gradient is 0. A gradient that was never assigned fails
     even when its starting 0 happens to be right.
     """
+    from .kinds import KINDS
+    from .kinds.scalar import grad_issue
+
     name = node.name or node.label or "node"
-    problem = None if node.grad_assigned else f"{name}.grad was never set: run your answer cell"
-    problem = problem or grad_problem(name, node.grad)
-    if problem:
-        print(f"{name + '.grad':15s} | FAILED: {problem}")
-        return False
-    result = compare(f"{name}.grad", grad_tensor(node.grad), torch.tensor(reference[node], dtype=torch.float64))
-    print(result.line())
+    result = KINDS["scalar"].check(name, node.grad, reference[node], node.grad_assigned)
+    issue = grad_issue(name, node.grad, node.grad_assigned)
+    print(f"{name + '.grad':15s} | FAILED: {issue}" if issue else "\n".join(result.lines()))
     return result.ok
 
 

@@ -180,14 +180,14 @@ MONKEYPATCH = """\
 import torch
 import autograder
 import autograder.check
-import autograder.judge
+import autograder.verdict
 
 def _always(*args, **kwargs):
     return True
 
 cmp = autograder.cmp = autograder.check.cmp = _always
 autograder.check.compare = lambda name, got, expected: autograder.check.Comparison(name, True, True, 0.0, 1.0, None)
-autograder.judge.hidden_check = _always
+autograder.verdict.hidden_check = _always
 torch.allclose = torch.equal = _always
 torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)
 """

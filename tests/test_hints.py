@@ -10,7 +10,8 @@ import nbformat
 import pytest
 import torch
 
-from autograder import check, hints, judge
+from autograder import cells, check, hints
+from autograder.kinds import gradient as gradient_kind
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, answer_ids, items_of, notebook_of_answer
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
@@ -117,20 +118,19 @@ def test_a_variable_of_two_notebooks_needs_the_notebook():
 
 
 def test_a_check_in_a_kernel_finds_its_notebook_from_the_answers_it_ran(monkeypatch):
-    monkeypatch.setattr(judge, "_recorded_cells", ["#| answer: ex2_dlogits_fused\ndlogits = None"])
+    monkeypatch.setattr(cells, "_recorded_cells", ["#| answer: ex2_dlogits_fused\ndlogits = None"])
     assert hints.pointer_for_check("logits", "sign") == "see hint 2 above: the derivative of one row"
     ex1 = [f"#| answer: {a}\npass" for a in ITEMS_BY_ID["ex1_dhprebn"].answers]
-    monkeypatch.setattr(judge, "_recorded_cells", ex1)
+    monkeypatch.setattr(cells, "_recorded_cells", ex1)
     assert hints.pointer_for_check("hprebn", "alias") == \
         "see hint 3 above, under `bndiff = hprebn - bnmeani`: the shape of the answer"
-    monkeypatch.setattr(judge, "_recorded_cells", [])
+    monkeypatch.setattr(cells, "_recorded_cells", [])
     assert hints.pointer_for_check("hprebn", "alias") is None  # neither notebook ran: no guess
 
 
 def test_cmp_prints_the_pointer_under_a_failed_check(monkeypatch, capsys):
     failed = SimpleNamespace(ok=False, code="branch.missing", line=lambda: "counts | approximate: False")
-    monkeypatch.setattr(check, "compare", lambda *args: failed)
-    monkeypatch.setattr(check, "_context_for", lambda t: None)
+    monkeypatch.setattr(gradient_kind, "compare", lambda *args: failed)
     counts = torch.ones(2, 3, requires_grad=True)
     counts.sum().backward()
     assert check.cmp("counts", torch.zeros(2, 3), counts) is False

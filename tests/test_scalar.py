@@ -11,8 +11,12 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from autograder import judge, scalar
+from autograder import scalar
 from autograder.exercises import ITEMS, ITEMS_BY_ID, notebook
+from autograder.kinds import describe_case, student_output
+from autograder.kinds.cases import HIDDEN_CASES
+from autograder.scan import scan_answers
+from autograder.untrusted import ForbiddenInAnswer
 from autograder.scalar import NEURON_INPUTS, REUSE_INPUTS, Value
 
 pytestmark = pytest.mark.ex0
@@ -324,9 +328,9 @@ def answer(answer_id: str, body: str) -> str:
 
 
 def test_setting_grad_is_allowed_in_notebook_00_only():
-    assert judge.scan_answers([answer("ex0_grad_o", "o.grad = 1.0")]) == []
-    assert "reads a .grad tensor (autograd's answer)" in judge.scan_answers([answer("ex1_line_loss", "x = o.grad")])
-    assert "calls backward() (autograd)" in judge.scan_answers([answer("ex0_grad_o", "o.backward()")])
+    assert scan_answers([answer("ex0_grad_o", "o.grad = 1.0")]) == []
+    assert "reads a .grad tensor (autograd's answer)" in scan_answers([answer("ex1_line_loss", "x = o.grad")])
+    assert "calls backward() (autograd)" in scan_answers([answer("ex0_grad_o", "o.backward()")])
 
 
 def test_assigning_instead_of_adding_costs_the_reuse_item_only(master_answers, judge_with):
@@ -371,10 +375,10 @@ def test_value_backward_is_refused_at_run_time_even_past_the_scan():
             case cls(backward=run):
                 run()
         """)
-    assert "calls backward() (autograd)" in judge.scan_answers([sneaky])
-    for case in judge.HIDDEN_CASES:
-        with pytest.raises(judge.ForbiddenInAnswer, match="backward is not allowed here"):
-            judge.student_output(item, {"ex0_grad_o": sneaky}, case)
+    assert "calls backward() (autograd)" in scan_answers([sneaky])
+    for case in HIDDEN_CASES:
+        with pytest.raises(ForbiddenInAnswer, match="backward is not allowed here"):
+            student_output(item, {"ex0_grad_o": sneaky}, case)
     assert scalar.Value.backward is not None and callable(scalar.Value.backward)  # restored afterwards
     g = scalar.neuron(**NEURON_INPUTS)
     g.o.backward()
@@ -383,6 +387,6 @@ def test_value_backward_is_refused_at_run_time_even_past_the_scan():
 
 def test_every_scalar_item_has_a_description_of_its_inputs():
     for item in EX0_ITEMS:
-        for case in judge.HIDDEN_CASES:
-            text = judge.describe_case(item, case)
+        for case in HIDDEN_CASES:
+            text = describe_case(item, case)
             assert all(f"{name} = " in text for name in scalar.graph_inputs(item.graph))

@@ -1,8 +1,9 @@
 """The judge's trusted half: decide every graded item of a submission.
 
 The student's answer cells run in a sandboxed child process
-(``judge_child``); this side reads their code for forbidden things, computes
-autograd's answers itself and compares. A job (one item on one hidden case)
+(``judge_child``, the untrusted half: the kinds' ``run``); this side reads
+their code for forbidden things (``autograder.scan``), computes the
+references itself and decides (``autograder.verdict``). A job (one item on one hidden case)
 that runs past its time limit or kills the child costs that item only: the
 child is replaced and the remaining jobs go on, and any other item built from
 the same answer cell is failed with the same reason instead of hanging again.
@@ -18,8 +19,11 @@ import sys
 import time
 
 from .. import sandbox
+from ..cells import find_answers
 from ..exercises import Item
-from ..judge import HIDDEN_CASES, Verdict, find_answers, scan_answers, verdict
+from ..kinds.cases import HIDDEN_CASES
+from ..scan import scan_answers
+from ..verdict import Verdict, verdict
 from .transport import decode
 
 JOB_SECONDS = 10.0  # one item on one hidden case; correct answers take milliseconds

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import nbformat
 
+from ..cells import HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
 from ..exercises import ASSIGNMENT
 from .course import NOTEBOOKS, RELEASE_COURSE, SOLUTIONS, ensure_tools_on_path, link_source, nbgrader_config, write_config_file
 
 # Text that must never reach a student's copy.
-LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END)
 NOTICE_ID = "generated_notice"
 NOTICE = """\
 > **Your copy of the workbook.** Write your code in the answer cells (each starts with

@@ -9,8 +9,9 @@ import shutil
 import warnings
 from pathlib import Path
 
+from ..cells import HIDDEN_CHECK_CALL, HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, items_of, max_score
-HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "hidden_check(")
+HIDDEN_MARKERS = (HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END, HIDDEN_CHECK_CALL)
 
 GRADES_CSV = "grades.csv"
 FLAGS_CSV = "flags.csv"

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import nbformat
 
+from ..cells import ANSWER_DIRECTIVE, STUB
 from ..exercises import ITEMS, NOTEBOOKS, answer_ids, notebook
-from ..judge import ANSWER_DIRECTIVE
 from .course import NOTEBOOKS as RELEASE_DIR
 from .course import SOLUTIONS
 
 SOLUTION_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.M | re.S)
-STUB = re.compile(r"^([ \t]*)# YOUR CODE HERE\n[ \t]*raise NotImplementedError\(\)\n?", re.M)
 Edit = Callable[[str, str], str]  # (answer id, the master's solution code) -> code to hand in
 
 
