@@ -86,7 +86,8 @@ def _settings(args):
 
 def _grade(submissions: Path, out: Path, settings) -> list:
     from . import report
-    from .grade import GradingError, grade
+    from .errors import GradingError
+    from .grade import grade
 
     try:
         results = grade(submissions, out, settings)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from ..data import REPO_ROOT
+from ..paths import REPO_ROOT
 from ..exercises import ASSIGNMENT
 
 SOLUTIONS = REPO_ROOT / "solutions"

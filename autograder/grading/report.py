@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, items_of, max_score
+from .errors import GradingError
 HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "hidden_check(")
 
 GRADES_CSV = "grades.csv"
@@ -25,8 +26,6 @@ def ensure_gradebook(gradebook: Path, template: Path) -> None:
         shutil.copy(template, gradebook)
         return
     if _graded_cells(gradebook) != _graded_cells(template):
-        from .grade import GradingError
-
         raise GradingError(f"{gradebook} was made for other notebooks or items than the current masters; "
                            "grade into a new --out folder, or move the old gradebook away")
 
