@@ -7,11 +7,20 @@
 * ``check``: ``cmp``, which compares a hand-derived gradient with autograd's
 * ``exercises``: the registry of answer cells and graded items
 * ``judge``: hidden checks on inputs the student never saw
+* ``selfcheck``: ``make check``, a student's check of the notebooks before handing in
 * ``grading``: the release and autograding pipeline around nbgrader
   (``python -m autograder --help``)
 """
 
+import sys
+
 __all__ = ["cmp"]
+
+# jsonschema (under nbformat and nbgrader) imports rfc3987_syntax only to check
+# "iri" string formats, which notebooks never use, and that module builds a
+# parser grammar at import: 3 s for every process that reads a notebook
+# (grading, make check). Skip it.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 
 def __getattr__(name: str):

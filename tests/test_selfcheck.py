@@ -1,4 +1,4 @@
-"""``make check`` (autograder.grading.selfcheck): the student's self-check before submitting.
+"""``make check`` (autograder.selfcheck): the student's self-check before submitting.
 
 The notebooks are executed once per session for the blank release, a
 partial submission and the solutions (``tests/workbook_runs.py``); the
@@ -16,8 +16,8 @@ import nbformat
 import pytest
 
 from autograder.exercises import ITEMS_BY_ID, NOTEBOOKS, exercise_number, items_of, notebook
-from autograder.grading import selfcheck
-from autograder.grading.selfcheck import FAILED, NOT_ATTEMPTED, PASSED
+from autograder import selfcheck
+from autograder.selfcheck import FAILED, NOT_ATTEMPTED, PASSED
 from tests.workbook_runs import KINDS, WRONG, checked, expected_status, needed_notebooks  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -35,7 +35,7 @@ import nbformat
 import pytest
 
 from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, Item, notebook
-from autograder.grading import selfcheck
+from autograder import selfcheck
 from autograder.grading.samples import filled
 
 KINDS = ("blank", "partial", "solutions")

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "demo":
         _demo(args.out, _settings(args))
     elif args.command == "check":
-        from .selfcheck import main as self_check
+        from ..selfcheck import main as self_check
 
         sys.exit(self_check(args.folder, timeout=args.timeout, ex4_steps=args.ex4_steps))
 

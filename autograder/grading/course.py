@@ -32,7 +32,7 @@ from ..paths import REPO_ROOT
 from ..exercises import ASSIGNMENT
 
 SOLUTIONS = REPO_ROOT / "solutions"
-NOTEBOOKS = REPO_ROOT / "notebooks"
+RELEASE_DIR = REPO_ROOT / "notebooks"  # the student notebooks, as released and committed
 BUILD = REPO_ROOT / "build"
 RELEASE_COURSE = BUILD / "course"
 

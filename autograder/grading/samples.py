@@ -17,8 +17,7 @@ import nbformat
 
 from ..exercises import ITEMS, NOTEBOOKS, answer_ids, notebook
 from ..judge import ANSWER_DIRECTIVE
-from .course import NOTEBOOKS as RELEASE_DIR
-from .course import SOLUTIONS
+from .course import RELEASE_DIR, SOLUTIONS
 
 SOLUTION_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.M | re.S)
 STUB = re.compile(r"^([ \t]*)# YOUR CODE HERE\n[ \t]*raise NotImplementedError\(\)\n?", re.M)
