@@ -238,6 +238,7 @@ def test_the_notebooks_run_learns_and_generalises(split):
 
 # ------------------------------------------------------------------ the tolerance of the training check
 
+@pytest.mark.slow  # 25 pairs of 100-epoch runs
 @given(seed=st.integers(0, 2**31 - 1), h1=st.integers(3, 10), h2=st.integers(3, 10))
 @settings(max_examples=25, deadline=None)
 def test_correct_training_stays_far_inside_the_tolerance(split, seed, h1, h2):

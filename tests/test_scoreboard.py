@@ -345,6 +345,7 @@ by_kind_and_notebook = pytest.mark.parametrize("kind,notebook", [
     for kind in KINDS for nb in NOTEBOOKS])
 
 
+@pytest.mark.slow
 @by_kind_and_notebook
 def test_the_summary_cell_shows_every_item_with_the_status_it_deserves(kind, notebook, needed_notebooks):
     run = checked(kind, needed_notebooks)
@@ -367,6 +368,7 @@ def test_the_summary_cell_shows_every_item_with_the_status_it_deserves(kind, not
             assert below.lstrip().startswith("->"), grade_id
 
 
+@pytest.mark.slow
 @pytest.mark.ex1
 @pytest.mark.parametrize("kind", KINDS)
 def test_notebook_01_draws_its_graph_at_the_start_and_beside_the_scoreboard(kind, needed_notebooks):
@@ -444,6 +446,7 @@ def test_the_graph_without_statuses_is_all_grey_and_without_tensors_shows_names_
 
 # ------------------------------------------------------------------ every figure of every notebook
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", [pytest.param(nb, marks=getattr(pytest.mark, f"ex{exercise_number(nb)}"))
                                       for nb in NOTEBOOKS])
 def test_every_figure_of_the_solved_notebook_renders_without_stderr(notebook, needed_notebooks):
