@@ -5,6 +5,7 @@
 * ``scalar``: the scalar ``Value`` of notebook 00, its graphs and their drawing
 * ``iris``: the iris data, network, Adam reference and checks of notebook 05
 * ``check``: ``cmp``, which compares a hand-derived gradient with autograd's
+* ``training``: the bookkeeping of notebook 04's training loop (curve, validation, replay)
 * ``exercises``: the registry of answer cells and graded items
 * ``judge``: hidden checks on inputs the student never saw
 * ``selfcheck``: ``make check``, a student's check of the notebooks before handing in
