@@ -28,8 +28,8 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from ..paths import REPO_ROOT
 from ..exercises import ASSIGNMENT
+from ..paths import REPO_ROOT
 
 SOLUTIONS = REPO_ROOT / "solutions"
 RELEASE_DIR = REPO_ROOT / "notebooks"  # the student notebooks, as released and committed
