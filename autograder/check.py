@@ -1,241 +1,27 @@
-"""``cmp``: compare a gradient derived by hand with autograd's; the comparisons every check builds on.
+"""The checks of the notebooks' test cells: each prints a report and returns whether the answer passes.
 
-``compare`` gives a ``Comparison`` of one tensor; a check of a whole answer
-gives a ``CheckResult`` (see ``autograder.kinds``); trained parameters are
-compared by their drift (``parameter_drift``, ``trained_comparison``).
-The print-and-return-bool checks of the notebooks' test cells (``cmp``,
-``check_backward``, ``check_training``) call the kinds' ``check``.
+Every one calls its kind's ``check`` (``autograder.kinds``), so the test cell,
+the progress table and the hidden judge judge an answer the same way; the
+comparisons themselves are ``autograder.comparison``'s.
 
-A gradient passes when it has exactly the reference's shape and finite
-float values within a scale-aware tolerance::
-
-    maxdiff <= RTOL * max|reference|      when max|reference| >= ZERO_LEVEL
-    maxdiff <= ZERO_LEVEL                 otherwise (the reference is ~0)
-
-Why these numbers (measured on torch 2.13, float32, over many seeds and
-shapes; ``tests/test_check.py`` keeps them honest):
-
-* Valid formulations differ from autograd by up to ~4e-7 of the tensor's
-  largest magnitude (float32 rounding in another order of operations), so
-  RTOL leaves almost 4x headroom over that.
-* A genuine bug can be small: ``(bnvar - 1e-5)**-1.5`` instead of
-  ``(bnvar + 1e-5)**-1.5`` in ``dbnvar`` is off by 3e-6 to 8e-5 of the scale,
-  so RTOL must stay below 3e-6.
-* Mathematically zero gradients (``dlogit_maxes``, ``db1``) come out of
-  autograd as rounding noise of 1e-9 to 4e-8 with no scale of their own. A
-  reference whose largest entry is below ZERO_LEVEL is taken to be such
-  noise, and any answer that close to zero passes; every real gradient in
-  these exercises is above 1e-5.
-
-Exactness is reported but never required: bit-exact agreement depends on the
-order of float operations, which differs between correct formulations and
-between torch versions.
+* notebook 00: ``check_grad``, ``check_grads`` (a scalar ``Value``'s ``.grad``)
+* notebooks 01-03: ``cmp`` (one gradient tensor against autograd's)
+* notebook 04: ``check_backward``, ``check_training`` (the manual backward pass, alone and over SGD steps)
+* notebook 05: ``check_mlp_backward``, ``check_adam_step``, ``check_adam_training``
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 
-from .diagnose import diagnose
-
-RTOL = 1.5e-6
-ZERO_LEVEL = 1e-6
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The outcome of comparing one gradient with its reference."""
-
-    name: str
-    ok: bool
-    exact: bool
-    maxdiff: float | None  # None when the values could not be compared at all
-    tolerance: float | None
-    expected_shape: tuple[int, ...] | None
-    problem: str = ""  # why it failed, in one line; empty when ok
-    hint: str = ""  # the likely cause (see ``diagnose``), or a note on a pass
-
-    def line(self) -> str:
-        """The report line: the lecture's three columns, then shape and tolerance."""
-        maxdiff = "n/a" if self.maxdiff is None else f"{self.maxdiff:.1e}"
-        tolerance = "n/a" if self.tolerance is None else f"{self.tolerance:.1e}"
-        shape = "?" if self.expected_shape is None else str(tuple(self.expected_shape))
-        text = (f"{self.name:15s} | exact: {str(self.exact):5s} | approximate: {str(self.ok):5s} "
-                f"| maxdiff: {maxdiff:7s} | shape {shape} | tol {tolerance}")
-        return text + "".join(f"\n{'':15s}   -> {note}" for note in (self.problem, self.hint) if note)
-
-
-def tolerance_for(reference: torch.Tensor) -> float:
-    """The largest accepted max|got - reference| for this reference tensor."""
-    scale = reference.detach().abs().max().item() if reference.numel() else 0.0
-    return RTOL * scale if scale >= ZERO_LEVEL else ZERO_LEVEL
-
-
-ROUNDING_NOTE = "right: not bit-identical only because floating point rounds differently in another order of operations"
-# A right value in a leaf that requires grad (``requires_grad_()``, or ``torch.tensor(..., requires_grad=True)``):
-# autograd would treat it as a parameter and record every operation on it.
-TRACKED_NOTE = ("right, but this tensor requires grad, so autograd records everything done with it: a gradient "
-                "is plain data; leave out requires_grad_() / requires_grad=True")
-
-
-def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | None = None) -> Comparison:
-    """Compare ``got`` (a student's gradient of ``name``) with ``expected`` (autograd's).
-
-    ``context`` (the forward pass, see ``diagnose.context_of``) lets a wrong
-    answer be explained more precisely.
-    """
-    expected = expected.detach()
-    shape = tuple(expected.shape)
-    fail = _first_problem(got, expected)
-    if fail is not None:
-        return Comparison(name, False, False, None, None, shape, fail)
-    parameter = got.requires_grad and got.is_leaf
-    got = got.detach()
-    if got.shape != expected.shape:
-        problem = f"shape {tuple(got.shape)}, expected {shape}"
-        return Comparison(name, False, False, None, None, shape, problem, diagnose(name, got, expected, context))
-    maxdiff = (got.double() - expected.double()).abs().max().item() if got.numel() else 0.0
-    tolerance = tolerance_for(expected)
-    exact = bool(torch.equal(got.to(expected.dtype), expected))
-    if maxdiff <= tolerance:
-        note = TRACKED_NOTE if parameter else "" if exact else ROUNDING_NOTE
-        return Comparison(name, True, exact, maxdiff, tolerance, shape, "", note)
-    problem = f"values differ: maxdiff {maxdiff:.2e} is above the tolerance {tolerance:.1e}"
-    hint = (f"this is a parameter (a leaf tensor that requires grad), not a gradient: d{name}, not {name}"
-            if parameter else diagnose(name, got, expected, context))
-    return Comparison(name, False, exact, maxdiff, tolerance, shape, problem, hint)
-
-
-def _first_problem(got: object, expected: torch.Tensor) -> str | None:
-    """Why ``got`` cannot be a gradient at all, or None."""
-    if got is None:
-        return "got None instead of a tensor (did the cell assign the variable?)"
-    if not isinstance(got, torch.Tensor):
-        return f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}"
-    if not (got.is_floating_point() or got.is_complex()):
-        return f"got an integer tensor ({got.dtype}); a gradient is a float tensor ({expected.dtype})"
-    if got.numel() and not torch.isfinite(got).all():
-        bad = "NaN" if torch.isnan(got).any() else "inf"
-        return f"contains {bad}: look for a division by zero or a log of 0"
-    return None
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of checking one answer: a comparison per tensor, or one problem with the whole.
-
-    What every check returns, visible or hidden (see ``autograder.kinds``):
-    the check cells print it, the scoreboard turns it into a row and the
-    hidden judge into a verdict.
-    """
-
-    comparisons: tuple[Comparison, ...] = ()
-    problem: str = ""  # what is wrong with the answer as a whole (e.g. a list of the wrong length); fails it
-    notes: tuple[str, ...] = ()  # remarks beside the comparisons, e.g. that two gradients share memory
-
-    @property
-    def ok(self) -> bool:
-        return not self.problem and all(c.ok for c in self.comparisons)
-
-    @property
-    def maxdiff(self) -> float | None:
-        """The largest maxdiff of the comparisons (a relative drift for trained parameters)."""
-        diffs = [c.maxdiff for c in self.comparisons if c.maxdiff is not None]
-        return max(diffs) if diffs else None
-
-    def lines(self) -> list[str]:
-        """The report: the problem, or every comparison's line; then the notes."""
-        body = [self.problem] if self.problem else [c.line() for c in self.comparisons]
-        return body + [f"{'':15s}   -> {note}" for note in self.notes]
-
-    def failures(self) -> list[str]:
-        """The report lines of what failed only (the problem, or the failing comparisons)."""
-        return [self.problem] if self.problem else [c.line() for c in self.comparisons if not c.ok]
-
-    def reasons(self) -> list[str]:
-        """Why it failed and the likely causes, in short notes (empty when it passed)."""
-        if self.ok:
-            return []
-        if self.problem:
-            return [self.problem, *self.notes]
-        named = len(self.comparisons) > 1
-        failing = [c for c in self.comparisons if not c.ok]
-        return [f"{c.name}: {note}" if named else note for c in failing for note in (c.problem, c.hint) if note] \
-            + list(self.notes)
-
-
-def compare_all(names, got: object, expected: list[torch.Tensor], what: str = "gradients",
-                compare_one=None) -> CheckResult:
-    """``compare`` (or ``compare_one``) of each of a list of tensors with its reference, by name.
-
-    ``got`` must be a list or tuple as long as ``expected``; ``what`` names its
-    items in the message when it is not.
-    """
-    compare_one = compare_one or compare
-    got = list(got) if isinstance(got, (list, tuple)) else got
-    if not isinstance(got, list) or len(got) != len(expected):
-        size = f"{len(got)} values" if isinstance(got, list) else f"a {type(got).__name__}"
-        shown = [f"d{name}" for name in names] if what == "gradients" else list(names)
-        listing = f" ({', '.join(shown)})" if len(shown) <= 7 else ""
-        return CheckResult(problem=f"expected {len(expected)} {what}{listing}, got {size}")
-    return CheckResult(tuple(compare_one(name, g, e) for name, g, e in zip(names, got, expected)))
-
-
-def parameter_drift(got: list[torch.Tensor], expected: list[torch.Tensor]) -> list[float]:
-    """max |got - expected| of each parameter, relative to the parameter's scale (max |expected|).
-
-    The one measure of how far a training run with hand-written gradients
-    ended up from the reference run.
-    """
-    return [((g.double() - e.double()).abs().max() / e.double().abs().max().clamp_min(1e-12)).item()
-            for g, e in zip(got, expected)]
-
-
-def trained_comparison(name: str, got: object, expected: torch.Tensor, rtol: float, when: str) -> Comparison:
-    """A parameter after training: right when its drift (``parameter_drift``) is at most ``rtol``.
-
-    maxdiff and tolerance of the result are relative to the parameter's
-    scale; ``when`` says after what, e.g. "after 5 steps". A value that is
-    not a finite tensor of the right shape fails as in ``compare``.
-    """
-    result = compare(name, got, expected)
-    if result.maxdiff is None:
-        return result
-    drift = parameter_drift([got.detach()], [expected.detach()])[0]
-    ok = drift <= rtol
-    problem = "" if ok else f"{when} it is off by {drift:.1e} of its scale (tolerance {rtol:.0e})"
-    return Comparison(name, ok, result.exact, drift, rtol, result.expected_shape, problem)
-
-
-def drift_lines(result: CheckResult, when: str) -> list[str]:
-    """How far each trained parameter ended up, as the training checks print it."""
-    if result.problem:
-        return [result.problem]
-    return [c.line() if c.maxdiff is None else
-            f"{c.name:7s} {when}: max difference {c.maxdiff:.1e} of the parameter's scale "
-            f"(tolerance {c.tolerance:.0e}){'' if c.ok else '  <- too far'}" for c in result.comparisons]
-
-
-def alias_notes(variable: str, value: object, namespace: Mapping) -> list[str]:
-    """Notes on the other gradient variables of ``namespace`` that share ``value``'s memory.
-
-    ``dX = dY`` without ``.clone()`` (or a view of it) makes two names for one
-    storage, so an in-place ``+=`` on one changes the other.
-    """
-    if not isinstance(value, torch.Tensor):
-        return []
-    pointer = value.untyped_storage().data_ptr()
-    if pointer == 0:
-        return []
-    others = sorted(key for key, other in namespace.items()
-                    if key.startswith("d") and key != variable and isinstance(other, torch.Tensor)
-                    and other.untyped_storage().data_ptr() == pointer)
-    return [f"note: {variable} and {other} are the same tensor in memory (one was assigned from the other "
-            "without .clone()), so an in-place += on one changes the other too" for other in others]
+from .comparison import drift_lines
+from .iris import EPOCHS, PARAM_NAMES
+from .kinds import KINDS
+from .kinds.ex4 import CHECK_STEPS
+from .kinds.scalar import grad_issue
+from .scalar import Value
 
 
 def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
@@ -245,7 +31,6 @@ def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
     ``cmp("logprobs", dlogprobs, logprobs)``. ``t`` must have taken part in a
     ``loss.backward()`` with ``retain_grad()`` (the forward helpers do that).
     """
-    from .kinds import KINDS
 
     if not isinstance(t, torch.Tensor) or t.grad is None:
         raise ValueError(f"{name}: the reference has no .grad; run the forward pass and loss.backward() first")
@@ -262,7 +47,6 @@ def check_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Y
     dbngain, dbnbias] for ``fw = fused_forward(parameters, Xb, Yb)``. Prints
     one line per parameter and returns whether all seven pass.
     """
-    from .kinds import KINDS
 
     result = KINDS["function"].check(backward, parameters, Xb, Yb)
     print("\n".join(result.lines()))
@@ -277,10 +61,68 @@ def check_training(backward, parameters: list[torch.Tensor], steps: int | None =
     workbook's seed); prints how far apart each parameter ends up and returns
     whether all agree within ``kinds.ex4.SGD_TRAINED_RTOL`` of their scale.
     """
-    from .kinds import KINDS
-    from .kinds.ex4 import CHECK_STEPS
 
     steps = CHECK_STEPS if steps is None else steps
     result = KINDS["sgd_training"].check(backward, parameters, steps, seed)
     print("\n".join(drift_lines(result, f"after {steps} steps")))
+    return result.ok
+
+
+def check_grad(node: Value, reference: dict[Value, float]) -> bool:
+    """Print how ``node.grad`` compares with PyTorch's ``reference[node]``; return whether it passes.
+
+    The tolerance is ``check.compare``'s: 1.5e-6 of the gradient's size, or
+    1e-6 when the gradient is 0. A gradient that was never assigned fails
+    even when its starting 0 happens to be right.
+    """
+
+    name = node.name or node.label or "node"
+    result = KINDS["scalar"].check(name, node.grad, reference[node], node.grad_assigned)
+    issue = grad_issue(name, node.grad, node.grad_assigned)
+    print(f"{name + '.grad':15s} | FAILED: {issue}" if issue else "\n".join(result.lines()))
+    return result.ok
+
+
+def check_grads(nodes: list[Value], reference: dict[Value, float]) -> bool:
+    """``check_grad`` for each node (all are printed); True when every one passes."""
+    results = [check_grad(node, reference) for node in nodes]
+    return all(results)
+
+
+def check_mlp_backward(backward, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> bool:
+    """``backward``'s 6 gradients against autograd's on (X, Y); prints a line each, returns whether all pass."""
+
+    result = KINDS["mlp_backward"].check(backward, parameters, X, Y)
+    print("\n".join(result.lines()))
+    return result.ok
+
+
+def check_adam_step(step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> bool:
+    """One ``step`` from ``parameters`` with autograd's gradients, against ``torch.optim.Adam``.
+
+    Runs in float64. Compares the parameters and both moments after the
+    step; prints a line per parameter (and one per moment that is wrong) and
+    returns whether all agree.
+    """
+
+    result = KINDS["adam_step"].check(step, parameters, X, Y)
+    if result.problem:
+        print(result.problem)
+    for comparison in result.comparisons:
+        if comparison.name in PARAM_NAMES or not comparison.ok:
+            print(comparison.line())
+    return result.ok
+
+
+def check_adam_training(backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
+                   epochs: int = EPOCHS) -> bool:
+    """Train copies of ``parameters`` with ``backward`` + ``step`` and with autograd + ``torch.optim.Adam``.
+
+    Both runs are in float64 and start from the same values. Prints how far
+    apart each parameter ends up, relative to its scale, and returns whether
+    all are within ADAM_TRAINED_RTOL.
+    """
+
+    result = KINDS["adam_training"].check(backward, step, parameters, X, Y, epochs)
+    print("\n".join(drift_lines(result, f"after {epochs} epochs")))
     return result.ok

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .paths import REPO_ROOT
+
 BUNDLED_NAMES = REPO_ROOT / "data" / "names.txt"
 NAMES_SHA256 = "91691165b471c338ee35387260590f0fdc23fcb50509b9ccfe1c879c7ac39a1e"
 NAMES_ENV = "NINJA_NAMES_FILE"

@@ -8,7 +8,7 @@ applies the chain rule, which is what notebook 00 first does by hand.
 
 Also here: the graphs of notebook 00 (``neuron``, ``neuron_exp``, ``reuse``),
 PyTorch's gradients of the same expressions (``torch_grads``, the oracle),
-the visible check (``check_grad``) and a drawing of a graph with the data and
+a drawing of a graph with the data and
 gradient of every node (``draw``), made with matplotlib alone.
 """
 
@@ -291,7 +291,7 @@ def _torch_op(op: str, args: list[torch.Tensor]) -> torch.Tensor:
 # ------------------------------------------------------------------ checks
 
 def grad_tensor(value) -> torch.Tensor | object:
-    """A gradient as a 0-dim float64 tensor, for ``check.compare``; anything but a number as it is."""
+    """A gradient as a 0-dim float64 tensor, for ``comparison.compare``; anything but a number as it is."""
     return torch.tensor(float(value), dtype=torch.float64) if _is_number(value) else value
 
 
@@ -302,29 +302,6 @@ def grad_problem(name: str, value) -> str | None:
     if not _is_number(value):
         return f"{name}.grad is a {type(value).__name__}, not a number"
     return None
-
-
-def check_grad(node: Value, reference: dict[Value, float]) -> bool:
-    """Print how ``node.grad`` compares with PyTorch's ``reference[node]``; return whether it passes.
-
-    The tolerance is ``check.compare``'s: 1.5e-6 of the gradient's size, or
-    1e-6 when the gradient is 0. A gradient that was never assigned fails
-    even when its starting 0 happens to be right.
-    """
-    from .kinds import KINDS
-    from .kinds.scalar import grad_issue
-
-    name = node.name or node.label or "node"
-    result = KINDS["scalar"].check(name, node.grad, reference[node], node.grad_assigned)
-    issue = grad_issue(name, node.grad, node.grad_assigned)
-    print(f"{name + '.grad':15s} | FAILED: {issue}" if issue else "\n".join(result.lines()))
-    return result.ok
-
-
-def check_grads(nodes: list[Value], reference: dict[Value, float]) -> bool:
-    """``check_grad`` for each node (all are printed); True when every one passes."""
-    results = [check_grad(node, reference) for node in nodes]
-    return all(results)
 
 
 # ------------------------------------------------------------------ drawing

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from autograder import model
-from autograder.check import ROUNDING_NOTE, TRACKED_NOTE, cmp, compare
+from autograder.check import cmp
+from autograder.comparison import ROUNDING_NOTE, TRACKED_NOTE, compare
 from autograder.diagnose import NO_HINT, context_of, diagnose
 
 pytestmark = pytest.mark.ex1

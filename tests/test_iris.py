@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder import iris
-from autograder.check import parameter_drift
+from autograder import check, iris
+from autograder.comparison import parameter_drift
 from autograder.exercises import ITEMS_BY_ID
 from autograder.kinds import student_output
 from autograder.kinds.cases import HIDDEN_CASES
@@ -243,6 +243,7 @@ def test_the_notebooks_run_learns_and_generalises(split):
 
 # ------------------------------------------------------------------ the tolerance of the training check
 
+@pytest.mark.slow  # 25 pairs of 100-epoch runs
 @given(seed=st.integers(0, 2**31 - 1), h1=st.integers(3, 10), h2=st.integers(3, 10))
 @settings(max_examples=25, deadline=None)
 def test_correct_training_stays_far_inside_the_tolerance(split, seed, h1, h2):
@@ -271,20 +272,20 @@ def test_every_mistake_is_far_outside_the_tolerance(split, backward_mistake, ste
 
 def test_the_checks_pass_a_correct_solution(split, capsys):
     params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
-    assert iris.check_backward(mlp_backward, params, split.Xtr, split.Ytr)
-    assert iris.check_adam_step(adam_step, params, split.Xtr, split.Ytr)
-    assert iris.check_training(mlp_backward, adam_step, params, split.Xtr, split.Ytr, epochs=30)
+    assert check.check_mlp_backward(mlp_backward, params, split.Xtr, split.Ytr)
+    assert check.check_adam_step(adam_step, params, split.Xtr, split.Ytr)
+    assert check.check_adam_training(mlp_backward, adam_step, params, split.Xtr, split.Ytr, epochs=30)
     out = capsys.readouterr().out
     assert "b3" in out and "tolerance 1e-09" in out
 
 
 def test_the_checks_fail_wrong_solutions(split, capsys):
     params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
-    assert not iris.check_backward(with_mistake(mlp_backward, "no relu mask"), params, split.Xtr, split.Ytr)
-    assert not iris.check_adam_step(with_mistake(adam_step, "no bias correction"), params, split.Xtr, split.Ytr)
-    assert not iris.check_training(mlp_backward, with_mistake(adam_step, "betas swapped"), params,
+    assert not check.check_mlp_backward(with_mistake(mlp_backward, "no relu mask"), params, split.Xtr, split.Ytr)
+    assert not check.check_adam_step(with_mistake(adam_step, "no bias correction"), params, split.Xtr, split.Ytr)
+    assert not check.check_adam_training(mlp_backward, with_mistake(adam_step, "betas swapped"), params,
                                    split.Xtr, split.Ytr, epochs=30)
-    assert not iris.check_backward(lambda *args: [], params, split.Xtr, split.Ytr)
+    assert not check.check_mlp_backward(lambda *args: [], params, split.Xtr, split.Ytr)
     assert "too far" in capsys.readouterr().out
 
 
@@ -293,7 +294,7 @@ def test_check_adam_step_says_when_nothing_was_updated_in_place(split, capsys):
         parameters = [p - lr * g for p, g in zip(parameters, grads)]  # a new list: the caller sees nothing
 
     params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
-    assert not iris.check_adam_step(rebinding_step, params, split.Xtr, split.Ytr)
+    assert not check.check_adam_step(rebinding_step, params, split.Xtr, split.Ytr)
     assert "in place" in capsys.readouterr().out
 
 

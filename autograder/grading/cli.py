@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "demo":
         _demo(args.out, _settings(args))
     elif args.command == "check":
-        from .selfcheck import main as self_check
+        from ..selfcheck import main as self_check
 
         sys.exit(self_check(args.folder, timeout=args.timeout, ex4_steps=args.ex4_steps))
 
@@ -86,7 +86,8 @@ def _settings(args):
 
 def _grade(submissions: Path, out: Path, settings) -> list:
     from . import report
-    from .grade import GradingError, grade
+    from .errors import GradingError
+    from .grade import grade
 
     try:
         results = grade(submissions, out, settings)

@@ -28,11 +28,11 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from ..data import REPO_ROOT
 from ..exercises import ASSIGNMENT
+from ..paths import REPO_ROOT
 
 SOLUTIONS = REPO_ROOT / "solutions"
-NOTEBOOKS = REPO_ROOT / "notebooks"
+RELEASE_DIR = REPO_ROOT / "notebooks"  # the student notebooks, as released and committed
 BUILD = REPO_ROOT / "build"
 RELEASE_COURSE = BUILD / "course"
 

@@ -222,7 +222,7 @@ def _child(request: dict, fds: list[int], isolated: bool) -> None:
                 os.close(fd)
         os.chdir(request.get("cwd", "/"))
         if isolated:
-            sandbox._mount("proc", "/proc", "proc", sandbox.MS_NOSUID | sandbox.MS_NODEV | 8)
+            sandbox.mount("proc", "/proc", "proc", sandbox.MS_NOSUID | sandbox.MS_NODEV | sandbox.MS_NOEXEC)
             sandbox.enter(request["policy"])
         home = os.environ.get("HOME", "/tmp/home")
         os.environ.clear()

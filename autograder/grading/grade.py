@@ -36,15 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import sandbox
-from ..data import REPO_ROOT
-from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS
+from ..exercises import NOTEBOOKS
+from ..paths import REPO_ROOT
 from . import report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
-from .release import generate_release
-
-
-class GradingError(RuntimeError):
-    """The batch cannot start (bad folders, an incompatible gradebook)."""
+from .errors import GradingError
 
 
 @dataclass(frozen=True)
@@ -101,6 +97,8 @@ def template_course(cache: Path = BUILD / "grading-templates") -> tuple[Path, Pa
     ``build/``, keyed by a hash of the masters and the nbgrader version.
     """
     import nbgrader
+
+    from .release import generate_release  # nbformat and nbgrader: not for `--help`
 
     digest = hashlib.sha256(nbgrader.__version__.encode())
     for master in sorted(SOLUTIONS.glob("*.ipynb")):
@@ -235,6 +233,3 @@ def _matplotlib_cache(folder: Path) -> Path:
     subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={**os.environ, "MPLCONFIGDIR": str(folder)},
                    check=False, capture_output=True)
     return folder
-
-
-__all__ = ["GradingError", "Settings", "grade", "ASSIGNMENT", "ITEMS"]

@@ -10,7 +10,6 @@ committed; CI regenerates it and fails on any difference.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import nbformat
 
 from ..cells import HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
 from ..exercises import ASSIGNMENT
-from .course import NOTEBOOKS, RELEASE_COURSE, SOLUTIONS, ensure_tools_on_path, link_source, nbgrader_config, write_config_file
+from .course import RELEASE_COURSE, RELEASE_DIR, ensure_tools_on_path, link_source, nbgrader_config, write_config_file
 
 # Text that must never reach a student's copy.
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END)
@@ -34,7 +33,7 @@ class ReleaseError(RuntimeError):
     """nbgrader could not generate the release; the message carries its log."""
 
 
-def generate_release(out_dir: Path = NOTEBOOKS, course_root: Path = RELEASE_COURSE) -> list[Path]:
+def generate_release(out_dir: Path = RELEASE_DIR, course_root: Path = RELEASE_COURSE) -> list[Path]:
     """Generate the student notebooks from ``solutions/`` into ``out_dir``.
 
     Returns the written paths. Notebooks in ``out_dir`` with no master are
@@ -85,7 +84,7 @@ def _write_normalised(nb, target: Path, name: str) -> None:
     nbformat.write(nb, target)
 
 
-def leaked_markers(folder: Path = NOTEBOOKS) -> list[str]:
+def leaked_markers(folder: Path = RELEASE_DIR) -> list[str]:
     """'<file>: <marker>' for every solution or hidden-test marker in ``folder``'s notebooks."""
     found = []
     for path in sorted(folder.glob("*.ipynb")):
@@ -94,7 +93,7 @@ def leaked_markers(folder: Path = NOTEBOOKS) -> list[str]:
     return found
 
 
-def release_differences(committed: Path = NOTEBOOKS) -> list[str]:
+def release_differences(committed: Path = RELEASE_DIR) -> list[str]:
     """Names of committed student notebooks that regeneration would change, add or remove."""
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / "notebooks"
@@ -137,9 +136,3 @@ def validate_and_run(notebook: Path, invert: bool = False) -> tuple[dict, nbform
     validator = KeepingValidator(config=config)
     results = validator.validate(str(notebook))
     return results, getattr(validator, "executed", None)
-
-
-def copy_masters(target: Path) -> list[Path]:
-    """Copy the masters (with their solutions) into ``target``, e.g. as a perfect submission."""
-    target.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy(path, target / path.name)) for path in sorted(SOLUTIONS.glob("*.ipynb"))]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..cells import HIDDEN_CHECK_CALL, HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, items_of, max_score
+from .errors import GradingError
 HIDDEN_MARKERS = (HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END, HIDDEN_CHECK_CALL)
 
 GRADES_CSV = "grades.csv"
@@ -26,8 +27,6 @@ def ensure_gradebook(gradebook: Path, template: Path) -> None:
         shutil.copy(template, gradebook)
         return
     if _graded_cells(gradebook) != _graded_cells(template):
-        from .grade import GradingError
-
         raise GradingError(f"{gradebook} was made for other notebooks or items than the current masters; "
                            "grade into a new --out folder, or move the old gradebook away")
 

@@ -17,8 +17,7 @@ import nbformat
 
 from ..cells import ANSWER_DIRECTIVE, STUB
 from ..exercises import ITEMS, NOTEBOOKS, answer_ids, notebook
-from .course import NOTEBOOKS as RELEASE_DIR
-from .course import SOLUTIONS
+from .course import RELEASE_DIR, SOLUTIONS
 
 SOLUTION_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.M | re.S)
 Edit = Callable[[str, str], str]  # (answer id, the master's solution code) -> code to hand in

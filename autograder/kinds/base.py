@@ -10,11 +10,11 @@ registry (``autograder.kinds.KINDS``) maps the name an item carries
   in the sandboxed child (``autograder.grading.judge_child``);
 * ``reference``: what a correct answer gives on that case (trusted:
   autograd or ``torch.optim`` as the oracle);
-* ``compare``: a ``check.CheckResult`` of output against reference;
+* ``compare``: a ``comparison.CheckResult`` of output against reference;
 * ``describe_case``: the hidden inputs in words, for the verdict;
 * ``check``: the visible check, what a notebook's test cell runs (through
   ``cmp``, ``check.check_backward``, ...); its arguments differ by kind, and
-  it returns a ``check.CheckResult``, which the test cell prints;
+  it returns a ``comparison.CheckResult``, which the test cell prints;
 * ``probe``: the same ``check`` on a notebook's variables, for the
   scoreboard, which shows its CheckResult as a row;
 * ``label``, ``shape``, ``tensor``: what the scoreboard shows in a row.
@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..check import CheckResult
+from ..comparison import CheckResult
 from ..exercises import Item
 
 

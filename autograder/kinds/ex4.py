@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import torch
 
 from .. import model
-from ..check import CheckResult, compare_all, trained_comparison
+from ..comparison import CheckResult, compare_all, trained_comparison
 from ..exercises import ANSWER_FUNCTIONS, Item
 from ..untrusted import autograd_forbidden, load_function
 from .base import Kind, call_directly, call_student, require, student_function

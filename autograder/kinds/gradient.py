@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import torch
 
 from .. import model
-from ..check import CheckResult, alias_notes, compare
+from ..comparison import CheckResult, alias_notes, compare
 from ..diagnose import context_of
 from ..exercises import Item
 from ..hints import pointer_for_check

@@ -1,7 +1,7 @@
 """Notebook 05's kinds: "mlp_backward", "adam_step" and "adam_training".
 
-Visible checks (notebook 05's test cells, through ``iris.check_backward``,
-``iris.check_adam_step`` and ``iris.check_training``): the 6 gradients
+Visible checks (notebook 05's test cells, through ``check.check_mlp_backward``,
+``check.check_adam_step`` and ``check.check_adam_training``): the 6 gradients
 against autograd's on the training flowers; one Adam step against
 ``torch.optim.Adam``'s; a whole training run against autograd with
 ``torch.optim.Adam``. Hidden checks: the same from another initialisation
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 
 from .. import iris
-from ..check import CheckResult, compare_all, trained_comparison
+from ..comparison import CheckResult, compare_all, trained_comparison
 from ..exercises import ANSWER_FUNCTIONS, Item
 from ..untrusted import autograd_forbidden, load_function
 from .base import Kind, call_directly, call_student, require, student_function
@@ -86,7 +86,7 @@ class MLPBackwardKind(_IrisKind):
 
     def check(self, backward, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
               call=call_directly) -> CheckResult:
-        """The visible check (``iris.check_backward``): ``backward``'s 6 gradients against autograd's.
+        """The visible check (``check.check_mlp_backward``): ``backward``'s 6 gradients against autograd's.
 
         ``backward`` gets copies of ``parameters`` and the flowers X (N, 4), Y (N,).
         """
@@ -126,7 +126,7 @@ class AdamStepKind(_IrisKind):
 
     def check(self, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
               call=call_directly) -> CheckResult:
-        """The visible check (``iris.check_adam_step``): one ``step`` against ``torch.optim.Adam``'s, in float64.
+        """The visible check (``check.check_adam_step``): one ``step`` against ``torch.optim.Adam``'s, in float64.
 
         The step starts from ``parameters`` with autograd's gradients on
         (X, Y); compares the parameters, then m, then v after it.
@@ -177,7 +177,7 @@ class AdamTrainingKind(_IrisKind):
 
     def check(self, backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
               epochs: int = iris.EPOCHS, call=call_directly) -> CheckResult:
-        """The visible check (``iris.check_training``): training with ``backward`` + ``step`` against
+        """The visible check (``check.check_adam_training``): training with ``backward`` + ``step`` against
         autograd + ``torch.optim.Adam``.
 
         Both runs in float64 from copies of ``parameters``; each parameter

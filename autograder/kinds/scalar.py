@@ -1,6 +1,6 @@
 """Kind "scalar" (notebook 00): answer cells that set the ``.grad`` of nodes of a scalar graph.
 
-Visible check: ``scalar.check_grad(s)`` (``ScalarKind.check``), each node's
+Visible check: ``check.check_grad(s)`` (``ScalarKind.check``), each node's
 ``.grad`` against PyTorch's on the notebook's graph. Hidden check: the answer
 cells run again on the same graph built from other input numbers, with the
 nodes finished by earlier steps given their correct gradient.
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 
 from .. import scalar
-from ..check import CheckResult, Comparison, compare
+from ..comparison import CheckResult, Comparison, compare
 from ..exercises import Item
 from ..untrusted import run_answer
 from .base import Kind
@@ -49,7 +49,7 @@ class ScalarKind(Kind):
     name = "scalar"
 
     def check(self, name: str, value, reference, assigned: bool = True) -> CheckResult:
-        """The visible check (``scalar.check_grad``): node ``name``'s ``.grad`` against PyTorch's ``reference``."""
+        """The visible check (``check.check_grad``): node ``name``'s ``.grad`` against PyTorch's ``reference``."""
         return CheckResult((grad_comparison(name, value, reference, assigned),))
 
     def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
