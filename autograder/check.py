@@ -28,13 +28,15 @@ between torch versions.
 
 from __future__ import annotations
 
+import ast
 import inspect
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
-from .diagnose import context_of, diagnose
+from .diagnose import CODES_BY_NAME, alias_diagnosis, context_of, diagnose, diagnosis, wrong_order
 
 RTOL = 1.5e-6
 ZERO_LEVEL = 1e-6
@@ -55,6 +57,7 @@ class Comparison:
     expected_shape: tuple[int, ...] | None
     problem: str = ""  # why it failed, in one line; empty when ok
     hint: str = ""  # the likely cause (see ``diagnose``), or a note on a pass
+    code: str = ""  # the diagnosis code (``diagnose.CODES``); "" when the comparison passed
 
     def line(self) -> str:
         """The report line: the lecture's three columns, then shape and tolerance."""
@@ -89,12 +92,15 @@ def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | N
     shape = tuple(expected.shape)
     fail = _first_problem(got, expected)
     if fail is not None:
-        return Comparison(name, False, False, None, None, shape, fail)
+        code, problem = fail
+        hint = CODES_BY_NAME[code].message if code != "unknown" else ""
+        return Comparison(name, False, False, None, None, shape, problem, hint, code)
     parameter = got.requires_grad and got.is_leaf
     got = got.detach()
     if got.shape != expected.shape:
         problem = f"shape {tuple(got.shape)}, expected {shape}"
-        return Comparison(name, False, False, None, None, shape, problem, diagnose(name, got, expected, context))
+        found = diagnose(name, got, expected, context)
+        return Comparison(name, False, False, None, None, shape, problem, found.message, found.code)
     maxdiff = (got.double() - expected.double()).abs().max().item() if got.numel() else 0.0
     tolerance = tolerance_for(expected)
     exact = bool(torch.equal(got.to(expected.dtype), expected))
@@ -102,22 +108,23 @@ def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | N
         note = TRACKED_NOTE if parameter else "" if exact else ROUNDING_NOTE
         return Comparison(name, True, exact, maxdiff, tolerance, shape, "", note)
     problem = f"values differ: maxdiff {maxdiff:.2e} is above the tolerance {tolerance:.1e}"
-    hint = (f"this is a parameter (a leaf tensor that requires grad), not a gradient: d{name}, not {name}"
-            if parameter else diagnose(name, got, expected, context))
-    return Comparison(name, False, exact, maxdiff, tolerance, shape, problem, hint)
+    found = (diagnosis("other_tensor", what=f"the parameter {name} itself (a leaf tensor that requires grad)",
+                       name=name)
+             if parameter else diagnose(name, got, expected, context))
+    return Comparison(name, False, exact, maxdiff, tolerance, shape, problem, found.message, found.code)
 
 
-def _first_problem(got: object, expected: torch.Tensor) -> str | None:
-    """Why ``got`` cannot be a gradient at all, or None."""
+def _first_problem(got: object, expected: torch.Tensor) -> tuple[str, str] | None:
+    """(diagnosis code, why) when ``got`` cannot be a gradient at all, else None."""
     if got is None:
-        return "got None instead of a tensor (did the cell assign the variable?)"
+        return "unknown", "got None instead of a tensor (did the cell assign the variable?)"
     if not isinstance(got, torch.Tensor):
-        return f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}"
+        return "unknown", f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}"
     if not (got.is_floating_point() or got.is_complex()):
-        return f"got an integer tensor ({got.dtype}); a gradient is a float tensor ({expected.dtype})"
+        return "int_dtype", f"got an integer tensor ({got.dtype}); a gradient is a float tensor ({expected.dtype})"
     if got.numel() and not torch.isfinite(got).all():
         bad = "NaN" if torch.isnan(got).any() else "inf"
-        return f"contains {bad}: look for a division by zero or a log of 0"
+        return "nan", f"contains {bad}"
     return None
 
 
@@ -127,14 +134,16 @@ def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
     ``name`` names the tensor ``t`` whose gradient ``dt`` is meant to be, e.g.
     ``cmp("logprobs", dlogprobs, logprobs)``. ``t`` must have taken part in a
     ``loss.backward()`` with ``retain_grad()`` (the forward helpers do that).
+    In a notebook, ``assert cmp(...)`` fails with the reason (see ``failure_reason``).
     """
     if not isinstance(t, torch.Tensor) or t.grad is None:
         raise ValueError(f"{name}: the reference has no .grad; run the forward pass and loss.backward() first")
     result = compare(name, dt, t.grad, _context_for(t))
     print(result.line())
-    for other in _aliases(name, dt, inspect.currentframe().f_back):
-        print(f"{'':15s}   -> note: d{name} and {other} are the same tensor in memory (one was assigned "
-              f"from the other without .clone()), so an in-place += on one changes the other too")
+    if result.code != "alias":  # the same explanation, found from the memory rather than the values
+        for other in _aliases(name, dt, inspect.currentframe().f_back):
+            print(f"{'':15s}   -> note: {alias_diagnosis(f'd{name}', other).message}")
+    note_outcome(reason_of([result]))
     return result.ok
 
 
@@ -156,6 +165,19 @@ def _aliases(name: str, dt: object, frame) -> list[str]:
                   and pointer != 0 and value.untyped_storage().data_ptr() == pointer)
 
 
+def compare_gradients(names, got: list, expected: list[torch.Tensor], context: Mapping | None = None) -> list[Comparison]:
+    """Exercise 4: each returned gradient against autograd's, or one ``order`` failure.
+
+    When the list holds right gradients in the wrong places, that is the one
+    thing to say (the per-tensor comparisons would each name a neighbour).
+    """
+    misplaced = wrong_order(names, got, expected)
+    if misplaced is not None:
+        return [Comparison("gradients", False, False, None, None, None, "returned in the wrong places",
+                           misplaced.message, misplaced.code)]
+    return [compare(name, g, e, context) for name, g, e in zip(names, got, expected)]
+
+
 def check_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> bool:
     """Exercise 4's visible check: ``backward``'s gradients against autograd's.
 
@@ -169,12 +191,26 @@ def check_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Y
     with torch.no_grad():
         got = list(backward(parameters, model.fused_forward(parameters, Xb, Yb), Xb, Yb))
     if len(got) != len(expected):
-        print(f"expected {len(expected)} gradients (one per parameter), got {len(got)}")
+        reason = f"expected {len(expected)} gradients (one per parameter), got {len(got)}"
+        print(reason)
+        note_outcome(reason)
         return False
-    results = [compare(name, g, e) for name, g, e in zip(model.PARAM_NAMES, got, expected)]
+    results = compare_gradients(model.PARAM_NAMES, got, expected, forward_context(parameters, Xb, Yb))
     for result in results:
         print(result.line())
+    note_outcome(reason_of(results))
     return all(result.ok for result in results)
+
+
+def forward_context(parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> dict:
+    """The chunked forward pass on (Xb, Yb) with autograd's gradients, as hints need it (``context_of``)."""
+    from . import model
+
+    with torch.enable_grad():
+        copies = [p.detach().clone().requires_grad_(True) for p in parameters]
+        forward = model.chunked_forward(copies, Xb, Yb)
+        forward.loss.backward()
+    return context_of(forward, forward.inputs)
 
 
 def check_training(backward, parameters: list[torch.Tensor], steps: int, seed: int) -> bool:
@@ -189,9 +225,72 @@ def check_training(backward, parameters: list[torch.Tensor], steps: int, seed: i
     for grads_of in (backward, lambda ps, fw, Xb, Yb: model.autograd_grads(ps, Xb, Yb)):
         g = torch.Generator().manual_seed(seed)
         runs.append(model.sgd_steps(parameters, grads_of, steps, 32, 0.1, g))
-    ok = True
+    ok, reason = True, ""
     for name, mine, reference in zip(model.PARAM_NAMES, *runs):
         drift = (mine - reference).abs().max().item() / reference.abs().max().item()
         ok &= drift <= TRAINED_RTOL
         print(f"{name:7s} after {steps} steps: max difference {drift:.1e} of the parameter's scale")
+        if drift > TRAINED_RTOL and not reason:
+            reason = (f"{name} after {steps} SGD steps is off by {drift:.1e} of its scale "
+                      f"(tolerance {TRAINED_RTOL:.0e}): check_backward says which gradient is wrong")
+    note_outcome(reason)
     return ok
+
+
+# ------------------------------------------------------------ failing asserts
+#
+# A test cell says ``assert cmp(...)``. A bare assert fails with an empty
+# AssertionError, so in IPython each such assert gets the check's reason as
+# its message: an AST transformer turns ``assert check(...)`` into
+# ``assert check(...), <the reason the check just recorded>``. The error is
+# then raised in the test cell itself, so its traceback is that one frame,
+# and the check functions keep returning a plain bool (a cell may also add
+# their results up).
+
+VISIBLE_CHECKS = frozenset({"cmp", "check_grad", "check_grads", "check_backward", "check_training",
+                            "check_adam_step"})
+_DEFAULT_REASON = "the check above failed (see its report)"
+_last_reason = ""
+
+
+def reason_of(results: list[Comparison]) -> str:
+    """One line on the first failing comparison: the problem and the hint, or "" when all passed."""
+    failing = next((r for r in results if not r.ok), None)
+    if failing is None:
+        return ""
+    return f"{failing.name}: {failing.problem}" + (f"; {failing.hint}" if failing.hint else "")
+
+
+def note_outcome(reason: str) -> None:
+    """Record the reason a visible check just failed ("" when it passed), for ``failure_reason``."""
+    global _last_reason
+    _last_reason = reason
+
+
+def failure_reason() -> str:
+    """The reason the last visible check failed: the message of a failed ``assert check(...)``."""
+    return _last_reason or _DEFAULT_REASON
+
+
+class AssertReasons(ast.NodeTransformer):
+    """IPython AST transformer: ``assert check(...)`` fails with the check's reason."""
+
+    def visit_Assert(self, node: ast.Assert) -> ast.Assert:
+        call = node.test
+        called = getattr(call.func, "id", getattr(call.func, "attr", None)) if isinstance(call, ast.Call) else None
+        if node.msg is None and called in VISIBLE_CHECKS:
+            reason = ast.parse("__import__('autograder.check').check.failure_reason()", mode="eval").body
+            node.msg = ast.copy_location(reason, node)
+            ast.fix_missing_locations(node)
+        return node
+
+
+def install_assert_reasons() -> None:
+    """Give ``assert check(...)`` its reason in the running IPython shell, if there is one (idempotent)."""
+    ipython = sys.modules.get("IPython")  # not imported: not in IPython, nothing to do
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is not None and not any(isinstance(t, AssertReasons) for t in shell.ast_transformers):
+        shell.ast_transformers.append(AssertReasons())
+
+
+install_assert_reasons()

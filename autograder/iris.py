@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .check import compare
+from .check import compare, note_outcome, reason_of
 from .data import REPO_ROOT
 from .model import Tensors
 
@@ -252,11 +252,14 @@ def check_backward(backward, parameters: list[torch.Tensor], X: torch.Tensor, Y:
         params = [p.detach() for p in parameters]
         got = list(backward(params, forward(params, X, Y), X, Y))
     if len(got) != len(expected):
-        print(f"expected {len(expected)} gradients ({', '.join('d' + n for n in PARAM_NAMES)}), got {len(got)}")
+        reason = f"expected {len(expected)} gradients ({', '.join('d' + n for n in PARAM_NAMES)}), got {len(got)}"
+        print(reason)
+        note_outcome(reason)
         return False
     results = [compare(name, g, e) for name, g, e in zip(PARAM_NAMES, got, expected)]
     for result in results:
         print(result.line())
+    note_outcome(reason_of(results))
     return all(result.ok for result in results)
 
 
@@ -279,9 +282,11 @@ def check_adam_step(step, parameters: list[torch.Tensor], X: torch.Tensor, Y: to
     with torch.no_grad():
         step(params, [g.clone() for g in grads], m, v, 1, lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS)
     if all(torch.equal(p, q.detach()) for p, q in zip(params, parameters)):
-        print("no parameter changed: adam_step must update the tensors in place (p -= ..., m.mul_(...), ...)")
+        reason = "no parameter changed: adam_step must update the tensors in place (p -= ..., m.mul_(...), ...)"
+        print(reason)
+        note_outcome(reason)
         return False
-    ok = True
+    ok, everything = True, []
     for name, *triple in zip(PARAM_NAMES, params, expected, m, m_expected, v, v_expected):
         p, p_ref, mi, mi_ref, vi, vi_ref = triple
         results = [compare(name, p, p_ref), compare(f"m[{name}]", mi, mi_ref), compare(f"v[{name}]", vi, vi_ref)]
@@ -290,6 +295,8 @@ def check_adam_step(step, parameters: list[torch.Tensor], X: torch.Tensor, Y: to
             if not extra.ok:
                 print(extra.line())
         ok &= all(r.ok for r in results)
+        everything += results
+    note_outcome(reason_of(everything))
     return ok
 
 
@@ -310,10 +317,13 @@ def check_training(backward, step, parameters: list[torch.Tensor], X: torch.Tens
     parameters, (X,) = in_check_dtype(parameters), in_check_dtype([X])
     mine, _ = train_manual(parameters, X, Y, backward, step, epochs)
     reference, _ = train_torch(parameters, X, Y, epochs)
-    ok = True
+    ok, reason = True, ""
     for name, drift in zip(PARAM_NAMES, parameter_drift(mine, reference)):
         fine = drift <= TRAINED_RTOL
         ok &= fine
         print(f"{name} after {epochs} epochs: max difference {drift:.1e} of the parameter's scale "
               f"(tolerance {TRAINED_RTOL:.0e}){'' if fine else '  <- too far'}")
+        if not fine and not reason:
+            reason = f"{name} after {epochs} epochs is off by {drift:.1e} of its scale (tolerance {TRAINED_RTOL:.0e})"
+    note_outcome(reason)
     return ok

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import iris, model, scalar
-from .check import TRAINED_RTOL, Comparison, compare
+from .check import TRAINED_RTOL, Comparison, compare, compare_gradients
 from .data import BLOCK_SIZE, VOCAB_SIZE
 from .exercises import ITEMS_BY_ID, Item, notebook, notebook_of_answer
 
@@ -88,6 +88,7 @@ class Verdict:
     passed: bool
     message: str  # one or more lines meant for the student
     flags: list[str] = field(default_factory=list)  # reasons the work is not the student's own
+    diagnosis: str = ""  # the code of the likely mistake (``diagnose.CODES``); "" when none was made
 
     def report(self) -> str:
         head = f"{self.grade_id}: {'passed' if self.passed else 'FAILED'} the hidden check"
@@ -396,40 +397,109 @@ def _iris_reference(item: Item, case: Case) -> list[torch.Tensor]:
     return iris.train_torch(inputs["parameters"], inputs["Xtr"], inputs["Ytr"])[0]
 
 
-def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str]) -> Verdict:
+def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str],
+            sources: dict[str, str] | None = None) -> Verdict:
     """Judge an item from its answers' outputs on every hidden case.
 
     ``outputs[i]`` is what the student code produced on HIDDEN_CASES[i], or
-    None with ``errors[i]`` saying why it produced nothing.
+    None with ``errors[i]`` saying why it produced nothing. ``sources`` (answer
+    id -> code) lets a size typed into the answer be named.
     """
     if flags:
         return Verdict(item.grade_id, False, "Not graded, the answer " + "; ".join(flags) + ".", flags)
-    for case, output, error in zip(HIDDEN_CASES, outputs, errors):
+    for index, (case, output, error) in enumerate(zip(HIDDEN_CASES, outputs, errors)):
         where = f"on unseen inputs ({describe_case(item, case)})"
         if error is not None:
-            return Verdict(item.grade_id, False, f"{where}: {error}")
-        problems = _compare_output(item, output, reference_output(item, case), case)
-        if problems:
-            return Verdict(item.grade_id, False, f"{where}:\n" + "\n".join(problems))
+            message, code = f"{where}: {error}", ""
+        else:
+            problems, code = _compare_output(item, output, reference_output(item, case), case)
+            if not problems:
+                continue
+            message = f"{where}:\n" + "\n".join(problems)
+        sizes = _hardcoded_size(item, index, sources or {})
+        if sizes is not None:
+            message, code = f"{sizes.message}\n{message}", sizes.code
+        return Verdict(item.grade_id, False, message, diagnosis=code)
     oracle = "torch.optim.Adam" if item.kind in ("adam_step", "adam_training") else "autograd"
     return Verdict(item.grade_id, True, f"matches {oracle} on {len(HIDDEN_CASES)} unseen sets of inputs")
 
 
-def _compare_output(item: Item, got, expected, case: Case | None = None) -> list[str]:
-    """Lines describing what is wrong; empty when the output is right."""
+def _compare_output(item: Item, got, expected, case: Case | None = None) -> tuple[list[str], str]:
+    """Lines describing what is wrong (empty when the output is right) and the first diagnosis code."""
     if item.kind == "gradient":
         result = compare(item.tensor, got, expected, _hint_context(case))
-        return [] if result.ok else [result.line()]
+        return ([], "") if result.ok else ([result.line()], result.code)
     if item.kind == "scalar":
         return _compare_scalar(item, got, expected)
     if item.kind in IRIS_KINDS:
         return _compare_iris(item, got, expected)
     names = model.PARAM_NAMES
     if not isinstance(got, (list, tuple)) or len(got) != len(names):
-        return [f"expected a list of {len(names)} tensors ({', '.join('d' + n for n in names)}), got {_describe(got)}"]
-    results = [_compare_trained(name, g, e) if item.grade_id == "ex4_training" else compare(name, g, e)
-               for name, g, e in zip(names, got, expected)]
-    return [r.line() for r in results if not r.ok]
+        return [f"expected a list of {len(names)} tensors ({', '.join('d' + n for n in names)}), "
+                f"got {_describe(got)}"], "unknown"
+    if item.grade_id == "ex4_training":
+        results = [_compare_trained(name, g, e) for name, g, e in zip(names, got, expected)]
+    else:
+        results = compare_gradients(names, list(got), expected, _hint_context(case))
+    return _failures(results)
+
+
+def _failures(results: list[Comparison]) -> tuple[list[str], str]:
+    """The report lines of the failing comparisons and the first one's code."""
+    failing = [r for r in results if not r.ok]
+    return [r.line() for r in failing], (failing[0].code if failing else "")
+
+
+# The sizes of the notebooks' model and batch (HIDDEN_CASES[0] has them too).
+NOTEBOOK_SIZES = {"n": 32, "n_hidden": 64, "n_embd": 10}
+
+
+def case_sizes(case: Case) -> dict[str, int]:
+    """The sizes an answer might type in as numbers, by what they are."""
+    return {"n": case.n, "n_hidden": case.n_hidden, "n_embd": case.n_embd,
+            "n * block_size": case.n * BLOCK_SIZE, "block_size * n_embd": BLOCK_SIZE * case.n_embd}
+
+
+def _hardcoded_size(item: Item, failed: int, sources: dict[str, str]):
+    """The ``hardcoded_size`` diagnosis when the answer passed on the notebook's sizes and failed on others.
+
+    Sizes typed into the answer cells as numbers are named ("32 appears in
+    your code; the hidden case has n = 20").
+    """
+    from .diagnose import diagnosis
+
+    def notebook_sized(case: Case) -> bool:
+        return all(getattr(case, size) == value for size, value in NOTEBOOK_SIZES.items())
+
+    hidden = HIDDEN_CASES[failed]
+    passed = [case for case in HIDDEN_CASES[:failed] if notebook_sized(case)]
+    if item.kind not in ("gradient", "function") or not passed or notebook_sized(hidden):
+        return None
+    numbers = _integer_literals([sources[a] for a in item.answers if a in sources])
+    mine, theirs = case_sizes(passed[0]), case_sizes(hidden)
+    named = [f"{mine[size]} appears in your code; the hidden case has {size} = {theirs[size]}"
+             for size in mine if mine[size] in numbers and mine[size] != theirs[size]]
+    return diagnosis("hardcoded_size", notebook=_sizes_text(passed[0]), hidden=_sizes_text(hidden),
+                     literals="".join(f"; {text}" for text in named))
+
+
+def _sizes_text(case: Case) -> str:
+    return f"n = {case.n}, n_hidden = {case.n_hidden}, n_embd = {case.n_embd}"
+
+
+def _integer_literals(sources: list[str]) -> set[int]:
+    """Every whole number written in the code (32, or 32.0)."""
+    numbers = set()
+    for source in sources:
+        try:
+            tree = ast.parse(_strip_magics(source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+                    and not isinstance(node.value, bool) and float(node.value).is_integer():
+                numbers.add(int(node.value))
+    return numbers
 
 
 def _hint_context(case: Case | None) -> dict | None:
@@ -441,16 +511,17 @@ def _hint_context(case: Case | None) -> dict | None:
     return context
 
 
-def _compare_scalar(item: Item, got, expected: list[torch.Tensor]) -> list[str]:
+def _compare_scalar(item: Item, got, expected: list[torch.Tensor]) -> tuple[list[str], str]:
     if not isinstance(got, (list, tuple)) or len(got) != len(item.nodes):
-        return [f"expected the gradients of {', '.join(item.nodes)}, got {_describe(got)}"]
-    problems = []
+        return [f"expected the gradients of {', '.join(item.nodes)}, got {_describe(got)}"], "unknown"
+    problems, codes = [], []
     for name, value, reference in zip(item.nodes, got, expected):
         problem = None if isinstance(value, torch.Tensor) else scalar.grad_problem(name, value)
         result = None if problem else compare(f"{name}.grad", value, reference)
         if problem or not result.ok:
             problems.append(problem or result.line())
-    return problems
+            codes.append("unknown" if problem else result.code)
+    return problems, (codes[0] if codes else "")
 
 
 def _compare_iris(item: Item, got, expected: list[torch.Tensor]) -> list[str]:
@@ -462,11 +533,11 @@ def _compare_iris(item: Item, got, expected: list[torch.Tensor]) -> list[str]:
         names = names[: len(expected)]
         wanted = f"{len(expected)} tensors"
     if not isinstance(got, (list, tuple)) or len(got) != len(expected):
-        return [f"expected {wanted}, got {_describe(got)}"]
+        return [f"expected {wanted}, got {_describe(got)}"], "unknown"
     if item.kind == "adam_training":
-        return [line for name, g, e in zip(names, got, expected) if (line := _trained_iris_problem(name, g, e))]
-    results = [compare(name, g, e) for name, g, e in zip(names, got, expected)]
-    return [r.line() for r in results if not r.ok]
+        lines = [line for name, g, e in zip(names, got, expected) if (line := _trained_iris_problem(name, g, e))]
+        return lines, ("none" if lines else "")
+    return _failures([compare(name, g, e) for name, g, e in zip(names, got, expected)])
 
 
 def _trained_iris_problem(name: str, got, expected: torch.Tensor) -> str:
@@ -489,7 +560,8 @@ def _compare_trained(name: str, got, expected: torch.Tensor) -> Comparison:
     tolerance = TRAINED_RTOL * expected.abs().max().item()
     ok = result.maxdiff <= tolerance
     problem = "" if ok else f"after {EX4_TRAINING_STEPS} SGD steps the parameter is off by {result.maxdiff:.2e}"
-    return Comparison(name, ok, False, result.maxdiff, tolerance, result.expected_shape, problem)
+    return Comparison(name, ok, False, result.maxdiff, tolerance, result.expected_shape, problem,
+                      code="" if ok else "none")
 
 
 def _describe(value) -> str:
@@ -642,7 +714,7 @@ def judge_item(item: Item, answers: dict[str, str]) -> Verdict:
         except Exception as err:  # the student's code failed: that is the verdict
             outputs.append(None)
             errors.append(describe_error(err))
-    return verdict(item, outputs, errors, flags)
+    return verdict(item, outputs, errors, flags, answers)
 
 
 def describe_error(err: BaseException) -> str:

@@ -19,7 +19,7 @@ import numbers
 
 import torch
 
-from .check import compare
+from .check import compare, failure_reason, note_outcome, reason_of
 
 # The lecture's neuron: b is chosen so that n = 0.8814 and o = tanh(n) = 1/sqrt(2).
 NEURON_INPUTS = {"x1": 2.0, "x2": 0.0, "w1": -3.0, "w2": 1.0, "b": 6.8813735870195432}
@@ -317,15 +317,21 @@ def check_grad(node: Value, reference: dict[Value, float]) -> bool:
     problem = problem or grad_problem(name, node.grad)
     if problem:
         print(f"{name + '.grad':15s} | FAILED: {problem}")
+        note_outcome(problem)
         return False
     result = compare(f"{name}.grad", grad_tensor(node.grad), torch.tensor(reference[node], dtype=torch.float64))
     print(result.line())
+    note_outcome(reason_of([result]))
     return result.ok
 
 
 def check_grads(nodes: list[Value], reference: dict[Value, float]) -> bool:
     """``check_grad`` for each node (all are printed); True when every one passes."""
-    results = [check_grad(node, reference) for node in nodes]
+    results, reasons = [], []
+    for node in nodes:
+        results.append(check_grad(node, reference))
+        reasons.append(failure_reason() if not results[-1] else "")
+    note_outcome(next((reason for reason in reasons if reason), ""))  # the first failure, not the last
     return all(results)
 
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .check import TRAINED_RTOL, Comparison, compare
+from .check import TRAINED_RTOL, Comparison, compare, compare_gradients
 from .exercises import Item, items_of
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
@@ -289,20 +289,22 @@ def _gradient(item: Item, namespace: Mapping, answers: Mapping[str, str]):
     forward = model.forward_containing(reference)
     context = None if forward is None else context_of(forward, forward.inputs)
     got = namespace[item.variable]
-    status, maxdiff, notes = _verdict([compare(item.tensor, got, reference.grad, context)])
-    if status == FAILED:
+    result = compare(item.tensor, got, reference.grad, context)
+    status, maxdiff, notes = _verdict([result])
+    if status == FAILED and result.code != "alias":  # the same explanation, found from the memory
         notes += _alias_notes(item.variable, got, namespace)
     return status, maxdiff, notes
 
 
 def _alias_notes(variable: str, got, namespace: Mapping) -> list[str]:
     """Other gradient variables that are the very same tensor (``dX = dY`` without ``.clone()``)."""
+    from .diagnose import alias_diagnosis
+
     if not isinstance(got, torch.Tensor):
         return []
     others = [key for key, value in namespace.items()
               if key.startswith("d") and key != variable and value is got]
-    return [f"note: {variable} and {other} are the same tensor in memory (assigned without .clone()), "
-            "so an in-place += on one changes the other" for other in sorted(others)]
+    return [f"note: {alias_diagnosis(variable, other).message}" for other in sorted(others)]
 
 
 def _scalar(item: Item, namespace: Mapping, answers: Mapping[str, str]):
@@ -361,7 +363,7 @@ def _gradient_list(names, got, expected) -> tuple[str, float | None, list[str]]:
     if not isinstance(got, list) or len(got) != len(expected):
         size = f"{len(got)} values" if isinstance(got, list) else f"a {type(got).__name__}"
         return FAILED, None, [f"expected {len(expected)} gradients ({', '.join('d' + n for n in names)}), got {size}"]
-    return _verdict([compare(name, g, e) for name, g, e in zip(names, got, expected)])
+    return _verdict(compare_gradients(names, got, expected))
 
 
 def _drifts(names, mine, reference, tolerance: float, when: str):
