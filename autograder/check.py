@@ -258,6 +258,8 @@ def reason_of(results: list[Comparison]) -> str:
     failing = next((r for r in results if not r.ok), None)
     if failing is None:
         return ""
+    if failing.hint and failing.problem.startswith("values differ"):  # the hint says more than the maxdiff
+        return f"{failing.name}: {failing.hint}"
     return f"{failing.name}: {failing.problem}" + (f"; {failing.hint}" if failing.hint else "")
 
 
