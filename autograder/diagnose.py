@@ -16,7 +16,9 @@ different from 1, ...), not for a resemblance.
 
 from __future__ import annotations
 
+import io
 import math
+import tokenize
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -43,7 +45,7 @@ CODES: tuple[Code, ...] = (
          "a dimension of size 1 is missing: {have} should be {want}{values}; sum with keepdim=True to keep it"),
     Code("shape.extra_dim", "an extra size-1 dimension (keepdim=True where the tensor has no such dimension)",
          "an extra dimension of size 1: {have} should be {want}{values}; sum without keepdim=True "
-         "(a 1-D parameter's gradient is 1-D)"),
+         "(or drop the extra dimension)"),
     Code("shape.transposed", "the right values, transposed",
          "transposed: the values are right but {have} should be {want}; swap the operands of the product"),
     Code("shape.broadcast_hidden", "a smaller shape that broadcasts to the right one",
@@ -428,6 +430,48 @@ def wrong_order(names: tuple[str, ...] | list[str], got: list, expected: list[to
         return None
     return diagnosis("order", detail="; ".join(misplaced),
                      expected="[" + ", ".join(f"d{name}" for name in names) + "]")
+
+
+def hardcoded_size(notebook: Mapping[str, int], hidden: Mapping[str, int], sources: list[str]) -> Diagnosis:
+    """An answer right on the notebook's sizes and wrong on the hidden case's: a size typed in as a number.
+
+    ``notebook`` and ``hidden`` hold n, n_hidden, n_embd and block_size;
+    every size (or product of sizes) that differs between them and is written
+    in ``sources`` is named.
+    """
+    def derived(sizes: Mapping[str, int]) -> dict[str, int]:
+        return {"n": sizes["n"], "n_hidden": sizes["n_hidden"], "n_embd": sizes["n_embd"],
+                "n * block_size": sizes["n"] * sizes["block_size"],
+                "block_size * n_embd": sizes["block_size"] * sizes["n_embd"]}
+
+    mine, theirs, written = derived(notebook), derived(hidden), _whole_numbers(sources)
+    named = [f"; {mine[size]} appears in your code; the hidden case has {size} = {theirs[size]}"
+             for size in mine if mine[size] in written and mine[size] != theirs[size]]
+    return diagnosis("hardcoded_size", notebook=_sizes_text(notebook), hidden=_sizes_text(hidden),
+                     literals="".join(named))
+
+
+def _sizes_text(sizes: Mapping[str, int]) -> str:
+    return ", ".join(f"{size} = {sizes[size]}" for size in ("n", "n_hidden", "n_embd"))
+
+
+def _whole_numbers(sources: list[str]) -> set[int]:
+    """Every whole number written in the code (32, or 32.0); read token by token, so magics do no harm."""
+    numbers = set()
+    for source in sources:
+        try:
+            tokens = [t.string for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                      if t.type == tokenize.NUMBER]
+        except (tokenize.TokenError, SyntaxError):
+            continue
+        for token in tokens:
+            try:
+                value = float(token.replace("_", ""))
+            except ValueError:  # hexadecimal, complex: not a size
+                continue
+            if value.is_integer():
+                numbers.add(int(value))
+    return numbers
 
 
 def _evaluate(formula: Callable, context: Context) -> torch.Tensor | None:

@@ -454,52 +454,17 @@ def _failures(results: list[Comparison]) -> tuple[list[str], str]:
 NOTEBOOK_SIZES = {"n": 32, "n_hidden": 64, "n_embd": 10}
 
 
-def case_sizes(case: Case) -> dict[str, int]:
-    """The sizes an answer might type in as numbers, by what they are."""
-    return {"n": case.n, "n_hidden": case.n_hidden, "n_embd": case.n_embd,
-            "n * block_size": case.n * BLOCK_SIZE, "block_size * n_embd": BLOCK_SIZE * case.n_embd}
-
-
 def _hardcoded_size(item: Item, failed: int, sources: dict[str, str]):
-    """The ``hardcoded_size`` diagnosis when the answer passed on the notebook's sizes and failed on others.
+    """``diagnose.hardcoded_size`` when the item passed on the notebook's sizes and failed on others, else None."""
+    from .diagnose import hardcoded_size
 
-    Sizes typed into the answer cells as numbers are named ("32 appears in
-    your code; the hidden case has n = 20").
-    """
-    from .diagnose import diagnosis
+    def sizes(case: Case) -> dict[str, int]:
+        return {"n": case.n, "n_hidden": case.n_hidden, "n_embd": case.n_embd, "block_size": BLOCK_SIZE}
 
-    def notebook_sized(case: Case) -> bool:
-        return all(getattr(case, size) == value for size, value in NOTEBOOK_SIZES.items())
-
-    hidden = HIDDEN_CASES[failed]
-    passed = [case for case in HIDDEN_CASES[:failed] if notebook_sized(case)]
-    if item.kind not in ("gradient", "function") or not passed or notebook_sized(hidden):
+    passed = [case for case in HIDDEN_CASES[:failed] if sizes(case).items() >= NOTEBOOK_SIZES.items()]
+    if item.kind not in ("gradient", "function") or not passed or sizes(HIDDEN_CASES[failed]) == sizes(passed[0]):
         return None
-    numbers = _integer_literals([sources[a] for a in item.answers if a in sources])
-    mine, theirs = case_sizes(passed[0]), case_sizes(hidden)
-    named = [f"{mine[size]} appears in your code; the hidden case has {size} = {theirs[size]}"
-             for size in mine if mine[size] in numbers and mine[size] != theirs[size]]
-    return diagnosis("hardcoded_size", notebook=_sizes_text(passed[0]), hidden=_sizes_text(hidden),
-                     literals="".join(f"; {text}" for text in named))
-
-
-def _sizes_text(case: Case) -> str:
-    return f"n = {case.n}, n_hidden = {case.n_hidden}, n_embd = {case.n_embd}"
-
-
-def _integer_literals(sources: list[str]) -> set[int]:
-    """Every whole number written in the code (32, or 32.0)."""
-    numbers = set()
-    for source in sources:
-        try:
-            tree = ast.parse(_strip_magics(source))
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
-                    and not isinstance(node.value, bool) and float(node.value).is_integer():
-                numbers.add(int(node.value))
-    return numbers
+    return hardcoded_size(sizes(passed[0]), sizes(HIDDEN_CASES[failed]), [sources.get(a, "") for a in item.answers])
 
 
 def _hint_context(case: Case | None) -> dict | None:
@@ -524,7 +489,7 @@ def _compare_scalar(item: Item, got, expected: list[torch.Tensor]) -> tuple[list
     return problems, (codes[0] if codes else "")
 
 
-def _compare_iris(item: Item, got, expected: list[torch.Tensor]) -> list[str]:
+def _compare_iris(item: Item, got, expected: list[torch.Tensor]) -> tuple[list[str], str]:
     names = list(iris.PARAM_NAMES)
     if item.kind == "mlp_backward":
         wanted = ", ".join("d" + n for n in names)

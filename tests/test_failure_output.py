@@ -108,3 +108,19 @@ def test_in_a_kernel_the_red_box_says_why_in_one_frame(tmp_path):
     # the summary cell adds the checks up: they still return a bool
     summary = "".join(o.get("text", "") for o in nb.cells[2].outputs if o.output_type == "stream")
     assert "0 passed" in summary
+
+
+def test_make_check_does_not_repeat_the_reason_its_check_printed():
+    from autograder.grading.selfcheck import visible_result
+
+    printed = ("logprobs        | exact: False | approximate: False | maxdiff: 9.7e-01\n"
+               "                  -> off by a factor of 32 = n: a 1/n (the mean's) is missing\n")
+    cell = nbformat.v4.new_code_cell(TEST_CELL, metadata={"nbgrader": {"grade_id": "ex1_dlogprobs"}})
+    cell.execution_count = 3
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed),
+                    nbformat.v4.new_output("error", ename="AssertionError", traceback=[],
+                                           evalue="logprobs: off by a factor of 32 = n: a 1/n (the mean's) is missing")]
+    passed, shown = visible_result(nbformat.v4.new_notebook(cells=[cell]), "ex1_dlogprobs")
+    assert passed is False
+    assert sum("a 1/n (the mean's) is missing" in line for line in shown) == 1
+    assert shown[-1] == "the check's assert failed"
