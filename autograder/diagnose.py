@@ -51,6 +51,9 @@ CODES: tuple[Code, ...] = (
     Code("shape.broadcast_hidden", "a smaller shape that broadcasts to the right one",
          "{have} broadcasts to {want}, which hides the mismatch in arithmetic: a gradient has its "
          "tensor's full shape, so spread it over the broadcast dimensions"),
+    Code("shape.missing_sum", "not summed over the dimensions the forward pass broadcast",
+         "{have} where {want} is expected: the forward pass broadcast this tensor{over}, and a broadcast "
+         "in the forward pass is a sum in the backward pass: sum over those dimensions{values}"),
     Code("shape.wrong_dim", "summed over the wrong dimension",
          "summed over the wrong dimension: the result must have shape {want}, not {have}"),
     Code("shape.view", "the right values in another arrangement of the same size",
@@ -163,9 +166,22 @@ def shape_diagnosis(got: torch.Tensor, expected: torch.Tensor) -> Diagnosis:
         return diagnosis("shape.view", have=have, want=want)
     if _broadcasts_to(have, want):
         return diagnosis("shape.broadcast_hidden", have=have, want=want)
+    if _broadcasts_to(want, have):
+        return _missing_sum(got, expected)
     if got.dim() == expected.dim() and sorted(have) != sorted(want) and (1 in have or got.dim() == 1):
         return diagnosis("shape.wrong_dim", have=have, want=want)
     return NOTHING_FITS
+
+
+def _missing_sum(got: torch.Tensor, expected: torch.Tensor) -> Diagnosis:
+    """``got`` has the shape that ``expected``'s tensor was broadcast to in the forward pass."""
+    want, have = tuple(expected.shape), tuple(got.shape)
+    extra = got.dim() - expected.dim()
+    dims = tuple(range(extra)) + tuple(extra + i for i, size in enumerate(want) if size == 1 and have[extra + i] != 1)
+    summed = got.sum(dims, keepdim=True).reshape(want) if dims else got
+    values = " (summed, the values would be right)" if close(summed, expected) else ""
+    over = f" over dimension{'s' if len(dims) > 1 else ''} {', '.join(map(str, dims))}" if dims else ""
+    return diagnosis("shape.missing_sum", have=have, want=want, over=over, values=values)
 
 
 def _without_ones(shape: tuple) -> tuple:
@@ -218,8 +234,7 @@ def _scale(name, got, expected, context) -> Diagnosis | None:
     for value, code, meaning in known:
         if math.isclose(factor, value, rel_tol=1e-3):
             return diagnosis(code, factor=f"{factor:.4g}", detail=meaning)
-    others = {2.0: " = 2: a factor 2 too many (a term counted twice?)",
-              0.5: " = 1/2: a factor 2 is missing (the derivative of a square is 2x)"}
+    others = {2.0: " (a term counted twice?)", 0.5: " = 1/2 (a factor 2 missing: the derivative of a square is 2x)"}
     detail = next((text for value, text in others.items() if math.isclose(factor, value, rel_tol=1e-3)), "")
     return diagnosis("scale.other", factor=f"{factor:.4g}", detail=detail)
 

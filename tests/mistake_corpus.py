@@ -82,6 +82,10 @@ LINES: dict[str, Line] = {
     "dW2 transposed": Line("W2", "dW2 = dlogits.T @ h", "shape.transposed", ("transposed", "swap the operands")),
     "dbndiff2 not broadcast": Line("bndiff2", "dbndiff2 = (1.0 / (n - 1)) * dbnvar", "shape.broadcast_hidden",
                                    ("broadcasts", "(1, 64)", "(32, 64)")),
+    "dbngain not summed": Line("bngain", "dbngain = bnraw * dhpreact", "shape.missing_sum",
+                               ("(32, 64) where (1, 64) is expected", "sum over those dimensions", "values would be right"),
+                               ("keepdim",)),
+    "db1 not summed": Line("b1", "db1 = dhprebn.clone()", "shape.missing_sum", ("over dimension 0",)),
     "db2 summed over the batch's other dimension": Line("b2", "db2 = dlogits.sum(1)", "shape.wrong_dim",
                                                         ("wrong dimension",)),
     "dcounts_sum_inv summed over the batch": Line(
