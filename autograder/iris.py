@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .check import compare, note_outcome, reason_of
+from .check import compare, compare_gradients, note_outcome, reason_of
 from .data import REPO_ROOT
 from .model import Tensors
 
@@ -256,7 +256,7 @@ def check_backward(backward, parameters: list[torch.Tensor], X: torch.Tensor, Y:
         print(reason)
         note_outcome(reason)
         return False
-    results = [compare(name, g, e) for name, g, e in zip(PARAM_NAMES, got, expected)]
+    results = compare_gradients(PARAM_NAMES, got, expected)
     for result in results:
         print(result.line())
     note_outcome(reason_of(results))

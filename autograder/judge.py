@@ -502,6 +502,8 @@ def _compare_iris(item: Item, got, expected: list[torch.Tensor]) -> tuple[list[s
     if item.kind == "adam_training":
         lines = [line for name, g, e in zip(names, got, expected) if (line := _trained_iris_problem(name, g, e))]
         return lines, ("none" if lines else "")
+    if item.kind == "mlp_backward":
+        return _failures(compare_gradients(names, list(got), expected))
     return _failures([compare(name, g, e) for name, g, e in zip(names, got, expected)])
 
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .check import TRAINED_RTOL, Comparison, compare, compare_gradients
+from .check import TRAINED_RTOL, Comparison, compare, compare_gradients, forward_context
 from .exercises import Item, items_of
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
@@ -350,7 +350,7 @@ def _ex4(item: Item, namespace: Mapping, answers: Mapping[str, str]):
         with torch.no_grad():
             fw = model.fused_forward(copies, Xb, Yb)
         got = _call(backward, copies, fw, Xb, Yb)
-        return _gradient_list(model.PARAM_NAMES, got, expected)
+        return _gradient_list(model.PARAM_NAMES, got, expected, forward_context(parameters, Xb, Yb))
     runs = []
     for grads_of in (lambda *args: _call(backward, *args), lambda ps, fw, X, Y: model.autograd_grads(ps, X, Y)):
         runs.append(model.sgd_steps(parameters, grads_of, EX4_CHECK_STEPS, EX4_CHECK_BATCH, EX4_CHECK_LR,
@@ -358,12 +358,17 @@ def _ex4(item: Item, namespace: Mapping, answers: Mapping[str, str]):
     return _drifts(model.PARAM_NAMES, *runs, TRAINED_RTOL, f"after {EX4_CHECK_STEPS} SGD steps")
 
 
-def _gradient_list(names, got, expected) -> tuple[str, float | None, list[str]]:
+def _gradient_list(names, got, expected, context: Mapping | None = None,
+                   gradients: bool = True) -> tuple[str, float | None, list[str]]:
+    """A returned list against the expected one; ``gradients``: the list holds one gradient per parameter,
+    so right gradients in the wrong places are named as such."""
     got = list(got) if isinstance(got, (list, tuple)) else got
     if not isinstance(got, list) or len(got) != len(expected):
         size = f"{len(got)} values" if isinstance(got, list) else f"a {type(got).__name__}"
         return FAILED, None, [f"expected {len(expected)} gradients ({', '.join('d' + n for n in names)}), got {size}"]
-    return _verdict(compare_gradients(names, got, expected))
+    if not gradients:
+        return _verdict([compare(name, g, e) for name, g, e in zip(names, got, expected)])
+    return _verdict(compare_gradients(names, got, expected, context))
 
 
 def _drifts(names, mine, reference, tolerance: float, when: str):
@@ -402,7 +407,7 @@ def _ex5(item: Item, namespace: Mapping, answers: Mapping[str, str]):
         if all(torch.equal(p, q) for p, q in zip(params, params64)):
             return FAILED, None, ["no parameter changed: adam_step must update the tensors in place"]
         names = list(iris.PARAM_NAMES) + [f"m[{n}]" for n in iris.PARAM_NAMES] + [f"v[{n}]" for n in iris.PARAM_NAMES]
-        return _gradient_list(names, params + m + v, expected + m_expected + v_expected)
+        return _gradient_list(names, params + m + v, expected + m_expected + v_expected, gradients=False)
     backward, step = functions
     mine, _ = iris.train_manual(params64, X64, Y, lambda *a: _call(backward, *a), lambda *a, **k: _call(step, *a, **k))
     reference, _ = iris.train_torch(params64, X64, Y)
