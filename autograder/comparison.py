@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .diagnose import diagnose
+from .diagnose import CODES_BY_NAME, alias_diagnosis, diagnose, diagnosis, wrong_order
 
 RTOL = 1.5e-6
 ZERO_LEVEL = 1e-6
@@ -58,6 +58,7 @@ class Comparison:
     expected_shape: tuple[int, ...] | None
     problem: str = ""  # why it failed, in one line; empty when ok
     hint: str = ""  # the likely cause (see ``diagnose``), or a note on a pass
+    code: str = ""  # the diagnosis code (``diagnose.CODES``); "" when the comparison passed
 
     def line(self) -> str:
         """The report line: the lecture's three columns, then shape and tolerance."""
@@ -92,12 +93,15 @@ def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | N
     shape = tuple(expected.shape)
     fail = _first_problem(got, expected)
     if fail is not None:
-        return Comparison(name, False, False, None, None, shape, fail)
+        code, problem = fail
+        hint = CODES_BY_NAME[code].message if code != "unknown" else ""
+        return Comparison(name, False, False, None, None, shape, problem, hint, code)
     parameter = got.requires_grad and got.is_leaf
     got = got.detach()
     if got.shape != expected.shape:
         problem = f"shape {tuple(got.shape)}, expected {shape}"
-        return Comparison(name, False, False, None, None, shape, problem, diagnose(name, got, expected, context))
+        found = diagnose(name, got, expected, context)
+        return Comparison(name, False, False, None, None, shape, problem, found.message, found.code)
     maxdiff = (got.double() - expected.double()).abs().max().item() if got.numel() else 0.0
     tolerance = tolerance_for(expected)
     exact = bool(torch.equal(got.to(expected.dtype), expected))
@@ -105,22 +109,23 @@ def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | N
         note = TRACKED_NOTE if parameter else "" if exact else ROUNDING_NOTE
         return Comparison(name, True, exact, maxdiff, tolerance, shape, "", note)
     problem = f"values differ: maxdiff {maxdiff:.2e} is above the tolerance {tolerance:.1e}"
-    hint = (f"this is a parameter (a leaf tensor that requires grad), not a gradient: d{name}, not {name}"
-            if parameter else diagnose(name, got, expected, context))
-    return Comparison(name, False, exact, maxdiff, tolerance, shape, problem, hint)
+    found = (diagnosis("other_tensor", what=f"the parameter {name} itself (a leaf tensor that requires grad)",
+                       name=name)
+             if parameter else diagnose(name, got, expected, context))
+    return Comparison(name, False, exact, maxdiff, tolerance, shape, problem, found.message, found.code)
 
 
-def _first_problem(got: object, expected: torch.Tensor) -> str | None:
-    """Why ``got`` cannot be a gradient at all, or None."""
+def _first_problem(got: object, expected: torch.Tensor) -> tuple[str, str] | None:
+    """(diagnosis code, why) when ``got`` cannot be a gradient at all, else None."""
     if got is None:
-        return "got None instead of a tensor (did the cell assign the variable?)"
+        return "unknown", "got None instead of a tensor (did the cell assign the variable?)"
     if not isinstance(got, torch.Tensor):
-        return f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}"
+        return "unknown", f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}"
     if not (got.is_floating_point() or got.is_complex()):
-        return f"got an integer tensor ({got.dtype}); a gradient is a float tensor ({expected.dtype})"
+        return "int_dtype", f"got an integer tensor ({got.dtype}); a gradient is a float tensor ({expected.dtype})"
     if got.numel() and not torch.isfinite(got).all():
         bad = "NaN" if torch.isnan(got).any() else "inf"
-        return f"contains {bad}: look for a division by zero or a log of 0"
+        return "nan", f"contains {bad}"
     return None
 
 
@@ -135,6 +140,7 @@ class CheckResult:
 
     comparisons: tuple[Comparison, ...] = ()
     problem: str = ""  # what is wrong with the answer as a whole (e.g. a list of the wrong length); fails it
+    problem_code: str = "unknown"  # the diagnosis code of ``problem``
     notes: tuple[str, ...] = ()  # remarks beside the comparisons, e.g. that two gradients share memory
 
     @property
@@ -146,6 +152,26 @@ class CheckResult:
         """The largest maxdiff of the comparisons (a relative drift for trained parameters)."""
         diffs = [c.maxdiff for c in self.comparisons if c.maxdiff is not None]
         return max(diffs) if diffs else None
+
+    @property
+    def code(self) -> str:
+        """The diagnosis code of the first failure ("" when it passed), for the feedback and the class report."""
+        if self.ok:
+            return ""
+        if self.problem:
+            return self.problem_code
+        return next(c.code for c in self.comparisons if not c.ok)
+
+    def reason(self) -> str:
+        """Why it failed, in one line: the message of a failed ``assert check(...)`` ("" when it passed)."""
+        if self.ok:
+            return ""
+        if self.problem:
+            return self.problem
+        failing = next(c for c in self.comparisons if not c.ok)
+        if failing.hint and failing.problem.startswith("values differ"):  # the hint says more than the maxdiff
+            return f"{failing.name}: {failing.hint}"
+        return f"{failing.name}: {failing.problem}" + (f"; {failing.hint}" if failing.hint else "")
 
     def lines(self) -> list[str]:
         """The report: the problem, or every comparison's line; then the notes."""
@@ -169,19 +195,28 @@ class CheckResult:
 
 
 def compare_all(names, got: object, expected: list[torch.Tensor], what: str = "gradients",
-                compare_one=None) -> CheckResult:
+                compare_one=None, context: Mapping | None = None) -> CheckResult:
     """``compare`` (or ``compare_one``) of each of a list of tensors with its reference, by name.
 
     ``got`` must be a list or tuple as long as ``expected``; ``what`` names its
-    items in the message when it is not.
+    items in the message when it is not. A list of gradients (one per
+    parameter) that holds right gradients in the wrong places fails as that
+    one mistake (``order``): compared one by one, each would seem to be a
+    neighbour's. ``context`` is the forward pass, for the hints.
     """
-    compare_one = compare_one or compare
     got = list(got) if isinstance(got, (list, tuple)) else got
     if not isinstance(got, list) or len(got) != len(expected):
         size = f"{len(got)} values" if isinstance(got, list) else f"a {type(got).__name__}"
         shown = [f"d{name}" for name in names] if what == "gradients" else list(names)
         listing = f" ({', '.join(shown)})" if len(shown) <= 7 else ""
         return CheckResult(problem=f"expected {len(expected)} {what}{listing}, got {size}")
+    if compare_one is None and what == "gradients":
+        misplaced = wrong_order(names, got, expected)
+        if misplaced is not None:
+            return CheckResult((Comparison("gradients", False, False, None, None, None,
+                                           "returned in the wrong places", misplaced.message, misplaced.code),))
+    if compare_one is None:
+        return CheckResult(tuple(compare(name, g, e, context) for name, g, e in zip(names, got, expected)))
     return CheckResult(tuple(compare_one(name, g, e) for name, g, e in zip(names, got, expected)))
 
 
@@ -208,7 +243,7 @@ def trained_comparison(name: str, got: object, expected: torch.Tensor, rtol: flo
     drift = parameter_drift([got.detach()], [expected.detach()])[0]
     ok = drift <= rtol
     problem = "" if ok else f"{when} it is off by {drift:.1e} of its scale (tolerance {rtol:.0e})"
-    return Comparison(name, ok, result.exact, drift, rtol, result.expected_shape, problem)
+    return Comparison(name, ok, result.exact, drift, rtol, result.expected_shape, problem, code="" if ok else "none")
 
 
 def drift_lines(result: CheckResult, when: str) -> list[str]:
@@ -234,5 +269,4 @@ def alias_notes(variable: str, value: object, namespace: Mapping) -> list[str]:
     others = sorted(key for key, other in namespace.items()
                     if key.startswith("d") and key != variable and isinstance(other, torch.Tensor)
                     and other.untyped_storage().data_ptr() == pointer)
-    return [f"note: {variable} and {other} are the same tensor in memory (one was assigned from the other "
-            "without .clone()), so an in-place += on one changes the other too" for other in others]
+    return [f"note: {alias_diagnosis(variable, other).message}" for other in others]

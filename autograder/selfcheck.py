@@ -214,7 +214,8 @@ def visible_result(executed, grade_id: str) -> tuple[bool | None, list[str]]:
         return True, []
     shown = explaining_lines(printed)
     for error in errors:
-        if error.ename == "AssertionError" and not error.evalue:
+        # a failed `assert cmp(...)` repeats the reason its check printed above
+        if error.ename == "AssertionError" and (not error.evalue or error.evalue.split(": ", 1)[-1] in printed):
             shown.append("the check's assert failed")
         else:
             shown.append(f"{error.ename}: {error.evalue}".rstrip(": "))

@@ -25,12 +25,14 @@ masters, whose code is trusted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .cells import recorded_answers
+from .diagnose import Diagnosis, hardcoded_size
 from .exercises import ITEMS_BY_ID, Item
 from .kinds import KINDS, student_output
-from .kinds.cases import HIDDEN_CASES
+from .kinds.cases import HIDDEN_CASES, NOTEBOOK_SIZES
 from .scan import scan_answers
 from .untrusted import describe_error
 
@@ -47,29 +49,47 @@ class Verdict:
     passed: bool
     message: str  # one or more lines meant for the student
     flags: list[str] = field(default_factory=list)  # reasons the work is not the student's own
+    diagnosis: str = ""  # the code of the likely mistake (``diagnose.CODES``); "" when none was made
 
     def report(self) -> str:
         head = f"{self.grade_id}: {'passed' if self.passed else 'FAILED'} the hidden check"
         return head + ("\n" + self.message if self.message else "")
 
 
-def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str]) -> Verdict:
+def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str],
+            sources: Mapping[str, str] | None = None) -> Verdict:
     """Judge an item from its answers' outputs on every hidden case.
 
     ``outputs[i]`` is what the student code produced on HIDDEN_CASES[i], or
-    None with ``errors[i]`` saying why it produced nothing.
+    None with ``errors[i]`` saying why it produced nothing. ``sources`` (answer
+    id -> code) lets a size typed into the answer be named.
     """
     if flags:
         return Verdict(item.grade_id, False, "Not graded, the answer " + "; ".join(flags) + ".", flags)
     kind = KINDS[item.kind]
-    for case, output, error in zip(HIDDEN_CASES, outputs, errors):
+    for index, (case, output, error) in enumerate(zip(HIDDEN_CASES, outputs, errors)):
         where = f"on unseen inputs ({kind.describe_case(item, case)})"
         if error is not None:
-            return Verdict(item.grade_id, False, f"{where}: {error}")
-        result = kind.compare(item, output, kind.reference(item, case), case)
-        if not result.ok:
-            return Verdict(item.grade_id, False, f"{where}:\n" + "\n".join(result.failures()))
+            message, code = f"{where}: {error}", ""
+        else:
+            result = kind.compare(item, output, kind.reference(item, case), case)
+            if result.ok:
+                continue
+            message, code = f"{where}:\n" + "\n".join(result.failures()), result.code
+        sizes = _typed_in_size(item, index, sources or {})
+        if sizes is not None:
+            message, code = f"{sizes.message}\n{message}", sizes.code
+        return Verdict(item.grade_id, False, message, diagnosis=code)
     return Verdict(item.grade_id, True, f"matches {kind.oracle} on {len(HIDDEN_CASES)} unseen sets of inputs")
+
+
+def _typed_in_size(item: Item, failed: int, sources: Mapping[str, str]) -> Diagnosis | None:
+    """``diagnose.hardcoded_size`` when the item passed on the notebook's sizes and failed on others, else None."""
+    passed_on_notebook_sizes = any(case.sizes() == NOTEBOOK_SIZES for case in HIDDEN_CASES[:failed])
+    if not (KINDS[item.kind].shapes_follow_sizes and passed_on_notebook_sizes) \
+            or HIDDEN_CASES[failed].sizes() == NOTEBOOK_SIZES:
+        return None
+    return hardcoded_size(NOTEBOOK_SIZES, HIDDEN_CASES[failed].sizes(), [sources.get(a, "") for a in item.answers])
 
 
 def judge_item(item: Item, answers: dict[str, str]) -> Verdict:
@@ -88,7 +108,7 @@ def judge_item(item: Item, answers: dict[str, str]) -> Verdict:
         except Exception as err:  # the student's code failed: that is the verdict
             outputs.append(None)
             errors.append(describe_error(err))
-    return verdict(item, outputs, errors, flags)
+    return verdict(item, outputs, errors, flags, answers)
 
 
 def hidden_check(grade_id: str) -> bool:

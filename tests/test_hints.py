@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
 import torch
 
 from autograder import cells, check, hints
+from autograder.comparison import Comparison
 from autograder.kinds import gradient as gradient_kind
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, answer_ids, items_of, notebook_of_answer
 
@@ -129,7 +129,7 @@ def test_a_check_in_a_kernel_finds_its_notebook_from_the_answers_it_ran(monkeypa
 
 
 def test_cmp_prints_the_pointer_under_a_failed_check(monkeypatch, capsys):
-    failed = SimpleNamespace(ok=False, code="branch.missing", line=lambda: "counts | approximate: False")
+    failed = Comparison("counts", False, False, 0.5, 1e-6, (2, 3), "values differ", "one branch", "branch.missing")
     monkeypatch.setattr(gradient_kind, "compare", lambda *args: failed)
     counts = torch.ones(2, 3, requires_grad=True)
     counts.sum().backward()

@@ -484,3 +484,54 @@ def test_hidden_check_without_recorded_cells_fails_clearly(monkeypatch):
     monkeypatch.setattr(recording, "_recorded_cells", [])
     with pytest.raises(HiddenTestFailed, match="answer cell not found"):
         hidden_check("ex1_dlogprobs")
+
+
+# ------------------------------------------------------------- diagnosis codes in verdicts and results
+
+@pytest.mark.ex1
+def test_a_verdict_carries_the_diagnosis_code_into_the_results_and_the_feedback(judge_with):
+    from dataclasses import asdict
+
+    from autograder.grading import report
+
+    wrong = judge_with("ex1_dlogprobs", ex1_line_loss=answer("ex1_line_loss", """
+        dlogprobs = torch.zeros_like(logprobs)
+        dlogprobs[range(n), Yb] = 1.0 / n
+        """))
+    right = judge_with("ex1_dprobs")
+    flagged = judge_with("ex1_dlogit_maxes", ex1_line_norm_logits=answer("ex1_line_norm_logits", """
+        dlogits = dnorm_logits.clone()
+        dlogit_maxes = logit_maxes.grad
+        """))
+    assert (wrong.passed, wrong.diagnosis) == (False, "sign") and "sign flipped" in wrong.message
+    assert (right.passed, right.diagnosis) == (True, "")
+    assert not flagged.passed and flagged.flags and flagged.diagnosis == ""
+    # the grading worker stores asdict(verdict) in result.json; report.json and the feedback page show it
+    result = {"student": "s1", "scores": {"ex1_dlogprobs": [0.0, 1.0]},
+              "verdicts": {v.grade_id: asdict(v) for v in (wrong, right, flagged)}}
+    assert result["verdicts"]["ex1_dlogprobs"]["diagnosis"] == "sign"
+    assert "<td><code>sign</code></td>" in report.feedback_page(result)
+    assert report._public(result)["verdicts"]["ex1_dlogprobs"]["diagnosis"] == "sign"
+    assert all(v["diagnosis"] == "" for v in report.failed_result("s2", "broken", "", 0.0)["verdicts"].values())
+
+
+@pytest.mark.ex1
+def test_an_answer_that_raises_on_other_sizes_is_told_it_hard_codes_a_size(judge_with):
+    verdict = judge_with("ex1_dbnbias", ex1_line_hpreact=answer("ex1_line_hpreact", """
+        dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+        dbnbias = dhpreact.sum(0).view(1, 64)
+        dbnraw = bngain * dhpreact
+        """))
+    assert verdict.diagnosis == "hardcoded_size"
+    assert verdict.message.startswith("it works on the notebook's sizes")
+    assert "64 appears in your code; the hidden case has n_hidden = 48" in verdict.message
+    assert "RuntimeError" in verdict.message  # the error itself is still shown
+
+
+@pytest.mark.ex1
+def test_a_mistake_that_fails_on_every_case_is_not_blamed_on_sizes(judge_with):
+    verdict = judge_with("ex1_dlogprobs", ex1_line_loss=answer("ex1_line_loss", """
+        dlogprobs = torch.zeros_like(logprobs)
+        dlogprobs[range(n), Yb] = -1.0 / n**2
+        """))
+    assert verdict.diagnosis == "scale.1/n" and "notebook's sizes" not in verdict.message

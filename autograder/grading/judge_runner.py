@@ -58,7 +58,7 @@ def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidd
     for item in runnable:
         outputs = [outcomes[(item.grade_id, case)][0] for case in range(len(HIDDEN_CASES))]
         errors = [outcomes[(item.grade_id, case)][1] for case in range(len(HIDDEN_CASES))]
-        verdicts[item.grade_id] = verdict(item, outputs, errors, [])
+        verdicts[item.grade_id] = verdict(item, outputs, errors, [], answers)
     return verdicts
 
 

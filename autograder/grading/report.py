@@ -97,7 +97,7 @@ def failed_result(student: str, reason: str, log_tail: str, seconds: float) -> d
     message = f"not graded: {reason}"
     return {"student": student, "scores": {}, "notes": [message], "notebook_notes": {},
             "verdicts": {item.grade_id: {"grade_id": item.grade_id, "passed": False, "message": message,
-                                         "flags": []} for item in ITEMS},
+                                         "flags": [], "diagnosis": ""} for item in ITEMS},
             "autograde_log": log_tail, "seconds": round(seconds, 2)}
 
 
@@ -136,8 +136,10 @@ def feedback_page(result: dict, pages: set[str] | None = None) -> str:
             verdict = result.get("verdicts", {}).get(item.grade_id, {})
             got = score_of(result, item.grade_id)
             mark = "&#9989;" if got >= item.points else "&#10060;"
+            code = verdict.get("diagnosis", "")
             rows.append(f"<tr><td>{mark}</td><td><code>{esc(item.grade_id)}</code></td><td>{got:g}/{item.points}</td>"
-                        f"<td><pre>{esc(verdict.get('message', ''))}</pre></td></tr>")
+                        f"<td><pre>{esc(verdict.get('message', ''))}</pre></td>"
+                        f"<td>{f'<code>{esc(code)}</code>' if code else ''}</td></tr>")
     notes = result.get("notes", []) + [n for notes in result.get("notebook_notes", {}).values() for n in notes]
     note_html = "".join(f"<li>{esc(n)}</li>" for n in notes) or "<li>none</li>"
     links = "".join(f'<li><a href="{ASSIGNMENT}/{nb}.html">{nb}</a></li>' if pages is None or nb in pages
@@ -149,7 +151,7 @@ pre{{margin:0;white-space:pre-wrap}}tr:nth-child(even){{background:#f4f4f4}}</st
 <p><b>Total: {total(result):g} / {max_score()}</b>. Each item was checked by running your answer cells again on
 inputs you had not seen (other seeds and sizes) and comparing with PyTorch's autograd.</p>
 <h2>Notes on the submission</h2><ul>{note_html}</ul>
-<h2>Items</h2><table><tr><th></th><th>item</th><th>points</th><th>why</th></tr>{''.join(rows)}</table>
+<h2>Items</h2><table><tr><th></th><th>item</th><th>points</th><th>why</th><th>diagnosis</th></tr>{''.join(rows)}</table>
 <h2>Your notebooks, as graded</h2><ul>{links}</ul></body></html>
 """
 

@@ -35,6 +35,9 @@ class Kind:
 
     name = ""
     oracle = "autograd"  # what the hidden check compares with, named in a passing verdict
+    # Whether a failure on hidden sizes after a pass on the notebook's sizes means a size typed in as a
+    # number (``diagnose.hardcoded_size``): true where the answer's shapes follow n, n_hidden and n_embd.
+    shapes_follow_sizes = False
 
     def run(self, item: Item, sources: Mapping[str, str], case):
         """UNTRUSTED: run the item's answer cells (``sources``: answer id -> code) on ``case``; their output."""

@@ -35,11 +35,16 @@ class Case:
     def describe(self) -> str:
         return f"batch {self.n}, n_hidden {self.n_hidden}, n_embd {self.n_embd}"
 
+    def sizes(self) -> dict[str, int]:
+        """The sizes an answer might type in as numbers (see ``diagnose.hardcoded_size``)."""
+        return {"n": self.n, "n_hidden": self.n_hidden, "n_embd": self.n_embd, "block_size": BLOCK_SIZE}
+
 
 # Not the notebooks' seed (2147483647) or sizes (32, 64, 10); the second case
 # also changes the widths of notebook 05's network and Adam's settings.
 HIDDEN_CASES = (Case(seed=1234567, n=32, n_hidden=64, n_embd=10),
                 Case(seed=7654321, n=20, n_hidden=48, n_embd=6, mlp_hidden=(6, 5), adam=(0.003, 0.8, 0.99, 1e-6)))
+NOTEBOOK_SIZES = HIDDEN_CASES[0].sizes()  # the notebooks' batch and model sizes: only the seed differs
 
 
 def case_inputs(case: Case) -> dict:

@@ -16,10 +16,12 @@ import torch
 
 from .. import model
 from ..comparison import CheckResult, compare_all, trained_comparison
+from ..diagnose import context_of
 from ..exercises import ANSWER_FUNCTIONS, Item
 from ..untrusted import autograd_forbidden, load_function
 from .base import Kind, call_directly, call_student, require, student_function
 from .cases import Case, case_inputs
+from .gradient import hidden_context
 
 # The visible check of training: CHECK_STEPS steps of SGD on batches of
 # CHECK_BATCH from the workbook's seed; the hidden one takes HIDDEN_STEPS on
@@ -35,6 +37,15 @@ SGD_TRAINED_RTOL = 1e-5
 def autograd_backward(parameters, fw, Xb, Yb) -> list[torch.Tensor]:
     """A backward function with ``manual_backward``'s signature that asks autograd: the reference."""
     return model.autograd_grads(parameters, Xb, Yb)
+
+
+def notebook_context(parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> dict:
+    """The chunked forward pass on (Xb, Yb) with autograd's gradients, as the hints need it (``context_of``)."""
+    with torch.enable_grad():
+        copies = [p.detach().clone().requires_grad_(True) for p in parameters]
+        forward = model.chunked_forward(copies, Xb, Yb)
+        forward.loss.backward()
+    return context_of(forward, forward.inputs)
 
 
 def trained(got, expected: list[torch.Tensor], when: str) -> CheckResult:
@@ -64,6 +75,7 @@ class BackwardFunctionKind(Kind):
     """Exercise 4's ``manual_backward`` on one batch."""
 
     name = "function"
+    shapes_follow_sizes = True
 
     def check(self, backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor,
               call=call_directly) -> CheckResult:
@@ -78,7 +90,8 @@ class BackwardFunctionKind(Kind):
         copies = [p.detach().clone() for p in parameters]  # the student's function gets copies
         with torch.no_grad():
             fw = model.fused_forward(copies, Xb, Yb)
-        return compare_all(model.PARAM_NAMES, call(backward, copies, fw, Xb, Yb), expected)
+        got = call(backward, copies, fw, Xb, Yb)
+        return compare_all(model.PARAM_NAMES, got, expected, context=notebook_context(parameters, Xb, Yb))
 
     def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
         backward = _load(item, sources)
@@ -93,7 +106,7 @@ class BackwardFunctionKind(Kind):
         return model.autograd_grads(inputs["parameters"], inputs["Xb"], inputs["Yb"])
 
     def compare(self, item: Item, got, expected, case: Case) -> CheckResult:
-        return compare_all(model.PARAM_NAMES, got, expected)
+        return compare_all(model.PARAM_NAMES, got, expected, context=hidden_context(case))
 
     def label(self, item: Item) -> str:
         return ANSWER_FUNCTIONS[item.answers[0]]

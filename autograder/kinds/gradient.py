@@ -37,16 +37,19 @@ def hidden_context(case: Case) -> dict:
 
 class GradientKind(Kind):
     name = "gradient"
+    shapes_follow_sizes = True
 
     def check(self, name: str, got: object, tensor: torch.Tensor, namespace: Mapping) -> CheckResult:
         """The visible check (``cmp``): ``got``, the student's d<name>, against ``tensor.grad``.
 
-        Notes name the other gradient variables of ``namespace`` that share
-        ``got``'s memory.
+        Notes point to the collapsed hint for the diagnosed mistake, and name
+        the other gradient variables of ``namespace`` that share ``got``'s
+        memory (unless the diagnosis already says so).
         """
         result = compare(name, got, tensor.grad, forward_context(tensor))
-        pointer = pointer_for_check(name, getattr(result, "code", "")) if not result.ok else None
-        notes = ([pointer] if pointer else []) + alias_notes(f"d{name}", got, namespace)
+        pointer = pointer_for_check(name, result.code) if not result.ok else None
+        aliases = [] if result.code == "alias" else alias_notes(f"d{name}", got, namespace)  # said once is enough
+        notes = ([pointer] if pointer else []) + aliases
         return CheckResult((result,), notes=tuple(notes))
 
     def run(self, item: Item, sources: Mapping[str, str], case: Case):

@@ -36,7 +36,7 @@ def grad_comparison(name: str, value, reference, assigned: bool = True) -> Compa
     """The ``.grad`` of node ``name`` against PyTorch's ``reference`` (a number or 0-dim tensor)."""
     issue = grad_issue(name, value, assigned)
     if issue:
-        return Comparison(f"{name}.grad", False, False, None, None, (), issue)
+        return Comparison(f"{name}.grad", False, False, None, None, (), issue, code="unknown")
     return compare(f"{name}.grad", scalar.grad_tensor(value), torch.as_tensor(reference, dtype=torch.float64))
 
 
