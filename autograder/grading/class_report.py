@@ -94,7 +94,7 @@ def render(out: Path, view: ClassView, run: list[dict], seconds: float, late_not
         "mean": statistics.fmean(finals) if finals else 0.0, "median": statistics.median(finals) if finals else 0.0,
         "raw_mean": statistics.fmean(totals) if totals else 0.0,
         "histogram": _png(score_histogram(finals)) if finals else "",
-        "pass_rates": _png_of(lambda path: report.pass_rate_chart(report.gradebook_rows(out), path)) if view.grades else "",
+        "pass_rates": _png_of(lambda file: report.pass_rate_chart([g.scores for g in view.grades], file)) if view.grades else "",
         "by_kind": _png(mistakes_by_kind(view.rows)) if view.rows else "",
         "teach": [{"rank": rank, "item": row.item, "code": row.diagnosis, "students": row.students,
                    "share": row.students / max(1, len(view.grades)), "message": message_for(row.diagnosis, examples.get((row.item, row.diagnosis), "")),

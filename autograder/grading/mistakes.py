@@ -87,10 +87,10 @@ def _error_code(error: str) -> str:
     """``timeout`` or ``error.<ExceptionType>`` from the text the judge gives for a failed run."""
     if any(word in error for word in _TIMEOUT_WORDS):
         return TIMEOUT
-    if "ran out of memory" in error:
-        return ERROR + "MemoryError"
     if "stopped the grader's process" in error:  # os._exit, a crash: the process is gone, no exception
         return ERROR + "ProcessDied"
+    if "ran out of memory" in error:
+        return ERROR + "MemoryError"
     if _NAME_ERROR.search(error):  # judge.describe_error words NameError without its type
         return ERROR + "NameError"
     exception = _EXCEPTION.match(error)
