@@ -205,6 +205,8 @@ def test_plain_language_messages():
     assert "time limit" in class_report.message_for("timeout")
     assert "RuntimeError" in class_report.message_for("error.RuntimeError")
     assert "flagged" in class_report.message_for("cheating.grad")
+    assert class_report.message_for("unknown", KEEPDIM["message"]).startswith("the values are right")
+    assert class_report.message_for("unknown") == "wrong, with no specific diagnosis"
     table = class_report._diagnosis_table()
     if table:  # the diagnosis table of autograder.diagnose explains its codes
         assert class_report.message_for("sign") == table["sign"] != ""
@@ -213,6 +215,24 @@ def test_plain_language_messages():
 
 
 # ------------------------------------------------------------------ report.html
+
+def test_notebooks_that_stopped_or_were_not_handed_in(tmp_path):
+    from autograder.exercises import ASSIGNMENT
+
+    stopped = tmp_path / "autograded" / "ada" / ASSIGNMENT / f"{notebook(2)}.ipynb"
+    stopped.parent.mkdir(parents=True)
+    stopped.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "error", "ename": "NotRun", "evalue": "not run: the notebook reached its time limit of 30 s"}]}]}))
+    missing = {nb: [f"{nb}.ipynb is missing: every item in it scores 0"] for nb in (notebook(0), notebook(5))}
+    ada = {"student": "ada", "notes": [], "notebook_notes": missing}
+    problems = class_report.notebook_problems(tmp_path, ada)
+    assert problems == [(notebook(0), missing[notebook(0)][0]), (notebook(2), "the notebook reached its time limit of 30 s"),
+                        (notebook(5), missing[notebook(5)][0])]
+    assert class_report._by_reason(problems) == [("not handed in", [notebook(0), notebook(5)]),
+                                                 ("the notebook reached its time limit of 30 s", [notebook(2)])]
+    failed = report.failed_result("bo", "the grader's worker exited with code -9", "", 1.0)
+    assert class_report.notebook_problems(tmp_path, failed)[0] == ("all", "not graded: the grader's worker exited with code -9")
+
 
 @pytest.mark.slow  # matplotlib draws three figures: seconds
 def test_report_html_is_one_self_contained_page(tmp_path):
@@ -434,3 +454,94 @@ def test_the_export_command_with_a_roster(graded_out, tmp_path, capsys):
     assert lines[4:] == ["no show,,S1003,,B,0", "'=bo x,,=bo x,,,70", "cy,,cy,,,66"]
     with pytest.raises(SystemExit, match="error: cannot read the roster .*nowhere.csv"):
         cli.main(command + [str(tmp_path / "nowhere.csv")])
+
+
+# ------------------------------------------------------------------ a planted class, graded for real
+
+# Each student hands in notebook 01 only (the mistakes live there), with the
+# masters' answers edited to plant known mistakes; "zoë" gets every answer right.
+PLANTED = {
+    "ada": {"ex1_line_bndiff": ("sum(0, keepdim=True)", "sum(0)")},
+    "bo": {"ex1_line_bndiff": ("sum(0, keepdim=True)", "sum(0)"),
+           "ex1_line_counts": ("dnorm_logits = counts * dcounts", "dnorm_logits = -counts * dcounts")},
+    "cy": {"ex1_line_bndiff": ("sum(0, keepdim=True)", "sum(0)"),
+           "ex1_line_loss": ("torch.zeros_like(logprobs)", "torch.zeros((32, 27))")},
+    "dee": {"ex1_line_logprobs": ("dprobs = (1.0 / probs) * dlogprobs", "dprobs = probs.grad.clone()")},
+    "zoë": {},
+}
+# (item, diagnosis) -> students, for notebook 01; every other item is not attempted by everyone.
+PLANTED_MISTAKES = {
+    ("ex1_dlogprobs", "hardcoded_size"): ("cy",),
+    ("ex1_dprobs", "cheating.grad"): ("dee",),
+    ("ex1_dnorm_logits", "sign"): ("bo",),
+    ("ex1_dbnmeani", "shape.missing_dim"): ("ada", "bo", "cy"),
+}
+COMPARISON = "<a diagnosis of the comparison>"  # what the code-independent test sees in place of one
+
+
+def planted_submission(edits: dict[str, tuple[str, str]]) -> dict:
+    from tests.grading_cases import submission
+    from autograder.grading.samples import master_solutions
+
+    solutions = master_solutions()
+    answers = {}
+    for answer, (old, new) in edits.items():
+        assert old in solutions[answer], f"the master's {answer} no longer reads {old!r}"
+        answers[answer] = solutions[answer].replace(old, new)
+    return {EX1: submission(answers)[EX1]}
+
+
+@pytest.fixture(scope="module")
+def planted_class(tmp_path_factory):
+    """The planted class, graded once (two jobs, short limits)."""
+    from autograder.grading.grade import Settings, grade
+    from tests.grading_cases import save
+
+    root = tmp_path_factory.mktemp("planted")
+    for student, edits in PLANTED.items():
+        save(root / "submissions" / student, planted_submission(edits))
+    results = grade(root / "submissions", root / "out", Settings(jobs=2, notebook_seconds=60.0, job_seconds=10.0,
+                                                                     ex4_steps=200), progress=lambda line: None)
+    return root / "out", results
+
+
+def expected_rows() -> dict[tuple[str, str], tuple[str, ...]]:
+    everyone = tuple(sorted(PLANTED))
+    expected = dict(PLANTED_MISTAKES)
+    expected.update({(item.grade_id, "not_attempted"): everyone for item in ITEMS if item.notebook != EX1})
+    return expected
+
+
+def mistakes_csv_rows(out: Path) -> dict[tuple[str, str], tuple[str, ...]]:
+    with open(out / "mistakes.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        assert int(row["students"]) == len(row["student_ids"].split(" ")), row
+    return {(row["item"], row["diagnosis"]): tuple(row["student_ids"].split(" ")) for row in rows}
+
+
+def masked(rows: dict) -> dict:
+    own = ("cheating.", "not_attempted", "timeout", "error.")
+    return {(item, code if code.startswith(own) else COMPARISON): ids for (item, code), ids in rows.items()}
+
+
+@pytest.mark.grading
+@pytest.mark.slow
+def test_the_planted_class_has_exactly_its_mistakes(planted_class):
+    out, results = planted_class
+    assert sorted(r["student"] for r in results) == sorted(PLANTED)
+    found = mistakes_csv_rows(out)
+    assert masked(found) == masked(expected_rows())
+    assert not [key for key, ids in found.items() if "zoë" in ids and key[1] != "not_attempted"]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    teach = page.split("What to teach again")[1].split("Failed items by diagnosis")[0]
+    assert teach.index("ex1_dbnmeani") < min(teach.index(i) for i in ("ex1_dlogprobs", "ex1_dnorm_logits"))
+    assert "ex1_dprobs" not in teach and "reads a .grad tensor" in page.split("Flagged")[1]
+
+
+@pytest.mark.grading
+@pytest.mark.slow
+@needs_diagnosis_codes  # the codes of the comparisons come with issue 12
+def test_the_planted_mistakes_carry_their_diagnosis_codes(planted_class):
+    out, _ = planted_class
+    assert mistakes_csv_rows(out) == expected_rows()

@@ -103,8 +103,8 @@ def render(out: Path, view: ClassView, run: list[dict], seconds: float, late_not
                   for rank, row in enumerate(mistakes.teach_again(view.rows), start=1)],
         "flagged": [{"student": r["student"], "item": item, "reason": reason}
                     for r in view.results for item, reason in report.flags(r)],
-        "problems": [{"student": r["student"], "notebook": notebook, "reason": reason}
-                     for r in view.results for notebook, reason in notebook_problems(out, r)],
+        "problems": [{"student": r["student"], "notebook": ", ".join(notebooks), "reason": reason}
+                     for r in view.results for reason, notebooks in _by_reason(notebook_problems(out, r))],
         "late": [{"student": g.student_id, "timestamp": g.timestamp, "late": describe_delay(g.seconds_late),
                   "raw": number(g.raw), "penalty": number(g.penalty), "score": number(g.score)}
                  for g in view.grades if g.seconds_late > 0],
@@ -126,6 +126,8 @@ def message_for(code: str, example: str = "") -> str:
     ``autograder.diagnose`` when it has one; otherwise by the hint a student
     with that mistake was shown (``example``: their verdict message).
     """
+    if code == mistakes.UNKNOWN:  # no code, but the student may still have been shown a hint
+        return _hint_of(example) or OWN_MESSAGES[code]
     if code in OWN_MESSAGES:
         return OWN_MESSAGES[code]
     if code.startswith(mistakes.CHEATING):
@@ -189,6 +191,17 @@ def notebook_problems(out: Path, result: dict) -> list[tuple[str, str]]:
         if stopped:
             problems.append((notebook, stopped))
     return problems
+
+
+NOT_HANDED_IN = "not handed in"
+
+
+def _by_reason(problems: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """(reason, notebooks) with the notebooks that were not handed in on one line."""
+    grouped: dict[str, list[str]] = {}
+    for notebook, reason in problems:
+        grouped.setdefault(NOT_HANDED_IN if f"{notebook}.ipynb is missing" in reason else reason, []).append(notebook)
+    return list(grouped.items())
 
 
 def _autograded(out: Path, student: str, notebook: str) -> Path:
@@ -255,8 +268,7 @@ def mistakes_by_kind(rows: list[mistakes.MistakeRow]):
     ax.set_xlabel("students")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_title("Failed items by diagnosis")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(items) > 8 else -0.25), ncol=3, fontsize=8,
-              frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
