@@ -345,6 +345,27 @@ def test_a_roster_from_a_spreadsheet(tmp_path):
         export.read_roster(path)
 
 
+# ------------------------------------------------------------------ late work
+
+def test_timestamps_as_nbgrader_writes_them(tmp_path):
+    from datetime import datetime
+
+    folder = tmp_path / "ada"
+    folder.mkdir()
+    assert late.read_timestamp(folder) == (None, "")  # no file: not late
+    (folder / "timestamp.txt").write_text("2026-12-02 13:00:00.000000 UTC\n")
+    assert late.read_timestamp(folder) == (datetime(2026, 12, 2, 13, 0), "")
+    (folder / "timestamp.txt").write_text("  \n")
+    assert late.read_timestamp(folder) == (None, "timestamp.txt is empty: the submission counts as on time")
+    (folder / "timestamp.txt").write_text("last tuesday")
+    assert "no time nbgrader can read ('last tuesday'" in late.read_timestamp(folder)[1]
+    (folder / "timestamp.txt").unlink()
+    (folder / "timestamp.txt").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "secret.txt").write_text("2026-12-01 00:00:00 UTC")
+    assert late.read_timestamp(folder) == (None, "timestamp.txt is a link, not a file: it was not read, "
+                                                 "the submission counts as on time")
+
+
 # ------------------------------------------------------------------ on a real gradebook (slow)
 
 @pytest.fixture(scope="module")
@@ -545,3 +566,18 @@ def test_the_planted_class_has_exactly_its_mistakes(planted_class):
 def test_the_planted_mistakes_carry_their_diagnosis_codes(planted_class):
     out, _ = planted_class
     assert mistakes_csv_rows(out) == expected_rows()
+
+
+@pytest.mark.slow
+def test_a_late_plugin_that_does_not_load_costs_no_grades(graded_out):
+    out, submissions = graded_out
+    set_due_date(out, "2026-12-01 12:00:00 UTC")
+    (submissions / "ada" / "timestamp.txt").write_text("2026-12-02 13:00:00 UTC\n")
+    late.ensure_config(out)
+    with open(out / "nbgrader_config.py", "a", encoding="utf-8") as config:
+        config.write('c.AssignLatePenalties.plugin_class = "tests.no_such_module.Plugin"\n')
+    printed: list[str] = []
+    view = class_report.finish(out, submissions, planted_results(), 12.0, progress=printed.append)
+    assert len(printed) == 1 and printed[0].startswith("warning: late penalties were not applied")
+    assert {g.student_id: (g.raw, g.penalty) for g in view.grades}["ada"] == (71.0, 0.0)
+    assert "late penalties were not applied" in (out / "report.html").read_text(encoding="utf-8")

@@ -53,10 +53,20 @@ class ClassView:
     rows: list[mistakes.MistakeRow] = field(default_factory=list)
 
 
-def finish(out: Path, submissions: Path, results: list[dict], seconds: float) -> ClassView:
-    """Late penalties, mistakes.csv and report.html for ``out``, after a grading run of ``results``."""
+def finish(out: Path, submissions: Path, results: list[dict], seconds: float, progress=print) -> ClassView:
+    """Late penalties, mistakes.csv and report.html for ``out``, after a grading run of ``results``.
+
+    A late-work setting that cannot be used (a plugin that does not import, a
+    penalty that raises) is reported, here and in the page, and no penalty is
+    changed: the grades of the run are kept either way.
+    """
     late.ensure_config(out)
-    late_notes = late.apply_lateness(out, submissions, [r["student"] for r in results])
+    try:
+        late_notes = late.apply_lateness(out, submissions, [r["student"] for r in results])
+    except Exception as err:  # the instructor's config or plugin: say so, keep the batch's grades
+        message = f"late penalties were not applied: {type(err).__name__}: {err} (see {out / late.CONFIG_FILE})"
+        progress(f"warning: {message}")
+        late_notes = {"all students": message}
     view = load_class(out)
     mistakes.write_mistakes(out / mistakes.MISTAKES_CSV, view.rows)
     (out / REPORT_HTML).write_text(render(out, view, results, seconds, late_notes), encoding="utf-8")

@@ -89,7 +89,7 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
             while not slots.empty():
                 slots.get().stop()
         report.write_tables(out)
-        class_report.finish(out, submissions, results, time.monotonic() - started)  # mistakes.csv, report.html, late work
+        class_report.finish(out, submissions, results, time.monotonic() - started, progress)  # mistakes.csv, report.html, late work
         return sorted(results, key=lambda r: r["student"])
     finally:
         if not settings.keep_work:

@@ -67,9 +67,12 @@ def read_timestamp(folder: Path) -> tuple[datetime | None, str]:
     from nbgrader.utils import parse_utc
 
     path = folder / TIMESTAMP_FILE
+    if path.is_symlink():  # it could show the start of any file the grader can read
+        return None, f"{TIMESTAMP_FILE} is a link, not a file: it was not read, the submission counts as on time"
     if not path.is_file():
         return None, ""
-    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    with open(path, encoding="utf-8", errors="replace") as file:
+        text = file.read(200).strip()  # a timestamp is one short line
     if not text:
         return None, f"{TIMESTAMP_FILE} is empty: the submission counts as on time"
     try:
