@@ -317,6 +317,13 @@ def test_long_file_has_a_row_per_student_and_item_and_the_penalty():
     assert sum(float(m) for s, _, _, m in body if s == "no show") == max_score()
 
 
+def test_two_folders_one_roster_line_is_refused():
+    twins = [StudentGrade("zoë k", {}, 10.0), StudentGrade(NFD_ZOE, {}, 20.0)]
+    with pytest.raises(ExportError, match="differ only in Unicode normal form"):
+        export.export_rows(twins, export.read_roster(FIXTURES / "roster.csv"))
+    assert len(export.export_rows(twins, None)) == 2  # without a roster each is its own student
+
+
 def test_without_a_roster_the_folder_names_are_the_ids():
     rows = export.export_rows(fixture_grades(), None)
     table = export.canvas_table(rows, "Backprop Ninja")

@@ -186,7 +186,12 @@ def export_rows(grades: list[StudentGrade], roster: list[RosterEntry] | None) ->
     """Roster students in roster order (0 and NO_SUBMISSION when not graded), then graded students not on it."""
     if roster is None:
         return [ExportRow(g.student_id, None, g) for g in grades]
-    by_key = {match_key(g.student_id): g for g in grades}
+    by_key: dict[str, StudentGrade] = {}
+    for grade in grades:
+        twin = by_key.setdefault(match_key(grade.student_id), grade)
+        if twin is not grade:
+            raise ExportError(f"the graded students {twin.student_id!r} and {grade.student_id!r} differ only in "
+                              "Unicode normal form or outer spaces: rename one submission folder and grade it again")
     rows = [ExportRow(e.student_id, e, by_key.get(match_key(e.student_id)),
                       "" if match_key(e.student_id) in by_key else NO_SUBMISSION) for e in roster]
     on_roster = {match_key(e.student_id) for e in roster}
