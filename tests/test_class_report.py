@@ -90,6 +90,8 @@ def test_every_flag_of_the_judges_tables_has_its_own_name():
     (SystemExit(3), "error.SystemExit"),
     (NameError("name 'dlogits' is not defined"), "error.NameError"),
     (IndexError("index 40 is out of bounds"), "error.IndexError"),
+    (StopIteration(), "error.StopIteration"),
+    (AssertionError(), "error.AssertionError"),
     (NotImplementedError(), "not_attempted"),
 ])
 def test_an_answer_that_raised_is_named_by_its_exception(error, code):

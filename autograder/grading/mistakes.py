@@ -9,10 +9,12 @@ Every failed item of every student gets one code (``classify``):
 ``not_attempted``           left as released (still ``NotImplementedError``),
                             or the notebook was not handed in
 ``timeout``                 the answer ran past its time limit
-``error.<ExceptionType>``   the answer raised (``error.RuntimeError``); the
-                            grader's own failures are ``error.GradingFailed``,
-                            a notebook that could not be read
-                            ``error.UnreadableNotebook``
+``error.<ExceptionType>``   the answer raised (``error.RuntimeError``); a
+                            process that vanished (``os._exit``, a crash) is
+                            ``error.ProcessDied``, one out of memory
+                            ``error.MemoryError``, the grader's own failure
+                            ``error.GradingFailed``, a notebook that could not
+                            be read ``error.UnreadableNotebook``
 ``<diagnosis code>``        the answer ran and its value was wrong: the code the
                             hidden check's comparison carries as ``diagnosis``
                             (``shape.missing_dim``, ``sign``, ... see
@@ -49,7 +51,7 @@ UNREADABLE_NOTEBOOK = "error.UnreadableNotebook"
 # The hidden check's own words for an answer that raised (see judge.verdict):
 # "on unseen inputs (<case>): <error>" on the first line.
 _ERROR_LINE = re.compile(r"^on unseen inputs \(.*?\): (?P<error>\S.*)$")
-_EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*(?:Error|Exception|Exit|Interrupt|Warning|Died))\b")
+_EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_.]*):(?: |$)")  # judge.describe_error: "<Type>: <message>"
 _NAME_ERROR = re.compile(r"^name '[^']+' is not defined|^the answer cells never assign|does not define a function")
 _TIMEOUT_WORDS = ("took longer than", "time limit", "time budget", "did not start within")
 _NOT_ATTEMPTED_WORDS = ("not answered yet", "NotImplementedError", "is missing", "was a link, not a file")
