@@ -12,6 +12,7 @@ flagged is not run at all (see ``autograder.verdict``). The lock-out of
 from __future__ import annotations
 
 import ast
+import re
 
 from .cells import answer_id_of
 from .exercises import notebook, notebook_of_answer
@@ -124,3 +125,19 @@ def _node_problem(node: ast.AST, allowed: set[str] = frozenset()) -> str | None:
 def _significant_digits(value: float) -> int:
     digits = f"{abs(value):.12e}".split("e")[0].replace(".", "").rstrip("0")
     return len(digits)
+
+
+def flag_code(flag: str) -> str:
+    """A short stable name for a flag of ``scan_answers`` ('reads a .grad tensor ...' -> 'grad')."""
+    for table in (_AUTOGRAD_ATTRIBUTES, _AUTOGRAD_NAMES, _OPTIMIZER_NAMES):
+        for name, reason in table.items():
+            if flag == reason:
+                return name
+    patterns = ((r"^uses (\w+), which an answer has no need for", None), (r"^reaches into a private attribute", "private_attribute"),
+                (r"^imports ", "import"), (r"hard-coded number", "hardcoded_number"),
+                (r"hard-coded list", "hardcoded_list"))
+    for pattern, code in patterns:
+        match = re.search(pattern, flag)
+        if match:
+            return code or match.group(1)
+    return "other"

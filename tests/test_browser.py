@@ -657,3 +657,59 @@ def test_only_loopback_listens(lab, browser):
     assert [s for s in sockets if not _is_loopback(s[0])] == []
     elsewhere = [url for url in browser.requests if not url.startswith((lab.url + "/", "data:", "blob:"))]
     assert elsewhere == []
+
+
+# ------------------------------------------------------------------ the instructor's class report
+
+REPORT_SCREENSHOT = REPO / "tests" / "screenshots" / "report.png"
+
+
+def test_class_report_renders_without_console_errors(tmp_path):
+    """OUT/report.html, opened from a file: no console errors, no request outside the page, every figure drawn.
+
+    The page is rendered from the synthetic class of ``tests/test_class_report.py``
+    (no grading run); the screenshot goes to build/screenshots/report.png and,
+    reduced to 256 colours, to tests/screenshots/report.png.
+    """
+    problem = _missing_browser()
+    if problem:
+        if REQUIRED:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from autograder.grading import class_report, mistakes
+    from autograder.grading.export import StudentGrade
+    from tests.test_class_report import planted_results
+
+    results = planted_results()
+    grades = [StudentGrade(r["student"], {g: s[0] for g, s in r["scores"].items()},
+                           sum(s[0] for s in r["scores"].values())) for r in results]
+    grades[0] = StudentGrade("ada", grades[0].scores, grades[0].raw, 7.0, 90000.0, "2026-12-02 13:00:00")
+    view = class_report.ClassView(grades, results, mistakes.mistake_rows(results))
+    path = tmp_path / "report.html"
+    path.write_text(class_report.render(tmp_path, view, results, 42.5), encoding="utf-8")
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    console, errors, requests = [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(path.as_uri(), wait_until="load")
+            drawn = page.evaluate("() => Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+            headings = page.locator("h2").all_inner_texts()
+            teach_rows = page.locator("table").nth(0).locator("tr").count()
+            page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert [line for line in console if line.startswith(("error", "warning"))] == [] and errors == []
+    assert [url for url in requests if not url.startswith(("file://", "data:"))] == []
+    assert drawn == [True, True, True]
+    assert headings[:3] == ["Scores", "What to teach again", "Failed items by diagnosis"]
+    assert teach_rows == 3  # the header, then shape.missing_dim (3 students) and sign (1)
+    Image.open(SCREENSHOTS / "report.png").convert("RGB").quantize(256).save(REPORT_SCREENSHOT, optimize=True)

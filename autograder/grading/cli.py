@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("--timeout", type=float, default=300.0, help="seconds each notebook may run (default %(default)g)")
     check.add_argument("--ex4-steps", type=int, default=300, help="training steps of Exercise 4 (default %(default)d)")
 
+    _export_command(commands)
+
     args = parser.parse_args(argv)
     if args.command == "release":
         _release()
@@ -34,10 +36,41 @@ def main(argv: list[str] | None = None) -> None:
         _grade(args.submissions, args.out, _settings(args))
     elif args.command == "demo":
         _demo(args.out, _settings(args))
+    elif args.command == "export":
+        _export(args)
     elif args.command == "check":
         from ..selfcheck import main as self_check
 
         sys.exit(self_check(args.folder, timeout=args.timeout, ex4_steps=args.ex4_steps))
+
+
+# ------------------------------------------------------------------ export (grades for an LMS)
+
+def _export_command(commands) -> None:
+    from .export import DEFAULT_ASSIGNMENT, FORMATS
+
+    export = commands.add_parser("export", help="write OUT's grades as a Canvas, Moodle or long CSV file")
+    export.add_argument("out", type=Path, help="a folder that `grade` wrote (its gradebook.db)")
+    export.add_argument("--format", required=True, choices=FORMATS, help="the LMS's import format, or long (one row per item)")
+    export.add_argument("--output", type=Path, required=True, help="the CSV file to write")
+    export.add_argument("--roster", type=Path, default=None,
+                        help="CSV: student_id (the submission folder), name, email, sis_user_id, sis_login_id, section")
+    export.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="the assignment's name in the LMS (default %(default)s)")
+    export.add_argument("--assignment-id", default="", help="Canvas: the assignment's id, for its column '<assignment> (<id>)'")
+
+
+def _export(args) -> None:
+    from .export import ExportError, export
+
+    try:
+        summary = export(args.out, args.format, args.output, args.roster, args.assignment, args.assignment_id)
+    except ExportError as err:
+        sys.exit(f"error: {err}")
+    print(f"wrote {args.output}: {summary.rows} students ({args.format})")
+    if summary.missing:
+        print(f"on the roster with no submission (exported with 0): {', '.join(summary.missing)}")
+    if summary.unknown:
+        print(f"graded but not on the roster (exported, unknown to the LMS): {', '.join(summary.unknown)}")
 
 
 def _demo(out: Path | None, settings) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from .. import sandbox
 from ..exercises import NOTEBOOKS
 from ..paths import REPO_ROOT
-from . import report
+from . import class_report, report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
 from .errors import GradingError
 
@@ -54,6 +54,7 @@ class Settings:
 
 def grade(submissions: Path, out: Path, settings: Settings = Settings(), progress=print) -> list[dict]:
     """Grade every student folder in ``submissions`` into ``out``; returns the results."""
+    started = time.monotonic()
     ensure_tools_on_path()
     submissions, out = submissions.resolve(), out.resolve()
     students = _students(submissions)
@@ -84,6 +85,7 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
             while not slots.empty():
                 slots.get().stop()
         report.write_tables(out)
+        class_report.finish(out, submissions, results, time.monotonic() - started, progress)  # mistakes.csv, report.html, late work
         return sorted(results, key=lambda r: r["student"])
     finally:
         if not settings.keep_work:

@@ -57,8 +57,8 @@ def record(out: Path, result: dict) -> None:
                 grade.auto_score = score_of(result, grade.name)
                 grade.needs_manual_grade = False
         gb.db.commit()
-    student_dir = _safe_child(out / "feedback", student)
-    autograded_dir = _safe_child(out / "autograded", student)
+    student_dir = safe_child(out / "feedback", student)
+    autograded_dir = safe_child(out / "autograded", student)
     for folder in (student_dir, autograded_dir):
         shutil.rmtree(folder, ignore_errors=True)
     _copy_tree(result.get("autograded"), autograded_dir / ASSIGNMENT, "*.ipynb")
@@ -69,7 +69,7 @@ def record(out: Path, result: dict) -> None:
     (student_dir / "index.html").write_text(feedback_page(result, pages), encoding="utf-8")
 
 
-def _safe_child(parent: Path, name: str) -> Path:
+def safe_child(parent: Path, name: str) -> Path:
     """``parent/name`` for a folder name that came from the submissions (never '..')."""
     child = parent / name
     if name in ("", ".", "..") or child.resolve().parent != parent.resolve():
@@ -190,21 +190,21 @@ def write_tables(out: Path) -> list[dict]:
     with open(out / GRADES_CSV, "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, columns)
         writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     with open(out / FLAGS_CSV, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["student_id", "item", "reason"])
         for row in rows:
-            saved = _safe_child(out / "feedback", row["student_id"]) / "report.json"
+            saved = safe_child(out / "feedback", row["student_id"]) / "report.json"
             if saved.exists():
                 for grade_id, reason in flags(json.loads(saved.read_text())):
-                    writer.writerow([_cell(row["student_id"]), grade_id, reason])
+                    writer.writerow([csv_cell(row["student_id"]), grade_id, reason])
     if rows:
         pass_rate_chart(rows, out / PASS_RATES_PNG)
     return rows
 
 
-def _cell(value):
+def csv_cell(value):
     """A CSV cell; text that a spreadsheet would run as a formula is quoted."""
     if isinstance(value, float):
         return f"{value:g}"
