@@ -28,6 +28,7 @@ install: $(READY)
 # nbgrader's autograded/...). The lock constrains the second step: nothing moves.
 $(READY): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	rm -f $(VENV)/lib/python*/site-packages/backprop_ninja.pth  # the path hack older checkouts wrote
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet -c requirements.txt -e .
 	$(BIN)/python -c "import autograder, torch; print('autograder', autograder.__file__, 'torch', torch.__version__)"
