@@ -1,18 +1,18 @@
 """Where the package's files are, whether it is installed from a wheel or used from a checkout.
 
-================================  ===========================  ===================================
-what                              in a checkout                in an installed wheel
-================================  ===========================  ===================================
-``data_file("names.txt")``        ``data/names.txt``           ``autograder/_bundled/data/``
-``release_notebooks()``           ``notebooks/``               ``autograder/_bundled/notebooks/``
-``course_source()``               ``solutions/`` (the masters)  ``autograder/_bundled/course/`` (the
-                                                               masters without their solutions)
-``work_dir()``                    ``build/``                   ``$XDG_CACHE_HOME/backprop-ninja``
-================================  ===========================  ===================================
+* ``data_file("names.txt")``, ``data_file("iris.csv")``: ``data/`` in a checkout,
+  ``autograder/_bundled/data/`` in a wheel;
+* ``release_notebooks()``: the six student notebooks, ``notebooks/`` or
+  ``autograder/_bundled/notebooks/``;
+* ``course_source()``: what nbgrader generates the assignment from, the masters in
+  ``solutions/``, or in a wheel ``autograder/_bundled/course/``, the masters with
+  the inside of their solution regions cut out (same release, same gradebook);
+* ``work_dir()``: a writable folder for generated things, ``build/`` or
+  ``$XDG_CACHE_HOME/backprop-ninja`` (``~/.cache/backprop-ninja``).
 
 The wheel's copies are made by the build (``hatch_build.py``); git holds only
-the checkout's. A checkout is recognised by its ``pyproject.toml`` and
-``solutions/`` beside the package, and wins when both exist.
+the checkout's. A checkout is recognised by ``pyproject.toml`` and
+``solutions/`` beside the package; an editable install is a checkout.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ BUNDLE = PACKAGE_DIR / "_bundled"
 DISTRIBUTION = "backprop-ninja"
 # What to do about a bundled data file whose sha256 is wrong (format with file= and make=).
 RESTORE_HINT = ("Restore it with `git checkout {file}` or regenerate it with `{make}` in a checkout; "
-                f"reinstall the package (`pip install --force-reinstall --no-deps {DISTRIBUTION}`) otherwise.")
+                "otherwise reinstall the package as it was installed (`pip install --force-reinstall --no-deps <spec>`).")
 
 
 def checkout_root() -> Path | None:

@@ -92,6 +92,7 @@ def generate_release(out_dir: Path = NOTEBOOKS, course_root: Path = RELEASE_COUR
 
 
 def _install_cell(package_spec: str) -> str:
+    """The source of the install cell for ``package_spec``; a spec the magic line would mangle is refused."""
     if not SPEC_CHARS.fullmatch(package_spec or ""):
         raise ReleaseError(f"package spec {package_spec!r}: expected a requirement or URL for `pip install`, "
                            "e.g. backprop-ninja==1.0.0, git+https://host/owner/repo@v1.0 or https://host/backprop_ninja-1.0.0-py3-none-any.whl "
@@ -146,7 +147,8 @@ def release_differences(committed: Path = NOTEBOOKS) -> list[str]:
     """Names of committed student notebooks that regeneration would change, add or remove."""
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / "notebooks"
-        generate_release(fresh, Path(scratch) / "course")
+        # with the spec the committed release was made with (`make release PACKAGE_SPEC=...` is not a difference)
+        generate_release(fresh, Path(scratch) / "course", released_package_spec(committed))
         return folder_differences(committed, fresh)
 
 
