@@ -373,7 +373,10 @@ def test_the_wheel_works_without_the_repository(tmp_path):
         totals = {row["student_id"]: float(row["total"]) for row in csv.DictReader(file)}
     assert totals == {student: expected[student] for student in GRADED_SAMPLES}, graded.stdout[-2000:]
     assert expected["full_solution"] > expected["partly_done"] > 0
-    assert (home / ".cache" / "backprop-ninja" / "grading-templates").is_dir()  # not a checkout's build/
+    # The course template was made from the wheel (not a checkout's build/), and its release is the committed one.
+    templates = list((home / ".cache" / "backprop-ninja" / "grading-templates").glob("*/templates"))
+    assert len(templates) == 1
+    assert release.folder_differences(REPO / "notebooks", templates[0]) == []
     clock.lap("grade two submissions")
 
     # The sha256 check guards the installed copy of the data too.
