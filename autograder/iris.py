@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import REPO_ROOT
 from .model import Tensors
+from .resources import RESTORE_HINT, data_file
 
-BUNDLED_IRIS = REPO_ROOT / "data" / "iris.csv"
+BUNDLED_IRIS = data_file("iris.csv")
 IRIS_SHA256 = "9cc1c345c71bcc9b486b74cbf6063fa66f4bb5e0f603a4b3c3471ec2e5e8e355"
 HEADER = "sepal_length,sepal_width,petal_length,petal_width,species"
 FEATURES = tuple(HEADER.split(",")[:4])  # centimetres
@@ -73,8 +73,8 @@ def load_iris(path: str | os.PathLike | None = None) -> tuple[torch.Tensor, torc
     if file.resolve() == BUNDLED_IRIS.resolve():
         digest = hashlib.sha256(raw).hexdigest()
         if digest != IRIS_SHA256:
-            raise IrisFileError(f"{file} has sha256 {digest}, expected {IRIS_SHA256}: restore it with "
-                                "`git checkout data/iris.csv` or regenerate it with `make iris`")
+            raise IrisFileError(f"{file} has sha256 {digest}, expected {IRIS_SHA256}: the bundled copy was modified. "
+                                + RESTORE_HINT.format(file="data/iris.csv", make="make iris"))
     return _parse(raw.decode("ascii", errors="replace"), file)
 
 

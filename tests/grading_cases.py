@@ -23,6 +23,7 @@ import nbformat
 
 from autograder.exercises import ITEMS, NOTEBOOKS, answer_ids
 from autograder.grading.course import SOLUTIONS
+from autograder.grading.release import INSTALL_ID
 from autograder.grading.samples import filled, master_solutions
 
 SOLUTION = object()  # an answer cell filled with the master's solution
@@ -121,9 +122,9 @@ def add_cell(nb, source: str, after: str) -> None:
 
 
 def setup_cell(notebook: str) -> str:
-    """The grade id of a notebook's first code cell (its imports)."""
+    """The grade id of a notebook's imports: its first code cell after the install cell."""
     nb = filled(notebook, lambda answer, solution: None)
-    return next(grade_id(c) for c in nb.cells if c.cell_type == "code")
+    return next(grade_id(c) for c in nb.cells if c.cell_type == "code" and grade_id(c) != INSTALL_ID)
 
 
 def graded_cell_of(answer_id: str) -> str:

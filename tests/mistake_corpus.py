@@ -252,10 +252,10 @@ def main() -> None:
     from tests.conftest import code_sources  # the masters' answer cells, as the tests read them
     import nbformat
 
-    from autograder.data import REPO_ROOT
+    from autograder.grading.course import SOLUTIONS
 
     master_answers = {}
-    for path in sorted((REPO_ROOT / "solutions").glob("*.ipynb")):
+    for path in sorted(SOLUTIONS.glob("*.ipynb")):
         master_answers.update(find_answers(code_sources(nbformat.read(path, as_version=4))))
     ns = notebook_batch()
     right = 0

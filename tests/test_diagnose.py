@@ -6,13 +6,14 @@ cases), and must get its own diagnosis code and a message that names the
 cause, never a wrong one (torch's autograd is the oracle).
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from autograder import model, scoreboard
 from autograder.check import cmp
 from autograder.comparison import ROUNDING_NOTE, TRACKED_NOTE, compare
-from autograder.data import REPO_ROOT
 from autograder.diagnose import CODES, CODES_BY_NAME, NO_HINT, codes_markdown, context_of, diagnose
 from autograder.exercises import ITEMS_BY_ID
 from tests import mistake_corpus
@@ -65,7 +66,7 @@ def test_the_batch_repeats_characters(ns):
 def test_the_codes_are_one_table_shown_in_the_readme():
     assert len(CODES_BY_NAME) == len(CODES)
     assert all(code.meaning and code.message for code in CODES)
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert codes_markdown() in readme, "README's hints table differs from diagnose.CODES: paste codes_markdown()"
 
 

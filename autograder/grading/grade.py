@@ -35,9 +35,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import sandbox
+from .. import resources, sandbox
 from ..exercises import NOTEBOOKS
-from ..paths import REPO_ROOT
 from . import class_report, report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
 from .errors import GradingError
@@ -100,16 +99,18 @@ def template_course(cache: Path = BUILD / "grading-templates") -> tuple[Path, Pa
     """
     import nbgrader
 
-    from .release import generate_release  # nbformat and nbgrader: not for `--help`
+    from .release import generate_release, released_package_spec  # nbformat and nbgrader: not for `--help`
 
-    digest = hashlib.sha256(nbgrader.__version__.encode())
+    # The install cell as the students got it, so that it never shows up as a changed locked cell.
+    package_spec = released_package_spec()
+    digest = hashlib.sha256(nbgrader.__version__.encode() + package_spec.encode())
     for master in sorted(SOLUTIONS.glob("*.ipynb")):
         digest.update(master.name.encode() + master.read_bytes())
     folder = cache / digest.hexdigest()[:16]
     if not (folder / "complete").exists():
         cache.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=cache))
-        generate_release(scratch / "templates", scratch / "course")
+        generate_release(scratch / "templates", scratch / "course", package_spec)
         (scratch / "complete").touch()
         try:
             os.rename(scratch, folder)
@@ -131,8 +132,9 @@ def make_job(work: Path, student: str, folder: Path, templates: Path, template_d
              settings: Settings, private: list[str]) -> dict:
     """Everything a worker needs, as JSON-ready data."""
     home = Path.home()
-    hidden = [str(REPO_ROOT), str(home), "/root", "/home", *private]
-    readable = [str(REPO_ROOT / "autograder"), str(REPO_ROOT / "data"), sys.prefix, sys.base_prefix,
+    checkout = resources.checkout_root()  # None when grading from an installed wheel
+    hidden = [*([str(checkout)] if checkout else []), str(home), "/root", "/home", *private]
+    readable = [str(resources.PACKAGE_DIR), str(resources.data_file("names.txt").parent), sys.prefix, sys.base_prefix,
                 os.path.dirname(os.path.realpath(sys.executable))]
     return {
         "student": student, "submission": str(folder), "work": str(work), "result": str(work / "result.json"),

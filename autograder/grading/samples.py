@@ -35,9 +35,9 @@ def master_solutions() -> dict[str, str]:
     return solutions
 
 
-def filled(notebook: str, edit: Edit) -> nbformat.NotebookNode:
-    """The released notebook with each answer stub replaced by ``edit(answer id, solution)``."""
-    nb = nbformat.read(RELEASE_DIR / f"{notebook}.ipynb", as_version=4)
+def filled(notebook: str, edit: Edit, release_dir: Path = RELEASE_DIR) -> nbformat.NotebookNode:
+    """The notebook of ``release_dir`` with each answer stub replaced by ``edit(answer id, solution)``."""
+    nb = nbformat.read(release_dir / f"{notebook}.ipynb", as_version=4)
     solutions = master_solutions()
     for cell in nb.cells:
         match = ANSWER_DIRECTIVE.search(cell.source) if cell.cell_type == "code" else None
