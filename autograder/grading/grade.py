@@ -36,15 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import sandbox
-from ..data import REPO_ROOT
-from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS
-from . import report
+from ..exercises import NOTEBOOKS
+from . import class_report, report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
-from .release import generate_release
-
-
-class GradingError(RuntimeError):
-    """The batch cannot start (bad folders, an incompatible gradebook)."""
+from .errors import GradingError
 
 
 @dataclass(frozen=True)
@@ -58,6 +53,7 @@ class Settings:
 
 def grade(submissions: Path, out: Path, settings: Settings = Settings(), progress=print) -> list[dict]:
     """Grade every student folder in ``submissions`` into ``out``; returns the results."""
+    started = time.monotonic()
     ensure_tools_on_path()
     submissions, out = submissions.resolve(), out.resolve()
     students = _students(submissions)
@@ -88,6 +84,7 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
             while not slots.empty():
                 slots.get().stop()
         report.write_tables(out)
+        class_report.finish(out, submissions, results, time.monotonic() - started, progress)  # mistakes.csv, report.html, late work
         return sorted(results, key=lambda r: r["student"])
     finally:
         if not settings.keep_work:
@@ -102,14 +99,18 @@ def template_course(cache: Path = BUILD / "grading-templates") -> tuple[Path, Pa
     """
     import nbgrader
 
-    digest = hashlib.sha256(nbgrader.__version__.encode())
+    from .release import generate_release, released_package_spec  # nbformat and nbgrader: not for `--help`
+
+    # The install cell as the students got it, so that it never shows up as a changed locked cell.
+    package_spec = released_package_spec()
+    digest = hashlib.sha256(nbgrader.__version__.encode() + package_spec.encode())
     for master in sorted(SOLUTIONS.glob("*.ipynb")):
         digest.update(master.name.encode() + master.read_bytes())
     folder = cache / digest.hexdigest()[:16]
     if not (folder / "complete").exists():
         cache.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=cache))
-        generate_release(scratch / "templates", scratch / "course")
+        generate_release(scratch / "templates", scratch / "course", package_spec)
         (scratch / "complete").touch()
         try:
             os.rename(scratch, folder)
@@ -130,10 +131,7 @@ def _students(submissions: Path) -> list[str]:
 def make_job(work: Path, student: str, folder: Path, templates: Path, template_db: Path, mpl_cache: Path,
              settings: Settings, private: list[str]) -> dict:
     """Everything a worker needs, as JSON-ready data."""
-    home = Path.home()
-    hidden = [str(REPO_ROOT), str(home), "/root", "/home", *private]
-    readable = [str(REPO_ROOT / "autograder"), str(REPO_ROOT / "data"), sys.prefix, sys.base_prefix,
-                os.path.dirname(os.path.realpath(sys.executable))]
+    hidden, readable = sandbox.student_policy(private)
     return {
         "student": student, "submission": str(folder), "work": str(work), "result": str(work / "result.json"),
         "templates": str(templates), "template_db": str(template_db), "hidden": hidden, "readable": readable,
@@ -235,6 +233,3 @@ def _matplotlib_cache(folder: Path) -> Path:
     subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env={**os.environ, "MPLCONFIGDIR": str(folder)},
                    check=False, capture_output=True)
     return folder
-
-
-__all__ = ["GradingError", "Settings", "grade", "ASSIGNMENT", "ITEMS"]

@@ -12,3 +12,7 @@ block inside the Exercise 4 training loop. This package
   (``check``), and
 * grades a folder of such notebooks (``grade``).
 """
+
+# Defaults of ``check-lecture`` and ``grade-lecture``, here (no torch) so the CLI can show them.
+EXERCISE_SECONDS = 30.0  # per exercise; the lecture's answers take well under a second
+EX4_STEPS = 3  # training steps of Exercise 4, each compared with autograd

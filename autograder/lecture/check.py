@@ -28,18 +28,16 @@ import torch
 
 # Everything this module takes from the rest of the package, in one place.
 from .. import sandbox
-from ..check import Comparison, compare
-from ..data import NAMES_ENV, REPO_ROOT
-from ..grading.judge_runner import _child_env as child_env
+from ..comparison import Comparison, compare
+from ..data import NAMES_ENV
+from ..grading.judge_runner import child_env
 from ..grading.transport import decode
 from ..model import PARAM_NAMES
-from . import setting
+from . import EX4_STEPS, EXERCISE_SECONDS, setting
 from .parse import (EXERCISES, EXPECTED, GRADS_LIST, TITLES, NotebookError, Plan, Statement, defines_cmp,
                     definitions_for, find_exercises, is_cmp_or_print, read_cells)
 
-EXERCISE_SECONDS = 30.0  # per exercise; the lecture's answers take well under a second
 STARTUP_SECONDS = 120.0  # for the child to load Python, torch and the names (a busy machine is slow)
-EX4_STEPS = 3
 MARGIN_SECONDS = 10.0  # beyond an exercise's budget before the child is killed outright
 FLAG_WORDS = {"grad": "reads a .grad tensor (autograd's answer)", "backward": "calls backward() (autograd)",
               "autograd": "uses torch.autograd", "grad_fn": "reads the autograd graph (grad_fn)",
@@ -181,14 +179,11 @@ def run_in_process(request: dict) -> dict[str, dict]:
 def _start_child(settings: LectureSettings, hidden: list[str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "autograder.lecture.child"]
     if settings.sandboxed:
-        home = str(Path.home())
         names = os.environ.get(NAMES_ENV)
-        readable = [str(REPO_ROOT / "autograder"), str(REPO_ROOT / "data"), sys.prefix, sys.base_prefix,
-                    os.path.dirname(os.path.realpath(sys.executable))]
+        hidden, readable = sandbox.student_policy([path for path in hidden if _may_hide(path)])
         if names:
             readable.append(os.path.dirname(os.path.abspath(names)))
-        private = [path for path in hidden if _may_hide(path)]
-        command = sandbox.wrap(command, [str(REPO_ROOT), home, "/root", "/home", *private], [], readable)
+        command = sandbox.wrap(command, hidden, [], readable)
     env = child_env()
     if os.environ.get(NAMES_ENV):
         env[NAMES_ENV] = os.path.abspath(os.environ[NAMES_ENV])
@@ -333,7 +328,7 @@ def _placeholder(exercise: str, name: str) -> Item:
 
 def _item_from(exercise: str, name: str, comparison: Comparison) -> Item:
     status = "pass" if comparison.ok else "fail"
-    code = "" if comparison.ok else (getattr(comparison, "code", "") or "unknown")
+    code = "" if comparison.ok else (comparison.code or "unknown")
     message = " ".join(part for part in (comparison.problem, comparison.hint) if part)
     return Item(exercise, name, status, code, message, comparison.maxdiff)
 
