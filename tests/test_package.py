@@ -68,7 +68,7 @@ def test_a_checkout_finds_its_own_folders():
 
 def test_an_installed_package_finds_the_wheels_copies(tmp_path, monkeypatch):
     package = tmp_path / "site-packages" / "autograder"
-    package.mkdir(parents=True)
+    (package / "_bundled").mkdir(parents=True)  # what the wheel's build adds
     monkeypatch.setattr(resources, "PACKAGE_DIR", package)
     monkeypatch.setattr(resources, "BUNDLE", package / "_bundled")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -77,6 +77,16 @@ def test_an_installed_package_finds_the_wheels_copies(tmp_path, monkeypatch):
     assert resources.release_notebooks() == package / "_bundled" / "notebooks"
     assert resources.course_source() == package / "_bundled" / "course"
     assert resources.work_dir() == tmp_path / "cache" / "backprop-ninja"
+
+
+def test_a_checkout_stays_a_checkout_when_the_sandbox_hides_its_top_level(tmp_path, monkeypatch):
+    """Grading kernels see the package and data/, not pyproject.toml or solutions/: still the checkout's data."""
+    package = tmp_path / "repo" / "autograder"
+    package.mkdir(parents=True)
+    monkeypatch.setattr(resources, "PACKAGE_DIR", package)
+    monkeypatch.setattr(resources, "BUNDLE", package / "_bundled")
+    assert resources.checkout_root() == tmp_path / "repo"
+    assert resources.data_file("names.txt") == tmp_path / "repo" / "data" / "names.txt"
 
 
 @pytest.mark.parametrize("command", [["release"], ["demo"]])
