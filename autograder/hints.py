@@ -3,7 +3,7 @@
 Above every answer cell the notebooks state the task and keep the derivation
 in collapsed hints, ``<details><summary>Hint N: title</summary>``, each a step
 closer to the answer. When a check fails with a diagnosis code (see
-``autograder.diagnose``), the hint line points to the hint that addresses that
+``autograder.diagnosis_codes``), the hint line points to the hint that addresses that
 mistake: ``pointer("ex1_dcounts", "branch.missing")`` gives "see hint 2 above:
 the second use of counts".
 

@@ -28,7 +28,8 @@ from autograder import model
 from autograder.cells import find_answers
 from autograder.comparison import compare
 from autograder.verdict import judge_item
-from autograder.diagnose import CODES, context_of
+from autograder.diagnose import context_of
+from autograder.diagnosis_codes import CODES
 from autograder.exercises import ITEMS_BY_ID
 
 

@@ -12,15 +12,11 @@ import torch
 from autograder import cells, check, hints
 from autograder.comparison import Comparison
 from autograder.kinds import gradient as gradient_kind
+from autograder.diagnosis_codes import CODES
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, answer_ids, items_of, notebook_of_answer
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
-# The diagnosis codes fixed for this wave (autograder/diagnose.py documents them).
-DIAGNOSIS_CODES = {
-    "shape.missing_dim", "shape.extra_dim", "shape.transposed", "shape.broadcast_hidden", "sign", "scale.1/n",
-    "scale.bessel", "scale.other", "epsilon", "branch.missing", "other_tensor", "local_only", "scatter.repeats",
-    "alias", "order", "hardcoded_size", "offset", "nan", "int_dtype", "none", "unknown",
-}
+DIAGNOSIS_CODES = {code.code for code in CODES}
 SUMMARY = re.compile(r"<details><summary>Hint (\d+): (.*?)</summary>\n\n")
 DETAILS = re.compile(r"<details>.*?</details>", re.S)
 # Written in the visible task above an answer of 01-03, these would give the derivation away.

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..diagnosis_codes import CODES_BY_NAME
 from ..exercises import ASSIGNMENT, ITEMS, ITEMS_BY_ID, NOTEBOOKS, max_score
 from . import late, mistakes, report
 from .export import StudentGrade, class_grades, describe_delay, number
@@ -132,9 +133,9 @@ def render(out: Path, view: ClassView, run: list[dict], seconds: float, late_not
 def message_for(code: str, example: str = "") -> str:
     """The plain-language meaning of a diagnosis code.
 
-    Comparison codes are explained by the diagnosis table of
-    ``autograder.diagnose`` when it has one; otherwise by the hint a student
-    with that mistake was shown (``example``: their verdict message).
+    Comparison codes are explained by the table of diagnosis codes
+    (``autograder.diagnosis_codes``); ``unknown`` by the hint a student with
+    that mistake was shown (``example``: their verdict message).
     """
     if code == mistakes.UNKNOWN:  # no code, but the student may still have been shown a hint
         return _hint_of(example) or OWN_MESSAGES[code]
@@ -144,34 +145,7 @@ def message_for(code: str, example: str = "") -> str:
         return f"not derived: the answer {code[len(mistakes.CHEATING):]} (flagged, scored 0)"
     if code.startswith(mistakes.ERROR):
         return f"the answer raised {code[len(mistakes.ERROR):]} on unseen inputs"
-    return _diagnosis_table().get(code) or _hint_of(example) or code
-
-
-def _diagnosis_table() -> dict[str, str]:
-    """{code: meaning} from the table of diagnosis codes in ``autograder.diagnose``, if it has one.
-
-    The table is found by what it holds (a mapping whose keys include the
-    codes 'sign' and 'shape.missing_dim'), and its values may be text or
-    records with a ``meaning`` or ``message``.
-    """
-    from .. import diagnose
-
-    for value in vars(diagnose).values():
-        if isinstance(value, dict) and {"sign", "shape.missing_dim"} <= set(value):
-            return {code: _meaning(entry) for code, entry in value.items()}
-    return {}
-
-
-def _meaning(entry) -> str:
-    if isinstance(entry, str):
-        return entry
-    for attribute in ("meaning", "description", "message", "hint"):
-        text = getattr(entry, attribute, None) or (entry.get(attribute) if isinstance(entry, dict) else None)
-        if isinstance(text, str) and text:
-            return text
-    if isinstance(entry, (tuple, list)) and entry and all(isinstance(e, str) for e in entry):
-        return entry[0]
-    return ""
+    return CODES_BY_NAME[code].meaning if code in CODES_BY_NAME else _hint_of(example) or code
 
 
 def _hint_of(message: str) -> str:
