@@ -32,6 +32,7 @@ from .cells import recorded_answers
 from .diagnose import hardcoded_size
 from .diagnosis_codes import Diagnosis
 from .exercises import ITEMS_BY_ID, Item
+from .hints import pointer
 from .kinds import KINDS, student_output
 from .kinds.cases import HIDDEN_CASES, NOTEBOOK_SIZES
 from .scan import scan_answers
@@ -80,6 +81,9 @@ def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str
         sizes = _typed_in_size(item, index, sources or {})
         if sizes is not None:
             message, code = f"{sizes.message}\n{message}", sizes.code
+        hint = pointer(item.grade_id, code) if code else None
+        if hint:  # the collapsed hint in the notebook that addresses this mistake
+            message += f"\n-> {hint} (above the answer cell in {item.notebook})"
         return Verdict(item.grade_id, False, message, diagnosis=code)
     return Verdict(item.grade_id, True, f"matches {kind.oracle} on {len(HIDDEN_CASES)} unseen sets of inputs")
 

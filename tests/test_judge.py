@@ -493,6 +493,7 @@ def test_a_verdict_carries_the_diagnosis_code_into_the_results_and_the_feedback(
     from dataclasses import asdict
 
     from autograder.grading import report
+    from autograder.hints import pointer
 
     wrong = judge_with("ex1_dlogprobs", ex1_line_loss=answer("ex1_line_loss", """
         dlogprobs = torch.zeros_like(logprobs)
@@ -504,6 +505,7 @@ def test_a_verdict_carries_the_diagnosis_code_into_the_results_and_the_feedback(
         dlogit_maxes = logit_maxes.grad
         """))
     assert (wrong.passed, wrong.diagnosis) == (False, "sign") and "sign flipped" in wrong.message
+    assert wrong.message.endswith(f"-> {pointer('ex1_dlogprobs', 'sign')} (above the answer cell in 01_atomic_backprop)")
     assert (right.passed, right.diagnosis) == (True, "")
     assert not flagged.passed and flagged.flags and flagged.diagnosis == ""
     # the grading worker stores asdict(verdict) in result.json; report.json and the feedback page show it
