@@ -17,14 +17,16 @@ from pathlib import Path
 import pytest
 
 from autograder import sandbox
-from autograder.lecture import check, parse
+from autograder.lecture import LectureSettings, check, runner
 from autograder.lecture.grade import ITEM_IDS, grade_folder
 from autograder.lecture.parse import EX1_NAMES, EXPECTED, NotebookError, find_exercises, read_cells
+from autograder.lecture.report import LectureResult, format_report
+from autograder.lecture.statements import Cell, cell_statements
 from tests import lecture_fixtures as fixtures
 
 REPO = Path(__file__).resolve().parent.parent
 
-IN_PROCESS = check.LectureSettings(in_process=True, ex4_steps=2)
+IN_PROCESS = LectureSettings(in_process=True, ex4_steps=2)
 
 
 def plan_of(**variant):
@@ -108,17 +110,17 @@ def test_a_notebook_without_any_exercise_is_an_error_not_a_report():
     nb = {"nbformat": 4, "cells": [{"cell_type": "code", "source": "x = 1\nprint(x)"}]}
     result = check.check_bytes(json.dumps(nb).encode(), "other.ipynb", IN_PROCESS)
     assert result.items == [] and "no exercise of the lecture's notebook" in result.error
-    assert "error:" in check.format_report(result)
+    assert "error:" in format_report(result)
 
 
 def test_taint_follows_grad_reads_and_a_clean_second_attempt_clears_it():
-    statements = parse.cell_statements(parse.Cell("code", (
+    statements = cell_statements(Cell("code", (
         "tmp = logits.grad\ndlogits = tmp * 1.0\ndh = dlogits @ W2.T\ndh += 0\n"
         "dW2 = h.T @ logits.grad\ndW2 = h.T @ dlogits\ndb2 = torch.autograd.grad(loss, b2)[0]\n"
         "cmp('logits', dlogits, logits)\n"), 0))
     tainted = check.taint(statements)
     assert tainted == {"tmp": "grad", "dlogits": "grad", "dh": "grad", "dW2": "grad", "db2": "autograd"}
-    clean = check.taint(parse.cell_statements(parse.Cell("code", "dW2 = h.T @ W2.grad\ndW2 = h.T @ h\n", 0)))
+    clean = check.taint(cell_statements(Cell("code", "dW2 = h.T @ W2.grad\ndW2 = h.T @ h\n", 0)))
     assert clean == {}
 
 
@@ -133,7 +135,7 @@ def test_cli_knows_both_commands():
 
 # ------------------------------------------------------------------ running (slow)
 
-def run(variant: str) -> check.LectureResult:
+def run(variant: str) -> LectureResult:
     result = check.check_bytes(fixtures.notebook_bytes(**fixtures.VARIANTS[variant]), f"{variant}.ipynb", IN_PROCESS)
     assert not result.error
     assert len(result.items) == 35
@@ -154,7 +156,7 @@ def test_right_answers_pass_whatever_the_notebook_looks_like(variant):
     result = run(variant)
     assert failures(result) == {}
     assert result.flags == []
-    report = check.format_report(result)
+    report = format_report(result)
     assert report.count("✅") == 35 and "total: 35/35" in report
 
 
@@ -234,7 +236,7 @@ def test_missing_names_are_missing_and_the_report_says_what_was_looked_for():
     result = check.check_bytes(fixtures.notebook_bytes(ex2="dlogits_fast = F.softmax(logits, 1)\n"), "nb.ipynb", IN_PROCESS)
     item = next(i for i in result.items if i.exercise == "ex2")
     assert (item.status, item.diagnosis) == ("missing", "not_attempted") and "dlogits_fast" in item.message
-    assert "looked for: dlogits\n" in check.format_report(result) + "\n"
+    assert "looked for: dlogits\n" in format_report(result) + "\n"
 
 
 @pytest.mark.slow
@@ -301,7 +303,7 @@ def test_imports_of_the_setup_cells_come_along_when_an_exercise_uses_them():
     cells = fixtures.cells(ex2=fixtures.EX2_ANSWER.replace("dlogits /= n", "dlogits /= np.float32(n)"))
     cells.insert(1, ("code", "import numpy as np"))
     nb = {"nbformat": 4, "cells": [{"cell_type": k, "source": s} for k, s in cells]}
-    request = check.build_request(find_exercises(read_cells(json.dumps(nb).encode(), "nb.ipynb")), IN_PROCESS)
+    request = runner.build_request(find_exercises(read_cells(json.dumps(nb).encode(), "nb.ipynb")), IN_PROCESS)
     ex2 = [s["source"] for s in request["statements"]["ex2"]]
     assert "import numpy as np" in ex2 and ex2.index("import numpy as np") < ex2.index("dlogits = F.softmax(logits, 1)")
     assert "import numpy as np" not in [s["source"] for s in request["statements"]["ex3"]]
@@ -325,13 +327,13 @@ def test_a_small_loop_assigning_gradients_is_not_taken_for_the_training_loop():
 
 
 def test_a_no_grad_block_runs_line_by_line():
-    statements = parse.cell_statements(parse.Cell("code", "with torch.no_grad():\n    dh = 1\n    dW2 = 2\n", 0))
+    statements = cell_statements(Cell("code", "with torch.no_grad():\n    dh = 1\n    dW2 = 2\n", 0))
     assert [s.assigns for s in statements] == [("dh",), ("dW2",)] and [s.line for s in statements] == [2, 3]
 
 
 def test_the_sandbox_never_hides_the_root_or_a_system_folder():
-    assert check._may_hide("/work/class/alice") and check._may_hide("/srv")
-    assert not any(check._may_hide(path) for path in ("/", "/usr", "/tmp", "/etc"))
+    assert runner._may_hide("/work/class/alice") and runner._may_hide("/srv")
+    assert not any(runner._may_hide(path) for path in ("/", "/usr", "/tmp", "/etc"))
 
 
 def test_exercises_2_and_3_without_their_headers_are_found_after_exercise_1():

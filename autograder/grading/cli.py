@@ -222,7 +222,8 @@ def _lecture_commands(commands) -> None:
 
 
 def _run_lecture_command(args) -> int:
-    from ..lecture.check import LectureSettings, main as check_lecture
+    from ..lecture import LectureSettings
+    from ..lecture.check import main as check_lecture
     from ..lecture.grade import main as grade_lecture
 
     settings = LectureSettings(exercise_seconds=args.exercise_timeout, ex4_steps=args.ex4_steps)

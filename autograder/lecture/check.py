@@ -2,91 +2,36 @@
 
 The trusted half. It finds the answers (``parse``), has a sandboxed child
 run them (``child``), computes autograd's gradients itself in the lecture's
-setting (``setting``), compares with ``autograder.check.compare`` and writes
-the report: one line per gradient, a summary per exercise, and optionally
-JSON::
-
-    {"items": [{"exercise": "ex1", "name": "dlogprobs", "status": "pass"|"fail"|"missing"|"error",
-                "diagnosis": "<code>", "message": "...", "maxdiff": float|null}, ...],
-     "flags": [{"exercise": ..., "name": ..., "flag": ..., "message": ..., "penalised": bool}, ...]}
+setting (``setting``), compares with ``autograder.check.compare`` and
+judges each gradient: right, wrong (with a diagnosis), missing, not run, or
+scoring nothing because it came from autograd. The child is driven by
+``runner``; the result and its text report are in ``report``.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import selectors
-import subprocess
-import sys
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 # Everything this module takes from the rest of the package, in one place.
-from .. import sandbox
 from ..comparison import Comparison, compare
-from ..data import NAMES_ENV
-from ..grading.judge_runner import child_env
 from ..grading.transport import decode
 from ..model import PARAM_NAMES
-from . import EX4_STEPS, EXERCISE_SECONDS, setting
-from .parse import (EXERCISES, EXPECTED, GRADS_LIST, TITLES, NotebookError, Plan, Statement, defines_cmp,
-                    definitions_for, find_exercises, is_cmp_or_print, read_cells)
+from . import LectureSettings, setting
+from .parse import EXERCISES, EXPECTED, NotebookError, Plan, find_exercises, read_cells
+from .report import Item, LectureResult, format_report
+from .runner import build_request, run_child
+from .statements import Statement, is_cmp_or_print
 
-STARTUP_SECONDS = 120.0  # for the child to load Python, torch and the names (a busy machine is slow)
-MARGIN_SECONDS = 10.0  # beyond an exercise's budget before the child is killed outright
 FLAG_WORDS = {"grad": "reads a .grad tensor (autograd's answer)", "backward": "calls backward() (autograd)",
               "autograd": "uses torch.autograd", "grad_fn": "reads the autograd graph (grad_fn)",
               "retain_grad": "calls retain_grad()", "register_hook": "registers an autograd hook"}
 # `torch.autograd.grad(...)` reads as both; name the more telling one.
 FLAG_PRIORITY = ("autograd", "backward", "grad_fn", "retain_grad", "register_hook", "grad")
-SYSTEM_FOLDERS = {"usr", "bin", "sbin", "lib", "lib64", "etc", "dev", "proc", "sys", "tmp", "var", "opt", "run"}
-SYMBOLS = {"pass": "✅", "fail": "❌", "error": "❌", "missing": "--"}
-
-
-@dataclass(frozen=True)
-class LectureSettings:
-    exercise_seconds: float = EXERCISE_SECONDS
-    ex4_steps: int = EX4_STEPS
-    sandboxed: bool = True  # run the child in the sandbox when the machine has one
-    startup_seconds: float = STARTUP_SECONDS
-    # Run the learner's code in this process, without a time limit the process can enforce from
-    # outside: for tests with notebooks written for them, never for submissions.
-    in_process: bool = False
-
-
-@dataclass
-class Item:
-    exercise: str
-    name: str
-    status: str  # pass, fail, missing or error
-    diagnosis: str = ""
-    message: str = ""
-    maxdiff: float | None = None
-
-
-@dataclass
-class LectureResult:
-    """A checked notebook: its items and flags, or the reason it could not be checked."""
-
-    source: str
-    items: list[Item] = field(default_factory=list)
-    flags: list[dict] = field(default_factory=list)
-    notes: dict[str, list[str]] = field(default_factory=dict)  # per exercise: statements that raised, ...
-    error: str = ""  # why nothing could be checked
-
-    def to_json(self) -> dict:
-        data = {"items": [asdict(item) for item in self.items], "flags": self.flags}
-        if self.error:
-            data["error"] = self.error
-        return data
-
-    def passed(self) -> int:
-        return sum(item.status == "pass" for item in self.items)
 
 
 # ------------------------------------------------------------------ entry points
@@ -114,125 +59,6 @@ def check_bytes(data: bytes, filename: str, settings: LectureSettings = LectureS
             "and no training loop with a '# manual backprop' region (Exercise 4)"))
     replies = run_child(build_request(plan, settings), settings, list(hidden))
     return judge(filename, plan, replies)
-
-
-# ------------------------------------------------------------------ the child
-
-def statement_json(statement: Statement) -> dict:
-    skip = is_cmp_or_print(statement) or defines_cmp(statement)
-    return {"source": statement.source, "cell": statement.cell, "line": statement.line,
-            "assigns": list(statement.assigns), "calls_backward": statement.calls_backward,
-            "syntax_error": statement.syntax_error, "skip": skip}
-
-
-def build_request(plan: Plan, settings: LectureSettings) -> dict:
-    exercises = [ex for ex in EXERCISES if ex in plan.found()]
-    with_imports = lambda statements: definitions_for(plan, statements) + statements  # noqa: E731
-    request = {"exercises": exercises, "steps": settings.ex4_steps, "seconds": settings.exercise_seconds,
-               "statements": {ex: [statement_json(s) for s in with_imports(plan.statements.get(ex, []))]
-                              for ex in EXERCISES[:3]}}
-    if plan.ex4 is not None:
-        loop = plan.ex4
-        prelude = definitions_for(plan, loop.prelude + loop.forward + loop.block) + loop.prelude
-        request["ex4"] = {"prelude": [statement_json(s) for s in prelude],
-                          "forward": [statement_json(s) for s in loop.forward],
-                          "block": [statement_json(s) for s in loop.block]}
-    return request
-
-
-def run_child(request: dict, settings: LectureSettings, hidden: list[str]) -> dict[str, dict]:
-    """exercise -> the child's reply; an exercise that hangs or kills the child gets {"failed": why}."""
-    if settings.in_process:
-        return run_in_process(request)
-    replies: dict[str, dict] = {}
-    pending = list(request["exercises"])
-    while pending:
-        process = _start_child(settings, hidden)
-        try:
-            process.stdin.write(json.dumps({**request, "exercises": pending}).encode())
-            process.stdin.close()
-            done, failure = _collect(process, pending, settings, replies)
-        finally:
-            process.kill()
-            process.wait()
-            process.stdout.close()
-        pending = pending[done:]
-        if failure is not None:
-            replies[pending.pop(0)] = {"failed": failure}
-    return replies
-
-
-def run_in_process(request: dict) -> dict[str, dict]:
-    """The child's work done here (trusted notebooks only); replies pass through JSON as from a child."""
-    from . import child
-
-    replies = {}
-    for exercise in request["exercises"]:
-        if exercise == "ex4":
-            reply = child.run_ex4(request["ex4"], request["steps"], request["seconds"])
-        else:
-            reply = child.run_ex123(exercise, request["statements"][exercise], request["seconds"])
-        replies[exercise] = json.loads(json.dumps(reply))
-    return replies
-
-
-def _start_child(settings: LectureSettings, hidden: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "autograder.lecture.child"]
-    if settings.sandboxed:
-        names = os.environ.get(NAMES_ENV)
-        hidden, readable = sandbox.student_policy([path for path in hidden if _may_hide(path)])
-        if names:
-            readable.append(os.path.dirname(os.path.abspath(names)))
-        command = sandbox.wrap(command, hidden, [], readable)
-    env = child_env()
-    if os.environ.get(NAMES_ENV):
-        env[NAMES_ENV] = os.path.abspath(os.environ[NAMES_ENV])
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=env, cwd="/")
-
-
-def _may_hide(path: str) -> bool:
-    """A notebook's folder is hidden from its code, unless that folder is / or a system folder."""
-    resolved = Path(path).resolve()
-    return len(resolved.parts) > 2 or (len(resolved.parts) == 2 and resolved.parts[1] not in SYSTEM_FOLDERS)
-
-
-def _collect(process, pending, settings, replies) -> tuple[int, str | None]:
-    """Read the child's replies; (exercises done, why the next one failed or None)."""
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    buffer, done, ready = b"", 0, False
-    deadline = time.monotonic() + settings.startup_seconds
-    while done < len(pending):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not selector.select(timeout=remaining):
-            if not ready:
-                return done, f"the checker's process did not start within {settings.startup_seconds:g} s"
-            return done, (f"took longer than {settings.exercise_seconds:g} s and could not be interrupted "
-                          "(an endless loop?)")
-        chunk = os.read(process.stdout.fileno(), 1 << 20)
-        if not chunk:
-            if not ready:
-                return done, "the checker's process failed to start (a problem of the checker, not of the notebook)"
-            return done, "stopped the checker's process (os._exit, a crash, or it ran out of memory)"
-        buffer += chunk
-        while b"\n" in buffer and done < len(pending):
-            line, buffer = buffer.split(b"\n", 1)
-            if not ready:
-                ready = True
-            else:
-                replies[pending[done]] = _parse_reply(line)
-                done += 1
-            deadline = time.monotonic() + settings.exercise_seconds + MARGIN_SECONDS
-    return done, None
-
-
-def _parse_reply(line: bytes) -> dict:
-    try:
-        reply = json.loads(line)
-        return reply if isinstance(reply, dict) else {"failed": "the checker's process sent an unreadable reply"}
-    except ValueError:
-        return {"failed": "the checker's process sent an unreadable reply"}
 
 
 # ------------------------------------------------------------------ judging
@@ -502,44 +328,6 @@ def _check_order(item: Item, index: int, steps: list[dict], grads_lists: list) -
     item.message = (f"{item.name} is right, but grads[{index}], which the update applies to {PARAM_NAMES[index]}, is not"
                     + (f" ({item.name} sits at grads[{position}])" if position is not None else "")
                     + f": list the gradients in the order of parameters ({', '.join(PARAM_NAMES)})")
-
-
-# ------------------------------------------------------------------ the report
-
-def format_report(result: LectureResult) -> str:
-    lines = [f"Checked {result.source} (the lecture's notebook format)"]
-    if result.error:
-        return "\n".join(lines + [f"error: {result.error}"])
-    for exercise in EXERCISES:
-        items = [item for item in result.items if item.exercise == exercise]
-        counts = {status: sum(item.status == status for item in items) for status in ("pass", "fail", "error", "missing")}
-        summary = f"{counts['pass']}/{len(items)} right"
-        summary += "".join(f", {counts[s]} {word}" for s, word in (("fail", "wrong"), ("error", "did not run"),
-                                                                   ("missing", "missing")) if counts[s])
-        lines += ["", f"{TITLES[exercise]}: {summary}"]
-        for item in items:
-            maxdiff = "" if item.maxdiff is None else f"maxdiff {item.maxdiff:.1e}"
-            head = f"  {SYMBOLS[item.status]} {item.name:16s}"
-            if item.status == "pass":
-                lines.append(f"{head} {maxdiff}".rstrip())
-            else:
-                word = {"fail": "wrong", "error": "error", "missing": "missing"}[item.status]
-                lines.append(f"{head} {word} [{item.diagnosis}] {maxdiff}".rstrip())
-                lines.append(f"      {_one_line(item.message)}")
-        for note in result.notes.get(exercise, []):
-            lines.append(f"  note: {note}")
-        lines.append(f"  looked for: {', '.join(EXPECTED[exercise])}"
-                     + (f" and the list {GRADS_LIST}" if exercise == "ex4" else ""))
-    for flag in result.flags:
-        if flag["name"] is None:  # the flags of single gradients are on their lines above
-            lines.append(f"{'flag' if flag['penalised'] else 'note'} ({flag['exercise']}): {flag['message']}")
-    lines += ["", f"total: {result.passed()}/{len(result.items)} gradients right"]
-    return "\n".join(lines)
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def main(notebook: Path, json_out: Path | None, settings: LectureSettings) -> int:

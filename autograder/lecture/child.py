@@ -1,8 +1,8 @@
 """The untrusted half: run a learner's exercise code in the lecture's setting.
 
-Started by ``check`` (sandboxed when the machine allows) as
+Started by ``runner`` (sandboxed when the machine allows) as
 ``python -m autograder.lecture.child``. It reads one JSON request from stdin
-(the statements of each exercise, see ``check.build_request``), writes
+(the statements of each exercise, see ``runner.build_request``), writes
 ``{"ready": true}`` once torch is loaded, then one JSON line per exercise:
 the values the learner's code left under the expected names (raw tensors,
 see ``grading.transport``) and the statements that raised. It decides

@@ -21,8 +21,10 @@ import json
 import re
 from pathlib import Path
 
-from .check import LectureResult, LectureSettings, check_bytes, format_report
+from . import LectureSettings
+from .check import check_bytes
 from .parse import EXERCISES, EXPECTED, NotebookError, find_exercises, read_cells
+from .report import LectureResult, format_report
 
 NOTEBOOK_SUFFIXES = (".ipynb", ".py")
 ITEM_IDS = [f"{exercise}_{name}" for exercise in EXERCISES for name in EXPECTED[exercise]]
