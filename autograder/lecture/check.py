@@ -2,7 +2,7 @@
 
 The trusted half. It finds the answers (``parse``), has a sandboxed child
 run them (``child``), computes autograd's gradients itself in the lecture's
-setting (``setting``), compares with ``autograder.check.compare`` and
+setting (``setting``), compares with ``autograder.comparison.compare`` and
 judges each gradient: right, wrong (with a diagnosis), missing, not run, or
 scoring nothing because it came from autograd. The child is driven by
 ``runner``; the result and its text report are in ``report``.
