@@ -1,124 +1,29 @@
-"""``cmp``: compare a gradient derived by hand with autograd's.
+"""The checks of the notebooks' test cells: each prints a report and returns whether the answer passes.
 
-A gradient passes when it has exactly the reference's shape and finite
-float values within a scale-aware tolerance::
+Every one calls its kind's ``check`` (``autograder.kinds``), so the test cell,
+the progress table and the hidden judge judge an answer the same way; the
+comparisons themselves are ``autograder.comparison``'s.
 
-    maxdiff <= RTOL * max|reference|      when max|reference| >= ZERO_LEVEL
-    maxdiff <= ZERO_LEVEL                 otherwise (the reference is ~0)
-
-Why these numbers (measured on torch 2.13, float32, over many seeds and
-shapes; ``tests/test_check.py`` keeps them honest):
-
-* Valid formulations differ from autograd by up to ~4e-7 of the tensor's
-  largest magnitude (float32 rounding in another order of operations), so
-  RTOL leaves almost 4x headroom over that.
-* A genuine bug can be small: ``(bnvar - 1e-5)**-1.5`` instead of
-  ``(bnvar + 1e-5)**-1.5`` in ``dbnvar`` is off by 3e-6 to 8e-5 of the scale,
-  so RTOL must stay below 3e-6.
-* Mathematically zero gradients (``dlogit_maxes``, ``db1``) come out of
-  autograd as rounding noise of 1e-9 to 4e-8 with no scale of their own. A
-  reference whose largest entry is below ZERO_LEVEL is taken to be such
-  noise, and any answer that close to zero passes; every real gradient in
-  these exercises is above 1e-5.
-
-Exactness is reported but never required: bit-exact agreement depends on the
-order of float operations, which differs between correct formulations and
-between torch versions.
+* notebook 00: ``check_grad``, ``check_grads`` (a scalar ``Value``'s ``.grad``)
+* notebooks 01-03: ``cmp`` (one gradient tensor against autograd's)
+* notebook 04: ``check_backward``, ``check_training`` (the manual backward pass, alone and over SGD steps)
+* notebook 05: ``check_mlp_backward``, ``check_adam_step``, ``check_adam_training``
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
-from collections.abc import Mapping
-from dataclasses import dataclass
+import sys
 
 import torch
 
-from .diagnose import context_of, diagnose
-
-RTOL = 1.5e-6
-ZERO_LEVEL = 1e-6
-# Parameters after a short SGD run (Exercise 4): rounding compounds over the
-# steps, to ~1e-7 of a parameter's scale for a correct backward pass.
-TRAINED_RTOL = 1e-5
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The outcome of comparing one gradient with its reference."""
-
-    name: str
-    ok: bool
-    exact: bool
-    maxdiff: float | None  # None when the values could not be compared at all
-    tolerance: float | None
-    expected_shape: tuple[int, ...] | None
-    problem: str = ""  # why it failed, in one line; empty when ok
-    hint: str = ""  # the likely cause (see ``diagnose``), or a note on a pass
-
-    def line(self) -> str:
-        """The report line: the lecture's three columns, then shape and tolerance."""
-        maxdiff = "n/a" if self.maxdiff is None else f"{self.maxdiff:.1e}"
-        tolerance = "n/a" if self.tolerance is None else f"{self.tolerance:.1e}"
-        shape = "?" if self.expected_shape is None else str(tuple(self.expected_shape))
-        text = (f"{self.name:15s} | exact: {str(self.exact):5s} | approximate: {str(self.ok):5s} "
-                f"| maxdiff: {maxdiff:7s} | shape {shape} | tol {tolerance}")
-        return text + "".join(f"\n{'':15s}   -> {note}" for note in (self.problem, self.hint) if note)
-
-
-def tolerance_for(reference: torch.Tensor) -> float:
-    """The largest accepted max|got - reference| for this reference tensor."""
-    scale = reference.detach().abs().max().item() if reference.numel() else 0.0
-    return RTOL * scale if scale >= ZERO_LEVEL else ZERO_LEVEL
-
-
-ROUNDING_NOTE = "right: not bit-identical only because floating point rounds differently in another order of operations"
-# A right value in a leaf that requires grad (``requires_grad_()``, or ``torch.tensor(..., requires_grad=True)``):
-# autograd would treat it as a parameter and record every operation on it.
-TRACKED_NOTE = ("right, but this tensor requires grad, so autograd records everything done with it: a gradient "
-                "is plain data; leave out requires_grad_() / requires_grad=True")
-
-
-def compare(name: str, got: object, expected: torch.Tensor, context: Mapping | None = None) -> Comparison:
-    """Compare ``got`` (a student's gradient of ``name``) with ``expected`` (autograd's).
-
-    ``context`` (the forward pass, see ``diagnose.context_of``) lets a wrong
-    answer be explained more precisely.
-    """
-    expected = expected.detach()
-    shape = tuple(expected.shape)
-    fail = _first_problem(got, expected)
-    if fail is not None:
-        return Comparison(name, False, False, None, None, shape, fail)
-    parameter = got.requires_grad and got.is_leaf
-    got = got.detach()
-    if got.shape != expected.shape:
-        problem = f"shape {tuple(got.shape)}, expected {shape}"
-        return Comparison(name, False, False, None, None, shape, problem, diagnose(name, got, expected, context))
-    maxdiff = (got.double() - expected.double()).abs().max().item() if got.numel() else 0.0
-    tolerance = tolerance_for(expected)
-    exact = bool(torch.equal(got.to(expected.dtype), expected))
-    if maxdiff <= tolerance:
-        note = TRACKED_NOTE if parameter else "" if exact else ROUNDING_NOTE
-        return Comparison(name, True, exact, maxdiff, tolerance, shape, "", note)
-    problem = f"values differ: maxdiff {maxdiff:.2e} is above the tolerance {tolerance:.1e}"
-    hint = (f"this is a parameter (a leaf tensor that requires grad), not a gradient: d{name}, not {name}"
-            if parameter else diagnose(name, got, expected, context))
-    return Comparison(name, False, exact, maxdiff, tolerance, shape, problem, hint)
-
-
-def _first_problem(got: object, expected: torch.Tensor) -> str | None:
-    """Why ``got`` cannot be a gradient at all, or None."""
-    if got is None:
-        return "got None instead of a tensor (did the cell assign the variable?)"
-    if not isinstance(got, torch.Tensor):
-        return f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}"
-    if not (got.is_floating_point() or got.is_complex()):
-        return f"got an integer tensor ({got.dtype}); a gradient is a float tensor ({expected.dtype})"
-    if got.numel() and not torch.isfinite(got).all():
-        bad = "NaN" if torch.isnan(got).any() else "inf"
-        return f"contains {bad}: look for a division by zero or a log of 0"
-    return None
+from .comparison import CheckResult, drift_lines
+from .iris import EPOCHS, PARAM_NAMES
+from .kinds import KINDS
+from .kinds.ex4 import CHECK_STEPS
+from .kinds.scalar import grad_issue
+from .scalar import Value
 
 
 def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
@@ -127,33 +32,13 @@ def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
     ``name`` names the tensor ``t`` whose gradient ``dt`` is meant to be, e.g.
     ``cmp("logprobs", dlogprobs, logprobs)``. ``t`` must have taken part in a
     ``loss.backward()`` with ``retain_grad()`` (the forward helpers do that).
+    In a notebook, a failed ``assert cmp(...)`` carries the reason (see ``failure_reason``).
     """
     if not isinstance(t, torch.Tensor) or t.grad is None:
         raise ValueError(f"{name}: the reference has no .grad; run the forward pass and loss.backward() first")
-    result = compare(name, dt, t.grad, _context_for(t))
-    print(result.line())
-    for other in _aliases(name, dt, inspect.currentframe().f_back):
-        print(f"{'':15s}   -> note: d{name} and {other} are the same tensor in memory (one was assigned "
-              f"from the other without .clone()), so an in-place += on one changes the other too")
-    return result.ok
-
-
-def _context_for(t: torch.Tensor) -> dict | None:
-    """What the checker knows of the forward pass that made ``t``, if any."""
-    from . import model
-
-    forward = model.forward_containing(t)
-    return None if forward is None else context_of(forward, forward.inputs)
-
-
-def _aliases(name: str, dt: object, frame) -> list[str]:
-    """The caller's other gradient variables that share ``dt``'s memory (``dX = dY`` without a clone)."""
-    if not isinstance(dt, torch.Tensor) or frame is None:
-        return []
-    pointer = dt.untyped_storage().data_ptr()
-    return sorted(key for key, value in frame.f_globals.items()
-                  if key.startswith("d") and key != f"d{name}" and isinstance(value, torch.Tensor)
-                  and pointer != 0 and value.untyped_storage().data_ptr() == pointer)
+    frame = inspect.currentframe().f_back
+    result = KINDS["gradient"].check(name, dt, t, frame.f_globals if frame is not None else {})
+    return _report(result, result.lines())
 
 
 def check_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> bool:
@@ -163,35 +48,128 @@ def check_backward(backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Y
     dbngain, dbnbias] for ``fw = fused_forward(parameters, Xb, Yb)``. Prints
     one line per parameter and returns whether all seven pass.
     """
-    from . import model
-
-    expected = model.autograd_grads(parameters, Xb, Yb)
-    with torch.no_grad():
-        got = list(backward(parameters, model.fused_forward(parameters, Xb, Yb), Xb, Yb))
-    if len(got) != len(expected):
-        print(f"expected {len(expected)} gradients (one per parameter), got {len(got)}")
-        return False
-    results = [compare(name, g, e) for name, g, e in zip(model.PARAM_NAMES, got, expected)]
-    for result in results:
-        print(result.line())
-    return all(result.ok for result in results)
+    result = KINDS["function"].check(backward, parameters, Xb, Yb)
+    return _report(result, result.lines())
 
 
-def check_training(backward, parameters: list[torch.Tensor], steps: int, seed: int) -> bool:
+def check_training(backward, parameters: list[torch.Tensor], steps: int | None = None, seed: int | None = None) -> bool:
     """Train copies of ``parameters`` for ``steps`` SGD steps with ``backward`` and with autograd.
 
-    Both runs see the same batches; prints how far apart each parameter ends
-    up and returns whether all agree within TRAINED_RTOL of their scale.
+    Both runs see the same batches (drawn from ``seed``; by default the
+    settings of notebook 04's check, ``kinds.ex4.CHECK_STEPS`` and the
+    workbook's seed); prints how far apart each parameter ends up and returns
+    whether all agree within ``kinds.ex4.SGD_TRAINED_RTOL`` of their scale.
     """
-    from . import model
+    steps = CHECK_STEPS if steps is None else steps
+    result = KINDS["sgd_training"].check(backward, parameters, steps, seed)
+    return _report(result, drift_lines(result, f"after {steps} steps"))
 
-    runs = []
-    for grads_of in (backward, lambda ps, fw, Xb, Yb: model.autograd_grads(ps, Xb, Yb)):
-        g = torch.Generator().manual_seed(seed)
-        runs.append(model.sgd_steps(parameters, grads_of, steps, 32, 0.1, g))
-    ok = True
-    for name, mine, reference in zip(model.PARAM_NAMES, *runs):
-        drift = (mine - reference).abs().max().item() / reference.abs().max().item()
-        ok &= drift <= TRAINED_RTOL
-        print(f"{name:7s} after {steps} steps: max difference {drift:.1e} of the parameter's scale")
-    return ok
+
+def check_grad(node: Value, reference: dict[Value, float]) -> bool:
+    """Print how ``node.grad`` compares with PyTorch's ``reference[node]``; return whether it passes.
+
+    The tolerance is ``comparison.compare``'s: 1.5e-6 of the gradient's size, or
+    1e-6 when the gradient is 0. A gradient that was never assigned fails
+    even when its starting 0 happens to be right.
+    """
+    name = node.name or node.label or "node"
+    result = KINDS["scalar"].check(name, node.grad, reference[node], node.grad_assigned)
+    issue = grad_issue(name, node.grad, node.grad_assigned)
+    return _report(result, [f"{name + '.grad':15s} | FAILED: {issue}"] if issue else result.lines())
+
+
+def check_grads(nodes: list[Value], reference: dict[Value, float]) -> bool:
+    """``check_grad`` for each node (all are printed); True when every one passes."""
+    first_failure = ""
+    for node in nodes:
+        if not check_grad(node, reference) and not first_failure:
+            first_failure = failure_reason()
+    _note_outcome(first_failure)  # the first failure explains the assert, not the last
+    return not first_failure
+
+
+def check_mlp_backward(backward, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> bool:
+    """``backward``'s 6 gradients against autograd's on (X, Y); prints a line each, returns whether all pass."""
+    result = KINDS["mlp_backward"].check(backward, parameters, X, Y)
+    return _report(result, result.lines())
+
+
+def check_adam_step(step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> bool:
+    """One ``step`` from ``parameters`` with autograd's gradients, against ``torch.optim.Adam``.
+
+    Runs in float64. Compares the parameters and both moments after the
+    step; prints a line per parameter (and one per moment that is wrong) and
+    returns whether all agree.
+    """
+    result = KINDS["adam_step"].check(step, parameters, X, Y)
+    shown = [c.line() for c in result.comparisons if c.name in PARAM_NAMES or not c.ok]
+    return _report(result, [result.problem] if result.problem else shown)
+
+
+def check_adam_training(backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
+                        epochs: int = EPOCHS) -> bool:
+    """Train copies of ``parameters`` with ``backward`` + ``step`` and with autograd + ``torch.optim.Adam``.
+
+    Both runs are in float64 and start from the same values. Prints how far
+    apart each parameter ends up, relative to its scale, and returns whether
+    all are within ADAM_TRAINED_RTOL.
+    """
+    result = KINDS["adam_training"].check(backward, step, parameters, X, Y, epochs)
+    return _report(result, drift_lines(result, f"after {epochs} epochs"))
+
+
+# ------------------------------------------------------------ failing asserts
+#
+# A test cell says ``assert cmp(...)``. A bare assert fails with an empty
+# AssertionError, so in IPython each such assert gets the check's reason as
+# its message: an AST transformer turns ``assert check(...)`` into
+# ``assert check(...), <the reason the check just recorded>``. The error is
+# then raised in the test cell itself, so its traceback is that one frame,
+# and the checks keep returning a plain bool (a cell may add their results up).
+
+VISIBLE_CHECKS = frozenset({"cmp", "check_grad", "check_grads", "check_backward", "check_training",
+                            "check_mlp_backward", "check_adam_step", "check_adam_training"})
+DEFAULT_REASON = "the check above failed (see its report)"
+_last_reason = ""
+
+
+def _report(result: CheckResult, lines: list[str]) -> bool:
+    """Print a check's report, keep its reason for a failing assert, and return whether it passed."""
+    print("\n".join(lines))
+    _note_outcome(result.reason())
+    return result.ok
+
+
+def _note_outcome(reason: str) -> None:
+    """Record why the visible check that just ran failed ("" when it passed), for ``failure_reason``."""
+    global _last_reason
+    _last_reason = reason
+
+
+def failure_reason() -> str:
+    """Why the last visible check failed: the message of a failed ``assert check(...)``."""
+    return _last_reason or DEFAULT_REASON
+
+
+class AssertReasons(ast.NodeTransformer):
+    """IPython AST transformer: ``assert check(...)`` fails with the check's reason."""
+
+    def visit_Assert(self, node: ast.Assert) -> ast.Assert:
+        call = node.test
+        called = getattr(call.func, "id", getattr(call.func, "attr", None)) if isinstance(call, ast.Call) else None
+        if node.msg is None and called in VISIBLE_CHECKS:
+            reason = ast.parse("__import__('autograder.check').check.failure_reason()", mode="eval").body
+            node.msg = ast.copy_location(reason, node)
+            ast.fix_missing_locations(node)
+        return node
+
+
+def install_assert_reasons() -> None:
+    """Give ``assert check(...)`` its reason in the running IPython shell, if there is one (idempotent)."""
+    ipython = sys.modules.get("IPython")  # not imported: not in IPython, nothing to do
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is not None and not any(isinstance(t, AssertReasons) for t in shell.ast_transformers):
+        shell.ast_transformers.append(AssertReasons())
+
+
+install_assert_reasons()

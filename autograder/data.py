@@ -1,6 +1,7 @@
 """The names data set: loading, the character vocabulary and the (X, Y) splits.
 
-The bundled list is ``data/names.txt`` (made by ``data/make_names.py``). An
+The bundled list is ``data/names.txt`` (made by ``data/make_names.py``; an
+installed wheel carries a copy, see ``resources``). An
 instructor can use another list, for example the lecture's original one, by
 passing ``path=`` or by setting the environment variable ``NINJA_NAMES_FILE``.
 """
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_NAMES = REPO_ROOT / "data" / "names.txt"
+from .resources import RESTORE_HINT, data_file
+
+BUNDLED_NAMES = data_file("names.txt")
 NAMES_SHA256 = "91691165b471c338ee35387260590f0fdc23fcb50509b9ccfe1c879c7ac39a1e"
 NAMES_ENV = "NINJA_NAMES_FILE"
 
@@ -53,8 +55,7 @@ def _verify_bundled(raw: bytes) -> None:
     if digest != NAMES_SHA256:
         raise NamesFileError(
             f"{BUNDLED_NAMES} has sha256 {digest}, expected {NAMES_SHA256}: the bundled "
-            "list was modified or truncated. Restore it with `git checkout data/names.txt` "
-            "or regenerate it with `make names`."
+            f"list was modified or truncated. {RESTORE_HINT.format(file='data/names.txt', make='make names')}"
         )
 
 

@@ -90,7 +90,7 @@ class Item:
     notebook: str  # notebook id, e.g. "01_atomic_backprop"
     answers: tuple[str, ...]  # answer cells whose code makes it, run in this order
     points: int
-    kind: str  # how the judge runs it, one of KINDS
+    kind: str  # how it is checked: a name in autograder.kinds.KINDS
     variable: str = ""  # for "gradient": the variable the answer cells assign, e.g. "dcounts"
     # For "gradient": per answer cell, the upstream gradients fed in (correct
     # values) before it runs, so that a mistake upstream costs only its own item.
@@ -105,14 +105,9 @@ class Item:
         return self.variable[1:]
 
 
-# How the judge runs an item (autograder.judge):
-# "gradient"       Exercises 1-3: answer cells that assign a gradient tensor
-# "function"       Exercise 4: a backward function, alone and over SGD steps
-# "scalar"         notebook 00: answer cells that set .grad on scalar Values
-# "mlp_backward"   notebook 05: a backward function for the ReLU network
-# "adam_step"      notebook 05: one Adam update, over a few steps
-# "adam_training"  notebook 05: both functions over a whole training run
-KINDS = ("gradient", "function", "scalar", "mlp_backward", "adam_step", "adam_training")
+# The function each function-defining answer cell must define.
+ANSWER_FUNCTIONS = {"ex4_manual_backward": "manual_backward", "ex5_mlp_backward": "mlp_backward",
+                    "ex5_adam_update": "adam_step"}
 
 
 def _ex0_items() -> tuple[Item, ...]:
@@ -174,7 +169,7 @@ ITEMS: tuple[Item, ...] = _ex0_items() + _ex1_items() + (
     Item("ex2_dlogits", notebook(2), ("ex2_dlogits_fused",), 4, "gradient", "dlogits", ((),)),
     Item("ex3_dhprebn", notebook(3), ("ex3_dhprebn_fused",), 6, "gradient", "dhprebn", (("dhpreact",),)),
     Item("ex4_backward", notebook(4), ("ex4_manual_backward",), 6, "function"),
-    Item("ex4_training", notebook(4), ("ex4_manual_backward",), 4, "function"),
+    Item("ex4_training", notebook(4), ("ex4_manual_backward",), 4, "sgd_training"),
     Item("ex5_backward", notebook(5), ("ex5_mlp_backward",), 4, "mlp_backward"),
     Item("ex5_adam_step", notebook(5), ("ex5_adam_update",), 3, "adam_step"),
     Item("ex5_training", notebook(5), ("ex5_mlp_backward", "ex5_adam_update"), 3, "adam_training"),

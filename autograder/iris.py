@@ -22,11 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .check import compare
-from .data import REPO_ROOT
 from .model import Tensors
+from .resources import RESTORE_HINT, data_file
 
-BUNDLED_IRIS = REPO_ROOT / "data" / "iris.csv"
+BUNDLED_IRIS = data_file("iris.csv")
 IRIS_SHA256 = "9cc1c345c71bcc9b486b74cbf6063fa66f4bb5e0f603a4b3c3471ec2e5e8e355"
 HEADER = "sepal_length,sepal_width,petal_length,petal_width,species"
 FEATURES = tuple(HEADER.split(",")[:4])  # centimetres
@@ -52,7 +51,7 @@ PRINT_EVERY = 10
 # and Adam, which divides by the gradient's own size, turns that noise into a
 # full step.
 CHECK_DTYPE = torch.float64
-TRAINED_RTOL = 1e-9
+ADAM_TRAINED_RTOL = 1e-9
 
 
 class IrisFileError(ValueError):
@@ -74,8 +73,8 @@ def load_iris(path: str | os.PathLike | None = None) -> tuple[torch.Tensor, torc
     if file.resolve() == BUNDLED_IRIS.resolve():
         digest = hashlib.sha256(raw).hexdigest()
         if digest != IRIS_SHA256:
-            raise IrisFileError(f"{file} has sha256 {digest}, expected {IRIS_SHA256}: restore it with "
-                                "`git checkout data/iris.csv` or regenerate it with `make iris`")
+            raise IrisFileError(f"{file} has sha256 {digest}, expected {IRIS_SHA256}: the bundled copy was modified. "
+                                + RESTORE_HINT.format(file="data/iris.csv", make="make iris"))
     return _parse(raw.decode("ascii", errors="replace"), file)
 
 
@@ -244,76 +243,9 @@ def train_manual(parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tenso
 
 
 # ------------------------------------------------------------------ visible checks
-
-def check_backward(backward, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> bool:
-    """``backward``'s 6 gradients against autograd's on (X, Y); prints a line each, returns whether all pass."""
-    expected = autograd_grads(parameters, X, Y)
-    with torch.no_grad():
-        params = [p.detach() for p in parameters]
-        got = list(backward(params, forward(params, X, Y), X, Y))
-    if len(got) != len(expected):
-        print(f"expected {len(expected)} gradients ({', '.join('d' + n for n in PARAM_NAMES)}), got {len(got)}")
-        return False
-    results = [compare(name, g, e) for name, g, e in zip(PARAM_NAMES, got, expected)]
-    for result in results:
-        print(result.line())
-    return all(result.ok for result in results)
-
+# The checks themselves are notebook 05's kinds (``autograder.kinds.iris``);
+# these print them as the test cells show them.
 
 def in_check_dtype(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """Detached float64 copies (integer tensors, such as labels, are left as they are)."""
     return [t.detach().to(CHECK_DTYPE) if t.is_floating_point() else t for t in tensors]
-
-
-def check_adam_step(step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor) -> bool:
-    """One ``step`` from ``parameters`` with autograd's gradients, against ``torch.optim.Adam``.
-
-    Runs in float64. Compares the parameters and both moments after the
-    step; prints a line per parameter and returns whether all agree.
-    """
-    parameters, (X,) = in_check_dtype(parameters), in_check_dtype([X])
-    grads = autograd_grads(parameters, X, Y)
-    expected, m_expected, v_expected = torch_adam(parameters, [grads])
-    params = [p.detach().clone() for p in parameters]
-    m, v = zeros_like_all(params), zeros_like_all(params)
-    with torch.no_grad():
-        step(params, [g.clone() for g in grads], m, v, 1, lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS)
-    if all(torch.equal(p, q.detach()) for p, q in zip(params, parameters)):
-        print("no parameter changed: adam_step must update the tensors in place (p -= ..., m.mul_(...), ...)")
-        return False
-    ok = True
-    for name, *triple in zip(PARAM_NAMES, params, expected, m, m_expected, v, v_expected):
-        p, p_ref, mi, mi_ref, vi, vi_ref = triple
-        results = [compare(name, p, p_ref), compare(f"m[{name}]", mi, mi_ref), compare(f"v[{name}]", vi, vi_ref)]
-        print(results[0].line())
-        for extra in results[1:]:
-            if not extra.ok:
-                print(extra.line())
-        ok &= all(r.ok for r in results)
-    return ok
-
-
-def parameter_drift(got: list[torch.Tensor], expected: list[torch.Tensor]) -> list[float]:
-    """max |got - expected| of each parameter, relative to the parameter's scale (max |expected|)."""
-    return [((g.double() - e.double()).abs().max() / e.double().abs().max().clamp_min(1e-12)).item()
-            for g, e in zip(got, expected)]
-
-
-def check_training(backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
-                   epochs: int = EPOCHS) -> bool:
-    """Train copies of ``parameters`` with ``backward`` + ``step`` and with autograd + ``torch.optim.Adam``.
-
-    Both runs are in float64 and start from the same values. Prints how far
-    apart each parameter ends up, relative to its scale, and returns whether
-    all are within TRAINED_RTOL.
-    """
-    parameters, (X,) = in_check_dtype(parameters), in_check_dtype([X])
-    mine, _ = train_manual(parameters, X, Y, backward, step, epochs)
-    reference, _ = train_torch(parameters, X, Y, epochs)
-    ok = True
-    for name, drift in zip(PARAM_NAMES, parameter_drift(mine, reference)):
-        fine = drift <= TRAINED_RTOL
-        ok &= fine
-        print(f"{name} after {epochs} epochs: max difference {drift:.1e} of the parameter's scale "
-              f"(tolerance {TRAINED_RTOL:.0e}){'' if fine else '  <- too far'}")
-    return ok

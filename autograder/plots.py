@@ -73,6 +73,32 @@ def averaged_curve(values: list[float], window: int) -> tuple[torch.Tensor, torc
     return centres, means
 
 
+# ------------------------------------------------------------------ Exercise 4: the training run
+
+
+def loss_curve(ax, lossi: list[float], val_points: list[tuple[int, float]]) -> None:
+    """A run's log10 loss: the mean of each window of steps (1,000 of 200,000) and the validation points.
+
+    ``lossi``: log10 of every step's minibatch loss; ``val_points``: (step, log10 validation loss).
+    """
+    window = max(1, min(1000, len(lossi) // 100))
+    steps, curve = averaged_curve(lossi, window)
+    ax.plot(steps, curve, label=f"train (mean of {window} steps)")
+    ax.plot(*zip(*val_points), "o", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("log10 loss")
+
+
+def replay_curves(ax, lossi: list[float], replayed: list[float]) -> None:
+    """The first ``len(replayed)`` steps of ``lossi`` (manual gradients) over the replay's (autograd's), step by step."""
+    steps = len(replayed)
+    ax.plot(lossi[:steps], label="manual_backward", linewidth=3, alpha=0.5)
+    ax.plot(replayed, label="autograd", linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_title(f"the first {steps} steps, one point per step")
+    ax.legend()
+
+
 # ------------------------------------------------------------------ Exercise 1: the forward graph
 
 # Colours of a tensor's node by the status of its gradient (autograder.scoreboard's statuses).

@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 32, 1024, 2048, 4096
@@ -50,6 +51,22 @@ def available() -> bool:
     return probe.returncode == 0
 
 
+def student_policy(private: list[str] = ()) -> tuple[list[str], list[str]]:
+    """(hidden, readable) folders for student code: what it must not see, and what it needs to run.
+
+    Hidden: the checkout (masters, gradebooks), the home folders and ``private``
+    (other students' work). Readable: the package, its data and the Python
+    installation, also where they sit inside a hidden folder.
+    """
+    from . import resources
+
+    checkout = resources.checkout_root()  # None when running from an installed wheel
+    hidden = [*([str(checkout)] if checkout else []), str(Path.home()), "/root", "/home", *private]
+    readable = [str(resources.PACKAGE_DIR), str(resources.data_file("names.txt").parent), sys.prefix,
+                sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    return hidden, readable
+
+
 def wrap(command: list[str], hidden: list[str], writable: list[str], readable: list[str] = (),
          env_home: str = "/tmp/home") -> list[str]:
     """``command`` as it runs in the sandbox (unchanged when none is available)."""
@@ -66,7 +83,8 @@ def wrap(command: list[str], hidden: list[str], writable: list[str], readable: l
 _libc = None
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    """mount(2): ``flags`` are the ``MS_*`` constants above; raises OSError when the kernel refuses."""
     global _libc
     _libc = _libc or ctypes.CDLL(None, use_errno=True)
     encode = lambda s: None if s is None else s.encode()  # noqa: E731
@@ -75,7 +93,7 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
         raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
 
 
-def _mounts() -> list[tuple[str, int]]:
+def _mount_table() -> list[tuple[str, int]]:
     """(mount point, flags to keep) for every mount, parents before children."""
     mounts = []
     with open("/proc/self/mountinfo") as info:
@@ -90,24 +108,24 @@ def _mounts() -> list[tuple[str, int]]:
 
 
 def _make_read_only() -> None:
-    for target, kept in _mounts():
+    for target, kept in _mount_table():
         if target == "/proc" or target.startswith("/proc/"):
             continue
         try:
-            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
         except OSError:
             pass  # a mount we may not touch (already read-only or locked): leave it
 
 
 def _private_tmpfs(target: str, size: str) -> None:
     if os.path.isdir(target):
-        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+        mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
 
 
 def enter(policy: dict) -> None:
     """Set up the mounts of a new mount namespace according to ``policy``."""
     cwd = os.getcwd()
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
     # Keep a handle on every folder to bring back: it may sit inside a hidden one.
     keep = {path: (os.open(path, os.O_PATH | os.O_DIRECTORY), writable)
             for paths, writable in ((policy["readable"], False), (policy["writable"], True))
@@ -118,19 +136,19 @@ def enter(policy: dict) -> None:
     covers = []
     for path in policy["hidden"]:
         if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
             covers.append(path)
         elif os.path.exists(path):
-            _mount("/dev/null", path, None, MS_BIND)
+            mount("/dev/null", path, None, MS_BIND)
     for path, (fd, writable) in sorted(keep.items(), key=lambda entry: len(entry[0])):  # parents first
         os.makedirs(path, exist_ok=True)  # a mount point inside a cover or the new /tmp
-        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         os.close(fd)
         # A bind mount starts with the flags of its source, read-only by now.
-        kept = dict(_mounts()).get(path, 0)
-        _mount(None, path, None, MS_REMOUNT | MS_BIND | kept | (0 if writable else MS_RDONLY))
+        kept = dict(_mount_table()).get(path, 0)
+        mount(None, path, None, MS_REMOUNT | MS_BIND | kept | (0 if writable else MS_RDONLY))
     for path in covers:  # nothing may be added to a cover afterwards
-        _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.makedirs(policy["home"], exist_ok=True)
     os.environ["HOME"] = policy["home"]
     os.environ["TMPDIR"] = "/tmp"

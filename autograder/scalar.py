@@ -8,7 +8,7 @@ applies the chain rule, which is what notebook 00 first does by hand.
 
 Also here: the graphs of notebook 00 (``neuron``, ``neuron_exp``, ``reuse``),
 PyTorch's gradients of the same expressions (``torch_grads``, the oracle),
-the visible check (``check_grad``) and a drawing of a graph with the data and
+a drawing of a graph with the data and
 gradient of every node (``draw``), made with matplotlib alone.
 """
 
@@ -19,7 +19,6 @@ import numbers
 
 import torch
 
-from .check import compare
 
 # The lecture's neuron: b is chosen so that n = 0.8814 and o = tanh(n) = 1/sqrt(2).
 NEURON_INPUTS = {"x1": 2.0, "x2": 0.0, "w1": -3.0, "w2": 1.0, "b": 6.8813735870195432}
@@ -292,7 +291,7 @@ def _torch_op(op: str, args: list[torch.Tensor]) -> torch.Tensor:
 # ------------------------------------------------------------------ checks
 
 def grad_tensor(value) -> torch.Tensor | object:
-    """A gradient as a 0-dim float64 tensor, for ``check.compare``; anything but a number as it is."""
+    """A gradient as a 0-dim float64 tensor, for ``comparison.compare``; anything but a number as it is."""
     return torch.tensor(float(value), dtype=torch.float64) if _is_number(value) else value
 
 
@@ -303,30 +302,6 @@ def grad_problem(name: str, value) -> str | None:
     if not _is_number(value):
         return f"{name}.grad is a {type(value).__name__}, not a number"
     return None
-
-
-def check_grad(node: Value, reference: dict[Value, float]) -> bool:
-    """Print how ``node.grad`` compares with PyTorch's ``reference[node]``; return whether it passes.
-
-    The tolerance is ``check.compare``'s: 1.5e-6 of the gradient's size, or
-    1e-6 when the gradient is 0. A gradient that was never assigned fails
-    even when its starting 0 happens to be right.
-    """
-    name = node.name or node.label or "node"
-    problem = None if node.grad_assigned else f"{name}.grad was never set: run your answer cell"
-    problem = problem or grad_problem(name, node.grad)
-    if problem:
-        print(f"{name + '.grad':15s} | FAILED: {problem}")
-        return False
-    result = compare(f"{name}.grad", grad_tensor(node.grad), torch.tensor(reference[node], dtype=torch.float64))
-    print(result.line())
-    return result.ok
-
-
-def check_grads(nodes: list[Value], reference: dict[Value, float]) -> bool:
-    """``check_grad`` for each node (all are printed); True when every one passes."""
-    results = [check_grad(node, reference) for node in nodes]
-    return all(results)
 
 
 # ------------------------------------------------------------------ drawing

@@ -77,7 +77,8 @@ def training_steps(repeat: int = 200, rounds: int = 7, threads: int = 1) -> dict
                 fw = fused_forward(parameters, Xb, Yb)
                 grads = backward(parameters, fw, Xb, Yb)
         with torch.no_grad():  # the notebook's update, for both; a step small enough to keep batches comparable
-            torch._foreach_add_(parameters, grads, alpha=-1e-6)
+            for p, grad in zip(parameters, grads):
+                p.add_(grad, alpha=-1e-6)
 
     return interleaved({"autograd": lambda: step("autograd", None),
                         "lecture": lambda: step("lecture", lecture_backward),
@@ -99,7 +100,8 @@ def full_run(steps: int = 200_000) -> float:
             fw = fused_forward(parameters, Xb, Yb)
             grads = manual_backward(parameters, fw, Xb, Yb)
             lr = 0.1 if i < steps // 2 else 0.01
-            torch._foreach_add_(parameters, grads, alpha=-lr)
+            for p, grad in zip(parameters, grads):
+                p.add_(grad, alpha=-lr)
             lossi.append(math.log10(fw.loss.item()))
     return time.perf_counter() - start
 

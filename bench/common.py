@@ -19,7 +19,7 @@ import nbformat
 import torch
 import torch.nn.functional as F
 
-from autograder.judge import find_answers
+from autograder.cells import find_answers
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "RESULTS.md"

@@ -15,9 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder import judge, model
+from autograder import model
+from autograder.cells import find_answers
 from autograder.data import BLOCK_SIZE, VOCAB_SIZE
-from autograder.exercises import EX1_LINES, ITEMS_BY_ID, notebook
+from autograder.exercises import ANSWER_FUNCTIONS, EX1_LINES, ITEMS_BY_ID, notebook
+from autograder.verdict import Verdict, judge_item
 
 # The tensors here are tiny: threads gain nothing, and OpenMP threads that spin
 # on cores shared with other work (a notebook training next door) make every
@@ -62,7 +64,7 @@ def master_answers(master_notebooks) -> dict[str, str]:
     """{answer id: source} of every ``#| answer:`` cell in every master notebook."""
     answers: dict[str, str] = {}
     for nb in master_notebooks.values():
-        found = judge.find_answers(code_sources(nb))
+        found = find_answers(code_sources(nb))
         overlap = set(found) & set(answers)
         assert not overlap, f"answer ids in two masters: {sorted(overlap)}"
         answers.update(found)
@@ -82,10 +84,10 @@ def require_answers(master_answers: dict, answer_ids) -> None:
 def judge_with(master_answers):
     """``judge_with(grade_id, **{answer_id: source})``: judge an item with some answers replaced."""
 
-    def run(grade_id: str, **replacements: str) -> judge.Verdict:
+    def run(grade_id: str, **replacements: str) -> Verdict:
         item = ITEMS_BY_ID[grade_id]
         require_answers(master_answers, [a for a in item.answers if a not in replacements])
-        return judge.judge_item(item, {**master_answers, **replacements})
+        return judge_item(item, {**master_answers, **replacements})
 
     return run
 
@@ -209,7 +211,7 @@ def master_manual_backward(master_answers):
         return None
     namespace = {"torch": torch, "F": F}
     exec(compile(source, "<master ex4_manual_backward>", "exec"), namespace)
-    return namespace[judge.EX4_FUNCTION]
+    return namespace[ANSWER_FUNCTIONS["ex4_manual_backward"]]
 
 
 @pytest.fixture(params=["tests", "master"])

@@ -23,6 +23,7 @@ import nbformat
 
 from autograder.exercises import ITEMS, NOTEBOOKS, answer_ids
 from autograder.grading.course import SOLUTIONS
+from autograder.grading.release import INSTALL_ID
 from autograder.grading.samples import filled, master_solutions
 
 SOLUTION = object()  # an answer cell filled with the master's solution
@@ -121,9 +122,9 @@ def add_cell(nb, source: str, after: str) -> None:
 
 
 def setup_cell(notebook: str) -> str:
-    """The grade id of a notebook's first code cell (its imports)."""
+    """The grade id of a notebook's imports: its first code cell after the install cell."""
     nb = filled(notebook, lambda answer, solution: None)
-    return next(grade_id(c) for c in nb.cells if c.cell_type == "code")
+    return next(grade_id(c) for c in nb.cells if c.cell_type == "code" and grade_id(c) != INSTALL_ID)
 
 
 def graded_cell_of(answer_id: str) -> str:
@@ -180,14 +181,14 @@ MONKEYPATCH = """\
 import torch
 import autograder
 import autograder.check
-import autograder.judge
+import autograder.verdict
 
 def _always(*args, **kwargs):
     return True
 
 cmp = autograder.cmp = autograder.check.cmp = _always
-autograder.check.compare = lambda name, got, expected: autograder.check.Comparison(name, True, True, 0.0, 1.0, None)
-autograder.judge.hidden_check = _always
+autograder.comparison.compare = autograder.check.compare = lambda name, got, expected: autograder.comparison.Comparison(name, True, True, 0.0, 1.0, None)
+autograder.verdict.hidden_check = _always
 torch.allclose = torch.equal = _always
 torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)
 """

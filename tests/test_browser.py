@@ -14,6 +14,8 @@ not work offline). It
 * in notebook 01 types a correct answer into the first answer cell, runs it
   and its check (``approximate: True``), then a wrong one (the failure and its
   ``->`` hint);
+* in notebook 01 checks that every hint (``<details>`` under a task) is
+  collapsed when the notebook opens, and that a click on a summary opens it;
 * checks nbgrader's lab and server extensions are enabled and opens the
   formgrader on the course folder ``build/course``;
 * checks the server and its kernels listen on loopback only, and that the
@@ -21,7 +23,8 @@ not work offline). It
 
 Screenshots go to ``build/screenshots/`` (``FAILED_<test>.png`` when a test
 fails); ``tests/screenshots/01_atomic_backprop.png``, shown in the README, is a
-copy of ``build/screenshots/01_atomic_backprop.png`` reduced to 256 colours.
+copy of ``build/screenshots/01_atomic_backprop.png`` reduced to 256 colours, and
+``tests/screenshots/01_hint_open.png`` one of ``build/screenshots/01_hint_open.png``.
 Without ``/usr/bin/chromium`` the tests skip (``make test``); ``make
 test-browser`` sets NINJA_BROWSER_REQUIRED=1 and they fail instead. Install the
 browser with ``apt-get install -y --no-install-recommends chromium``.
@@ -479,6 +482,42 @@ def test_release_notebooks_exist():
     assert FIRST_NOTEBOOK in release_notebooks(), f"{NOTEBOOKS_DIR} has no {FIRST_NOTEBOOK}.ipynb: run make release"
 
 
+def test_hints_are_collapsed_until_a_click_opens_one(lab, page):
+    """Notebook 01 opens with every hint collapsed; a click on a summary shows that hint's body.
+
+    It runs before the tests that type answers into notebook 01, so it sees the release as a student does.
+    """
+    release = lab.release[FIRST_NOTEBOOK]
+    with_hints = {i: c.source.count("<details>") for i, c in enumerate(release.cells)
+                  if c.cell_type == "markdown" and "<details>" in c.source}
+    assert len(with_hints) >= 20, with_hints
+    cells = open_notebook(page, FIRST_NOTEBOOK)
+    wait_for_cells(page, len(release.cells))
+    state = """details => details.map(d => ({open: d.open, attribute: d.hasAttribute('open'),
+                                              summary: d.querySelector('summary').textContent}))"""
+    for index, count in with_hints.items():
+        cell = cells.nth(index)
+        cell.scroll_into_view_if_needed()
+        details = cell.locator(".jp-RenderedMarkdown details")
+        details.nth(count - 1).wait_for(state="attached")
+        shown = details.evaluate_all(state)
+        summaries = re.findall(r"<summary>(Hint \d+: .*?)</summary>", release.cells[index].source)
+        assert [d["summary"] for d in shown] == summaries
+        assert not any(d["open"] or d["attribute"] for d in shown), (index, shown)
+        assert not any(details.nth(k).locator("p").first.is_visible() for k in range(count)), index
+
+    first = min(with_hints)  # the task above the first answer, with its hints
+    details = cells.nth(first).locator(".jp-RenderedMarkdown details")
+    for k in (0, 1):
+        details.nth(k).locator("summary").click()
+        details.nth(k).locator("p").first.wait_for(state="visible")
+        assert details.nth(k).evaluate("d => d.open && d.hasAttribute('open')")
+    assert not details.nth(2).evaluate("d => d.open")
+    assert not details.nth(2).locator("p").first.is_visible()
+    details.nth(1).locator("mjx-container").first.wait_for()  # the maths inside a hint is typeset too
+    screenshot(page, cells.nth(first), f"{FIRST_NOTEBOOK.split('_')[0]}_hint_open", block="start")
+
+
 @pytest.mark.parametrize("notebook", release_notebooks())
 def test_notebook_opens_and_runs_its_setup(lab, page, notebook):
     """Every release notebook loads as released, runs its setup cells and saves with its metadata intact."""
@@ -618,3 +657,59 @@ def test_only_loopback_listens(lab, browser):
     assert [s for s in sockets if not _is_loopback(s[0])] == []
     elsewhere = [url for url in browser.requests if not url.startswith((lab.url + "/", "data:", "blob:"))]
     assert elsewhere == []
+
+
+# ------------------------------------------------------------------ the instructor's class report
+
+REPORT_SCREENSHOT = REPO / "tests" / "screenshots" / "report.png"
+
+
+def test_class_report_renders_without_console_errors(tmp_path):
+    """OUT/report.html, opened from a file: no console errors, no request outside the page, every figure drawn.
+
+    The page is rendered from the synthetic class of ``tests/test_class_report.py``
+    (no grading run); the screenshot goes to build/screenshots/report.png and,
+    reduced to 256 colours, to tests/screenshots/report.png.
+    """
+    problem = _missing_browser()
+    if problem:
+        if REQUIRED:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from autograder.grading import class_report, mistakes
+    from autograder.grading.export import StudentGrade
+    from tests.test_class_report import planted_results
+
+    results = planted_results()
+    grades = [StudentGrade(r["student"], {g: s[0] for g, s in r["scores"].items()},
+                           sum(s[0] for s in r["scores"].values())) for r in results]
+    grades[0] = StudentGrade("ada", grades[0].scores, grades[0].raw, 7.0, 90000.0, "2026-12-02 13:00:00")
+    view = class_report.ClassView(grades, results, mistakes.mistake_rows(results))
+    path = tmp_path / "report.html"
+    path.write_text(class_report.render(tmp_path, view, results, 42.5), encoding="utf-8")
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    console, errors, requests = [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(path.as_uri(), wait_until="load")
+            drawn = page.evaluate("() => Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+            headings = page.locator("h2").all_inner_texts()
+            teach_rows = page.locator("table").nth(0).locator("tr").count()
+            page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert [line for line in console if line.startswith(("error", "warning"))] == [] and errors == []
+    assert [url for url in requests if not url.startswith(("file://", "data:"))] == []
+    assert drawn == [True, True, True]
+    assert headings[:3] == ["Scores", "What to teach again", "Failed items by diagnosis"]
+    assert teach_rows == 3  # the header, then shape.missing_dim (3 students) and sign (1)
+    Image.open(SCREENSHOTS / "report.png").convert("RGB").quantize(256).save(REPORT_SCREENSHOT, optimize=True)

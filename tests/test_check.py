@@ -15,8 +15,9 @@ import random
 import pytest
 import torch
 
-from autograder import check, model
-from autograder.check import ZERO_LEVEL, cmp, compare
+from autograder import check, comparison, model
+from autograder.check import cmp
+from autograder.comparison import ZERO_LEVEL, compare
 from autograder.exercises import EX1_LINES, ITEMS, exercise_number
 
 EX1_GRADS = [grad for line in EX1_LINES for grad in line.grads]
@@ -264,11 +265,11 @@ def test_cmp_prints_one_line_and_returns_a_bool(capsys, chunked_case):
 
 def test_cmp_tolerance_is_scale_aware():
     ref = torch.tensor([[1000.0, -3.0]])
-    assert check.tolerance_for(ref) == pytest.approx(check.RTOL * 1000.0)
-    assert check.tolerance_for(torch.tensor([1e-9])) == ZERO_LEVEL
-    assert check.tolerance_for(torch.zeros(0)) == ZERO_LEVEL
-    assert compare("x", ref + check.RTOL * 900.0, ref).ok
-    assert not compare("x", ref + check.RTOL * 1100.0, ref).ok
+    assert comparison.tolerance_for(ref) == pytest.approx(comparison.RTOL * 1000.0)
+    assert comparison.tolerance_for(torch.tensor([1e-9])) == ZERO_LEVEL
+    assert comparison.tolerance_for(torch.zeros(0)) == ZERO_LEVEL
+    assert compare("x", ref + comparison.RTOL * 900.0, ref).ok
+    assert not compare("x", ref + comparison.RTOL * 1100.0, ref).ok
 
 
 def test_cmp_refuses_a_reference_without_grad():

@@ -1,17 +1,24 @@
 """Every diagnosis the checker can give, each triggered by a real mistake in a real answer.
 
-Each test writes the mistaken line the way a student would, runs it on the
-lecture's batch after ``loss.backward()``, and asserts both that ``cmp`` fails
-and that its hint names the cause (torch's autograd is the oracle).
+The mistakes live in ``tests/mistake_corpus.py``: each is written the way a
+student would write it, run on the lecture's batch (or judged on the hidden
+cases), and must get its own diagnosis code and a message that names the
+cause, never a wrong one (torch's autograd is the oracle).
 """
+
+from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from autograder import model
-from autograder.check import ROUNDING_NOTE, TRACKED_NOTE, cmp, compare
-from autograder.diagnose import NO_HINT, context_of, diagnose
+from autograder import model, scoreboard
+from autograder.check import cmp
+from autograder.comparison import ROUNDING_NOTE, TRACKED_NOTE, compare
+from autograder.diagnose import context_of, diagnose
+from autograder.diagnosis_codes import CODES, CODES_BY_NAME, NO_HINT, codes_markdown
+from autograder.exercises import ITEMS_BY_ID
+from tests import mistake_corpus
+from tests.mistake_corpus import ANSWERS, LINES, diagnose_answer, diagnose_line, problems_with, run_lines
 
 pytestmark = pytest.mark.ex1
 
@@ -19,68 +26,52 @@ pytestmark = pytest.mark.ex1
 @pytest.fixture(scope="module")
 def ns():
     """The notebook's namespace after the forward pass: tensors, parameters, n, Xb, Yb."""
-    g = model.make_generator()
-    parameters = model.init_params(g)
-    Xb = torch.randint(0, 27, (32, 3), generator=g)
-    Yb = torch.randint(0, 27, (32,), generator=g)
-    fw = model.chunked_forward(parameters, Xb, Yb)
-    fw.loss.backward()
-    namespace = {"torch": torch, "F": F, "n": 32, "Xb": Xb, "Yb": Yb, "fw": fw}
-    namespace.update(fw)
-    namespace.update(zip(model.PARAM_NAMES, parameters))
-    return namespace
+    return mistake_corpus.notebook_batch()
 
 
-def run(ns, code: str) -> dict:
-    """Execute a student's lines in a copy of the namespace; upstream gradients come from autograd."""
-    scope = dict(ns)
-    scope.update({f"d{k}": v.grad.clone() for k, v in ns["fw"].items() if v.grad is not None})
-    scope.update({f"d{k}": ns[k].grad.clone() for k in model.PARAM_NAMES})
-    exec(code, scope)
-    return scope
+@pytest.fixture
+def fresh_ns():
+    """A forward pass of its own: cmp finds its context among the last few forward passes made,
+    which judging (above) pushes out."""
+    return mistake_corpus.notebook_batch()
 
 
-def hint(ns, name: str, code: str, variable: str | None = None) -> str:
-    scope = run(ns, code)
-    tensor = ns[name]
-    result = compare(name, scope[variable or f"d{name}"], tensor.grad, context_of(ns["fw"], ns["fw"].inputs))
-    assert not result.ok, f"the mistake in {code!r} passed"
-    return result.hint or result.problem
+def hint(ns, name: str, code: str) -> tuple[str, str]:
+    """(code, message) of ``compare`` on the gradient of ``name`` after the student's ``code``."""
+    passed, found, message = diagnose_line(ns, mistake_corpus.Line(name, code, ""))
+    assert not passed, f"the mistake in {code!r} passed"
+    return found, message
 
 
-# --------------------------------------------------------------- the mistakes
+# --------------------------------------------------------------- the corpus
 
-# mistake -> (the tensor, the student's line, words the hint must contain)
-MISTAKES = {
-    "missing keepdim": ("bnmeani", "dbnmeani = (-dbndiff).sum(0)", ("keepdim=True",)),
-    "summed over the wrong dimension": ("b2", "db2 = dlogits.sum(1)", ("wrong dimension",)),
-    "summed over the wrong dimension, keepdim": (
-        "counts_sum_inv", "dcounts_sum_inv = (counts * dprobs).sum(0, keepdim=True)", ("wrong dimension",)),
-    "transposed": ("W2", "dW2 = dlogits.T @ h", ("transposed",)),
-    "a broadcast left out": ("bndiff2", "dbndiff2 = (1.0 / (n - 1)) * dbnvar", ("broadcasts", "(1, 64)")),
-    "sign flipped": ("norm_logits", "dnorm_logits = -counts * dcounts", ("sign flipped",)),
-    "an unknown factor": ("h", "dh = 3 * dlogits @ W2.T", ("constant factor of 3",)),
-    "another tensor's gradient": ("probs", "dprobs = dlogprobs.clone()", ("this equals dlogprobs",)),
-    "the local derivative alone": ("probs", "dprobs = 1.0 / probs", ("local derivative alone",)),
-    "the local derivative alone, tanh": ("hpreact", "dhpreact = 1.0 - h**2", ("local derivative alone",)),
-    "all zeros": ("C", "dC = torch.zeros_like(C)", ("all zeros",)),
-    "the tensor itself": ("h", "dh = h.detach().clone()", ("is h itself",)),
-    # the batch repeats characters (asserted below), which the scatter drops
-    "the embedding scatter": ("C", "dC = torch.zeros_like(C); dC[Xb] += demb", ("index_add_", "only one contribution")),
-}
+@pytest.mark.parametrize("mistake", list(LINES))
+def test_each_planted_line_gets_its_diagnosis(ns, mistake):
+    assert problems_with(LINES[mistake], *diagnose_line(ns, LINES[mistake])) == []
 
 
-@pytest.mark.parametrize("mistake", list(MISTAKES))
-def test_each_mistake_gets_its_hint(ns, mistake):
-    name, code, words = MISTAKES[mistake]
-    text = hint(ns, name, code)
-    assert [word for word in words if word not in text] == [], text
+@pytest.mark.parametrize("mistake", list(ANSWERS))
+def test_each_planted_answer_gets_its_diagnosis_from_the_judge(mistake, master_answers):
+    assert problems_with(ANSWERS[mistake], *diagnose_answer(ANSWERS[mistake], master_answers)) == []
+
+
+def test_the_corpus_covers_every_code():
+    assert mistake_corpus.covered_codes() == set(CODES_BY_NAME)
 
 
 def test_the_batch_repeats_characters(ns):
-    """The scatter mistake above is only visible when some row of C is looked up twice."""
+    """The scatter mistake is only visible when some row of C is looked up twice."""
     assert bool((ns["Xb"].view(-1).bincount() > 1).any())
 
+
+def test_the_codes_are_one_table_shown_in_the_readme():
+    assert len(CODES_BY_NAME) == len(CODES)
+    assert all(code.meaning and code.message for code in CODES)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert codes_markdown() in readme, "README's hints table differs from diagnosis_codes.CODES: paste codes_markdown()"
+
+
+# --------------------------------------------------------------- no wrong way round
 
 @pytest.mark.parametrize("code, name, meaning", [
     ("dlogprobs = torch.zeros_like(logprobs); dlogprobs[range(n), Yb] = -1.0", "logprobs", "1/n (the mean's) is missing"),
@@ -91,11 +82,19 @@ def test_the_batch_repeats_characters(ns):
     ("dbnvar = -0.25 * (bnvar + 1e-5)**-1.5 * dbnvar_inv", "bnvar", "1/2"),
 ])
 def test_off_by_a_known_factor(ns, code, name, meaning):
-    text = hint(ns, name, code)
+    found, text = hint(ns, name, code)
     if meaning is None:  # not a pure factor: must not be misnamed as one
-        assert "factor" not in text
+        assert "factor" not in text and not found.startswith("scale.")
     else:
-        assert "off by a factor" in text and meaning in text
+        assert "off by a" in text and "factor of" in text and meaning in text and found.startswith("scale.")
+
+
+@pytest.mark.parametrize("relative", [1e-5, 3e-4])
+def test_a_factor_close_to_one_is_never_named(ns, relative):
+    """A tiny uniform error is no "factor of 1": below 1e-3 no factor is named at all."""
+    expected = ns["h"].grad
+    result = compare("h", expected * (1 + relative), expected, context_of(ns["fw"], ns["fw"].inputs))
+    assert not result.ok and "factor" not in result.hint and result.code == "none"
 
 
 @pytest.mark.parametrize("name, first_use_only", [
@@ -107,23 +106,29 @@ def test_off_by_a_known_factor(ns, code, name, meaning):
 ])
 def test_one_branch_only(ns, name, first_use_only):
     # (for logits only the second use can be caught: the first alone is within rounding of the whole)
-    text = hint(ns, name, first_use_only)
-    assert "only one of the two uses" in text and "+=" in text
+    found, text = hint(ns, name, first_use_only)
+    assert found == "branch.missing" and "only one of the two uses" in text and "+=" in text
 
 
 def test_no_hint_when_nothing_fits(ns):
-    assert hint(ns, "hprebn", "dhprebn = dbndiff + 0.01 * torch.ones_like(hprebn)") == NO_HINT
+    found, text = hint(ns, "hprebn", "dhprebn = dbndiff + 0.01 * torch.ones_like(hprebn)")
+    assert found == "none" and text.endswith(NO_HINT)
 
 
 # ----------------------------------------------------------- not a tensor
 
-@pytest.mark.parametrize("value, words", [
-    (None, "got None"), ([1.0, 2.0], "got a list"), (torch.zeros(32, 27, dtype=torch.long), "integer tensor"),
-    (torch.full((32, 27), float("nan")), "NaN"), (torch.full((32, 27), float("inf")), "inf"),
+@pytest.mark.parametrize("value, words, code", [
+    (None, "got None", "unknown"), ([1.0, 2.0], "got a list", "unknown"),
+    (torch.zeros(32, 27, dtype=torch.long), "integer tensor", "int_dtype"),
+    (torch.full((32, 27), float("nan")), "NaN", "nan"), (torch.full((32, 27), float("inf")), "inf", "nan"),
 ])
-def test_values_that_are_not_gradients(ns, value, words):
+def test_values_that_are_not_gradients(ns, value, words, code):
     result = compare("logprobs", value, ns["logprobs"].grad)
-    assert not result.ok and words in result.problem
+    assert not result.ok and words in result.problem and result.code == code
+
+
+def test_a_passing_comparison_has_no_code(ns):
+    assert compare("logprobs", ns["logprobs"].grad.clone(), ns["logprobs"].grad).code == ""
 
 
 def test_a_right_gradient_that_requires_grad_passes_with_a_note(ns):
@@ -135,34 +140,56 @@ def test_a_right_gradient_that_requires_grad_passes_with_a_note(ns):
 
 def test_a_parameter_returned_instead_of_its_gradient(ns):
     result = compare("W2", ns["W2"], ns["W2"].grad)
-    assert not result.ok and "parameter" in result.hint
+    assert not result.ok and "parameter" in result.hint and result.code == "other_tensor"
 
 
 # ------------------------------------------------------------ cmp itself
 
-def test_cmp_prints_the_hint_and_the_expected_shape_and_tolerance(ns, capsys):
-    scope = run(ns, "dprobs = 1.0 / probs")
-    assert cmp("probs", scope["dprobs"], ns["probs"]) is False
+def test_cmp_prints_the_hint_and_the_expected_shape_and_tolerance(fresh_ns, capsys):
+    scope = run_lines(fresh_ns, "dprobs = 1.0 / probs")
+    assert cmp("probs", scope["dprobs"], fresh_ns["probs"]) is False
     out = capsys.readouterr().out
     assert "shape (32, 27)" in out and "tol " in out and "local derivative alone" in out
 
 
-def test_cmp_notes_a_right_answer_that_is_not_bit_exact(ns, capsys):
-    noisy = ns["h"].grad * (1 + 1e-7)
-    assert cmp("h", noisy, ns["h"]) is True
+def test_cmp_notes_a_right_answer_that_is_not_bit_exact(fresh_ns, capsys):
+    noisy = fresh_ns["h"].grad * (1 + 1e-7)
+    assert cmp("h", noisy, fresh_ns["h"]) is True
     assert ROUNDING_NOTE in capsys.readouterr().out
 
 
-def test_cmp_warns_about_aliased_gradients(ns, capsys):
-    # the clone-less copy: dhprebn = dbndiff, then dhprebn += ... changes dbndiff as well
-    scope = run(ns, "dhprebn = dbndiff\ndhprebn += 1.0 / n * (torch.ones_like(hprebn) * dbnmeani)")
-    frame_globals = {"dbndiff": scope["dbndiff"], "dhprebn": scope["dhprebn"]}
-    exec("result = cmp('bndiff', dbndiff, bndiff)", {"cmp": cmp, "bndiff": ns["bndiff"], **frame_globals})
+ALIASED = "dhprebn = dbndiff\ndhprebn += 1.0 / n * (torch.ones_like(hprebn) * dbnmeani)"
+
+
+def test_an_alias_gets_one_explanation_on_every_path(fresh_ns, capsys):
+    """cmp (which sees the variables), compare (judge, scoreboard: only values) and the scoreboard agree."""
+    scope = run_lines(fresh_ns, ALIASED)
+    assert scope["dbndiff"] is scope["dhprebn"]
+    explanation = CODES_BY_NAME["alias"].message.format(variable="dbndiff", other="dhprebn")
+    # compare, from the values alone
+    result = compare("bndiff", scope["dbndiff"], fresh_ns["bndiff"].grad, context_of(fresh_ns["fw"], fresh_ns["fw"].inputs))
+    assert result.code == "alias" and result.hint == explanation
+    # cmp, called from a cell whose globals hold both names
+    exec("result = cmp('bndiff', dbndiff, bndiff)", {"cmp": cmp, "bndiff": fresh_ns["bndiff"], "dbndiff": scope["dbndiff"],
+                                                     "dhprebn": scope["dhprebn"]})
     out = capsys.readouterr().out
-    assert "approximate: False" in out and "dbndiff and dhprebn are the same tensor" in out
+    assert "approximate: False" in out and out.count(explanation) == 1
+    # the scoreboard's row
+    row = next(r for r in scoreboard.scoreboard("01_atomic_backprop", scope, {}).rows if r.grade_id == "ex1_dbndiff")
+    assert row.status == scoreboard.FAILED and sum(explanation in note for note in row.notes) == 1
+
+
+def test_cmp_notes_an_alias_that_the_values_do_not_show(fresh_ns, capsys):
+    """An alias found only in memory (the values still right) gets the same explanation as a note."""
+    shared = fresh_ns["bndiff"].grad.clone()
+    exec("cmp('bndiff', dbndiff, bndiff)", {"cmp": cmp, "bndiff": fresh_ns["bndiff"], "dbndiff": shared, "dhprebn": shared})
+    out = capsys.readouterr().out
+    assert "approximate: True" in out
+    assert "note: " + CODES_BY_NAME["alias"].message.format(variable="dbndiff", other="dhprebn") in out
 
 
 def test_diagnose_works_without_a_context():
     expected = torch.linspace(-1, 1, 12).view(3, 4)
-    assert "sign flipped" in diagnose("x", -expected, expected)
-    assert diagnose("x", expected + 1, expected) == NO_HINT
+    assert diagnose("x", -expected, expected).code == "sign"
+    assert diagnose("x", expected + 1, expected).code == "offset"
+    assert diagnose("x", expected + torch.arange(12.0).view(3, 4) / 7, expected).message == NO_HINT

@@ -11,8 +11,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder import iris, judge
+from autograder import check, iris
+from autograder.comparison import parameter_drift
 from autograder.exercises import ITEMS_BY_ID
+from autograder.kinds import student_output
+from autograder.kinds.cases import HIDDEN_CASES
+from autograder.scan import scan_answers
+from autograder.untrusted import ForbiddenInAnswer
 
 pytestmark = pytest.mark.ex5
 
@@ -238,15 +243,16 @@ def test_the_notebooks_run_learns_and_generalises(split):
 
 # ------------------------------------------------------------------ the tolerance of the training check
 
+@pytest.mark.slow  # 25 pairs of 100-epoch runs
 @given(seed=st.integers(0, 2**31 - 1), h1=st.integers(3, 10), h2=st.integers(3, 10))
 @settings(max_examples=25, deadline=None)
 def test_correct_training_stays_far_inside_the_tolerance(split, seed, h1, h2):
-    """Re-measures TRAINED_RTOL's premise: correct runs agree to ~1e-13, a 10,000x margin."""
+    """Re-measures ADAM_TRAINED_RTOL's premise: correct runs agree to ~1e-13, a 10,000x margin."""
     params = init(seed, (4, h1, h2, 3))
     X = split.Xtr.double()
     mine, _ = iris.train_manual(params, X, split.Ytr, mlp_backward, adam_step)
     reference, _ = iris.train_torch(params, X, split.Ytr)
-    assert max(iris.parameter_drift(mine, reference)) < iris.TRAINED_RTOL / 1000
+    assert max(parameter_drift(mine, reference)) < iris.ADAM_TRAINED_RTOL / 1000
 
 
 @pytest.mark.parametrize("backward_mistake, step_mistake", [
@@ -259,27 +265,27 @@ def test_every_mistake_is_far_outside_the_tolerance(split, backward_mistake, ste
     step = with_mistake(adam_step, step_mistake)
     mine, _ = iris.train_manual(params, split.Xtr.double(), split.Ytr, backward, step)
     reference, _ = iris.train_torch(params, split.Xtr.double(), split.Ytr)
-    assert max(iris.parameter_drift(mine, reference)) > 1000 * iris.TRAINED_RTOL
+    assert max(parameter_drift(mine, reference)) > 1000 * iris.ADAM_TRAINED_RTOL
 
 
 # ------------------------------------------------------------------ the visible checks
 
 def test_the_checks_pass_a_correct_solution(split, capsys):
     params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
-    assert iris.check_backward(mlp_backward, params, split.Xtr, split.Ytr)
-    assert iris.check_adam_step(adam_step, params, split.Xtr, split.Ytr)
-    assert iris.check_training(mlp_backward, adam_step, params, split.Xtr, split.Ytr, epochs=30)
+    assert check.check_mlp_backward(mlp_backward, params, split.Xtr, split.Ytr)
+    assert check.check_adam_step(adam_step, params, split.Xtr, split.Ytr)
+    assert check.check_adam_training(mlp_backward, adam_step, params, split.Xtr, split.Ytr, epochs=30)
     out = capsys.readouterr().out
     assert "b3" in out and "tolerance 1e-09" in out
 
 
 def test_the_checks_fail_wrong_solutions(split, capsys):
     params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
-    assert not iris.check_backward(with_mistake(mlp_backward, "no relu mask"), params, split.Xtr, split.Ytr)
-    assert not iris.check_adam_step(with_mistake(adam_step, "no bias correction"), params, split.Xtr, split.Ytr)
-    assert not iris.check_training(mlp_backward, with_mistake(adam_step, "betas swapped"), params,
+    assert not check.check_mlp_backward(with_mistake(mlp_backward, "no relu mask"), params, split.Xtr, split.Ytr)
+    assert not check.check_adam_step(with_mistake(adam_step, "no bias correction"), params, split.Xtr, split.Ytr)
+    assert not check.check_adam_training(mlp_backward, with_mistake(adam_step, "betas swapped"), params,
                                    split.Xtr, split.Ytr, epochs=30)
-    assert not iris.check_backward(lambda *args: [], params, split.Xtr, split.Ytr)
+    assert not check.check_mlp_backward(lambda *args: [], params, split.Xtr, split.Ytr)
     assert "too far" in capsys.readouterr().out
 
 
@@ -288,7 +294,7 @@ def test_check_adam_step_says_when_nothing_was_updated_in_place(split, capsys):
         parameters = [p - lr * g for p, g in zip(parameters, grads)]  # a new list: the caller sees nothing
 
     params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
-    assert not iris.check_adam_step(rebinding_step, params, split.Xtr, split.Ytr)
+    assert not check.check_adam_step(rebinding_step, params, split.Xtr, split.Ytr)
     assert "in place" in capsys.readouterr().out
 
 
@@ -299,9 +305,9 @@ def answer(answer_id: str, body: str) -> str:
 
 
 def test_the_second_hidden_case_changes_widths_and_adam_settings():
-    first, second = judge.HIDDEN_CASES[:2]
+    first, second = HIDDEN_CASES[:2]
     assert first.mlp_hidden != second.mlp_hidden and first.adam != second.adam
-    assert all(case.seed != iris.INIT_SEED for case in judge.HIDDEN_CASES)
+    assert all(case.seed != iris.INIT_SEED for case in HIDDEN_CASES)
 
 
 def test_hard_coded_adam_settings_fail_on_the_second_case(master_answers, judge_with):
@@ -340,7 +346,7 @@ def test_moments_that_are_not_kept_fail_the_adam_item(master_answers, judge_with
 def test_torch_optim_is_flagged(code, reason):
     source = answer("ex5_adam_update", "def adam_step(parameters, grads, m, v, t, lr, beta1, beta2, eps):\n"
                     + textwrap.indent(code, "    "))
-    assert any(reason in r for r in judge.scan_answers([source]))
+    assert any(reason in r for r in scan_answers([source]))
 
 
 def test_torch_optim_is_refused_at_run_time_even_past_the_scan():
@@ -349,6 +355,6 @@ def test_torch_optim_is_refused_at_run_time_even_past_the_scan():
             optimizers = [x for x in vars(torch).values() if type(x).__name__ == "module" and "Adam" in dir(x)]
             optimizers[0].Adam(parameters, lr=lr)
         """)
-    with pytest.raises(judge.ForbiddenInAnswer, match="write the optimizer's update by hand"):
-        judge.student_output(ITEMS_BY_ID["ex5_adam_step"], {"ex5_adam_update": sneaky}, judge.HIDDEN_CASES[0])
+    with pytest.raises(ForbiddenInAnswer, match="write the optimizer's update by hand"):
+        student_output(ITEMS_BY_ID["ex5_adam_step"], {"ex5_adam_update": sneaky}, HIDDEN_CASES[0])
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # restored afterwards

@@ -1,4 +1,4 @@
-"""autograder.judge: hidden checks, the code scan and the autograd guard."""
+"""autograder.verdict, scan and untrusted: hidden checks, the code scan and the autograd guard."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ import textwrap
 import pytest
 import torch
 
-from autograder import judge
+import autograder.cells as recording
+import autograder.verdict as judging
+from autograder.cells import find_answers
 from autograder.exercises import EX1_LINES, ITEMS, ITEMS_BY_ID, exercise_number
+from autograder.kinds import student_output
+from autograder.kinds.cases import HIDDEN_CASES, case_inputs, gradient_namespace
+from autograder.scan import scan_answers
+from autograder.untrusted import ForbiddenInAnswer, autograd_forbidden
+from autograder.verdict import HiddenTestFailed, hidden_check, judge_item
 
 EX1_ITEMS = [item for item in ITEMS if item.notebook == "01_atomic_backprop"]
 
@@ -67,7 +74,7 @@ MISTAKES = {
 def test_one_mistake_costs_one_item(mistake, master_answers):
     cell, body, expected_failures = MISTAKES[mistake]
     answers = {**master_answers, cell: answer(cell, body)}
-    failed = {item.grade_id for item in EX1_ITEMS if not judge.judge_item(item, answers).passed}
+    failed = {item.grade_id for item in EX1_ITEMS if not judge_item(item, answers).passed}
     assert failed == expected_failures
     # the cell's other gradients, and everything that depends on the broken one, still pass
     assert all(cell in ITEMS_BY_ID[g].answers for g in failed)
@@ -76,7 +83,7 @@ def test_one_mistake_costs_one_item(mistake, master_answers):
 @pytest.mark.ex1
 def test_the_item_that_fails_says_why(master_answers):
     cell, body, _ = MISTAKES["dbndiff first part doubled"]
-    verdict = judge.judge_item(ITEMS_BY_ID["ex1_dbndiff"], {**master_answers, cell: answer(cell, body)})
+    verdict = judge_item(ITEMS_BY_ID["ex1_dbndiff"], {**master_answers, cell: answer(cell, body)})
     assert not verdict.passed and verdict.flags == []
     assert "on unseen inputs (batch 32, n_hidden 64, n_embd 10)" in verdict.message
     assert "values differ" in verdict.message
@@ -84,7 +91,7 @@ def test_the_item_that_fails_says_why(master_answers):
 
 
 def test_a_missing_answer_cell_is_reported():
-    verdict = judge.judge_item(ITEMS_BY_ID["ex1_dprobs"], {})
+    verdict = judge_item(ITEMS_BY_ID["ex1_dprobs"], {})
     assert not verdict.passed
     assert "#| answer: ex1_line_logprobs" in verdict.message
 
@@ -92,7 +99,7 @@ def test_a_missing_answer_cell_is_reported():
 # ------------------------------------------------------------- the hidden cases
 
 def test_hidden_cases_differ_from_the_notebooks():
-    cases = judge.HIDDEN_CASES
+    cases = HIDDEN_CASES
     assert len(cases) >= 2
     assert all(case.seed != 2147483647 for case in cases)
     assert len({case.seed for case in cases}) == len(cases)
@@ -102,12 +109,12 @@ def test_hidden_cases_differ_from_the_notebooks():
 
 
 def test_hidden_inputs_track_no_gradients_and_are_reproducible():
-    case = judge.HIDDEN_CASES[1]
-    a, b = judge.case_inputs(case), judge.case_inputs(case)
+    case = HIDDEN_CASES[1]
+    a, b = case_inputs(case), case_inputs(case)
     assert all(not p.requires_grad for p in a["parameters"])
     assert a["Xb"].shape == (case.n, 3) and a["parameters"][1].shape == (3 * case.n_embd, case.n_hidden)
     assert all(torch.equal(p, q) for p, q in zip(a["parameters"], b["parameters"]))
-    ns = judge.gradient_namespace(case)
+    ns = gradient_namespace(case)
     assert ns["n"] == case.n and ns["logits"].shape == (case.n, 27)
     assert not any(isinstance(v, torch.Tensor) and v.requires_grad for v in ns.values())
 
@@ -180,7 +187,7 @@ def test_ex4_wrong_backward_fails_both_items(master_answers):
                     (fw.bnraw * dhpreact).sum(0, keepdim=True), dhpreact.sum(0, keepdim=True)]
         """)
     for grade_id in ("ex4_backward", "ex4_training"):
-        verdict = judge.judge_item(ITEMS_BY_ID[grade_id], {**master_answers, "ex4_manual_backward": source})
+        verdict = judge_item(ITEMS_BY_ID[grade_id], {**master_answers, "ex4_manual_backward": source})
         assert not verdict.passed, grade_id
         assert "W1" in verdict.message
 
@@ -212,7 +219,7 @@ FLAGGED = {
 @pytest.mark.parametrize("label", list(FLAGGED))
 def test_scan_flags(label):
     code, reason = FLAGGED[label]
-    reasons = judge.scan_answers([answer("ex1_line_loss", code)])
+    reasons = scan_answers([answer("ex1_line_loss", code)])
     assert any(reason in r for r in reasons), reasons
 
 
@@ -228,7 +235,7 @@ def test_a_flagged_answer_is_not_run(judge_with, capsys):
 
 def test_scan_passes_every_master_answer(master_answers):
     for answer_id, source in master_answers.items():
-        assert judge.scan_answers([source]) == [], answer_id
+        assert scan_answers([source]) == [], answer_id
 
 
 @pytest.mark.parametrize("code", [
@@ -247,11 +254,11 @@ def test_scan_passes_every_master_answer(master_answers):
     "this is not python (",
 ])
 def test_scan_leaves_ordinary_code_alone(code):
-    assert judge.scan_answers([answer("ex1_line_loss", code)]) == []
+    assert scan_answers([answer("ex1_line_loss", code)]) == []
 
 
 def test_scan_reports_each_reason_once_over_several_cells():
-    reasons = judge.scan_answers(["a = x.grad\nb = y.grad", "c = z.grad"])
+    reasons = scan_answers(["a = x.grad\nb = y.grad", "c = z.grad"])
     assert reasons == ["reads a .grad tensor (autograd's answer)"]
 
 
@@ -270,25 +277,25 @@ SNEAKY_BACKWARD = answer("ex1_line_loss", """
 
 
 def test_class_patterns_that_fetch_backward_are_caught_by_the_scan_and_by_the_guard():
-    assert "calls backward() (autograd)" in judge.scan_answers([SNEAKY_BACKWARD])
+    assert "calls backward() (autograd)" in scan_answers([SNEAKY_BACKWARD])
     item = ITEMS_BY_ID["ex1_dlogprobs"]
-    for case in judge.HIDDEN_CASES:  # run past the scan: the guard stops it as well
-        with pytest.raises(judge.ForbiddenInAnswer, match="backward is not allowed here"):
-            judge.student_output(item, {"ex1_line_loss": SNEAKY_BACKWARD}, case)
-    verdict = judge.judge_item(item, {"ex1_line_loss": SNEAKY_BACKWARD})
+    for case in HIDDEN_CASES:  # run past the scan: the guard stops it as well
+        with pytest.raises(ForbiddenInAnswer, match="backward is not allowed here"):
+            student_output(item, {"ex1_line_loss": SNEAKY_BACKWARD}, case)
+    verdict = judge_item(item, {"ex1_line_loss": SNEAKY_BACKWARD})
     assert not verdict.passed and "calls backward() (autograd)" in verdict.flags
     assert torch.is_grad_enabled()
 
 
 def test_autograd_is_forbidden_for_a_plain_answer_when_the_scan_is_skipped(monkeypatch):
-    monkeypatch.setattr(judge, "scan_answers", lambda sources: [])
+    monkeypatch.setattr(judging, "scan_answers", lambda sources: [])
     source = answer("ex1_line_loss", """
         x = logprobs.clone()
         x.requires_grad = True
         (-x[range(n), Yb].mean()).backward()
         dlogprobs = x.grad
         """)
-    verdict = judge.judge_item(ITEMS_BY_ID["ex1_dlogprobs"], {"ex1_line_loss": source})
+    verdict = judge_item(ITEMS_BY_ID["ex1_dlogprobs"], {"ex1_line_loss": source})
     assert not verdict.passed and "not allowed" in verdict.message
 
 
@@ -306,17 +313,17 @@ def test_autograd_is_forbidden_for_a_plain_answer_when_the_scan_is_skipped(monke
 def test_autograd_forbidden_blocks(code):
     x = torch.ones(3, requires_grad=True)
     y = (x * 2).sum()  # a graph made before the guard
-    with judge.autograd_forbidden():
+    with autograd_forbidden():
         assert not torch.is_grad_enabled()
-        with pytest.raises(judge.ForbiddenInAnswer):
+        with pytest.raises(ForbiddenInAnswer):
             exec(code, {"torch": torch, "x": x, "y": y})
     assert x.grad is None
 
 
 @pytest.mark.parametrize("method", ["requires_grad_", "retain_grad"])
 def test_autograd_forbidden_blocks_the_listed_tensor_methods(method):
-    with judge.autograd_forbidden():
-        with pytest.raises(judge.ForbiddenInAnswer):
+    with autograd_forbidden():
+        with pytest.raises(ForbiddenInAnswer):
             getattr(torch.ones(3, requires_grad=True), method)()
 
 
@@ -337,7 +344,7 @@ def test_no_grad_inside_an_answer_still_works(judge_with):
 ])
 def test_switching_gradients_off_is_allowed_under_the_guard(code):
     ns = {"torch": torch, "x": torch.ones(3)}
-    with judge.autograd_forbidden():
+    with autograd_forbidden():
         exec(code, ns)
         assert not torch.is_grad_enabled()
     assert torch.equal(ns["y"], torch.full((3,), 2.0))
@@ -347,7 +354,7 @@ def test_switching_gradients_off_is_allowed_under_the_guard(code):
 def test_autograd_works_again_after_the_guard_even_when_the_code_raised():
     before = torch.Tensor.backward
     with pytest.raises(ZeroDivisionError):
-        with judge.autograd_forbidden():
+        with autograd_forbidden():
             1 / 0
     assert torch.Tensor.backward is before
     assert torch.is_grad_enabled()
@@ -362,7 +369,7 @@ def test_autograd_works_again_after_the_guard_even_when_the_code_raised():
 
 def test_the_guard_restores_a_disabled_grad_mode():
     with torch.no_grad():
-        with judge.autograd_forbidden():
+        with autograd_forbidden():
             pass
         assert not torch.is_grad_enabled()
     assert torch.is_grad_enabled()
@@ -390,7 +397,7 @@ def test_private_torch_internals_cannot_copy_autograds_answer():
             case torch.Tensor(grad=found):
                 dlogprobs = found
         """)
-    verdict = judge.judge_item(ITEMS_BY_ID["ex1_dlogprobs"], {"ex1_line_loss": source})
+    verdict = judge_item(ITEMS_BY_ID["ex1_dlogprobs"], {"ex1_line_loss": source})
     assert torch.is_grad_enabled()
     assert not verdict.passed
 
@@ -406,7 +413,7 @@ def test_find_answers_keeps_the_last_cell_with_a_directive():
         "x = 1\n#|answer:  ex1_line_loss  \ndlogprobs = 3",
         "# | answer: ex1_line_h\nnot a directive",
     ]
-    found = judge.find_answers(cells)
+    found = find_answers(cells)
     assert set(found) == {"ex1_line_loss", "ex1_line_logprobs"}
     assert found["ex1_line_loss"].endswith("dlogprobs = 3")
     assert found["ex1_line_logprobs"] == cells[2]
@@ -420,26 +427,27 @@ def test_find_answers_on_a_master_finds_every_ex1_cell(master_answers):
 
 @pytest.fixture
 def shell(monkeypatch, tmp_path):
-    """A fresh in-process IPython shell whose cells judge.record_cells can see."""
+    """A fresh in-process IPython shell whose cells recording.record_cells can see."""
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    monkeypatch.setattr(judge, "_recorded_cells", [])
+    monkeypatch.setattr(recording, "_recorded_cells", [])
     config = Config()
     config.HistoryManager.hist_file = ":memory:"
     InteractiveShell.clear_instance()
     ip = InteractiveShell.instance(config=config)
     yield ip
-    if judge._record in ip.events.callbacks["pre_run_cell"]:
-        ip.events.unregister("pre_run_cell", judge._record)
+    if recording._record in ip.events.callbacks["pre_run_cell"]:
+        ip.events.unregister("pre_run_cell", recording._record)
     InteractiveShell.clear_instance()
 
 
 SHELL_SETUP = """
 import torch
 import torch.nn.functional as F
-from autograder.judge import hidden_check, record_cells
+from autograder.cells import record_cells
+from autograder.verdict import hidden_check
 from autograder.model import chunked_forward, init_params, make_generator
 from autograder.data import VOCAB_SIZE
 g = make_generator()
@@ -456,12 +464,12 @@ record_cells()
 def test_record_cells_and_hidden_check_in_an_ipython_shell(shell, master_answers, capsys):
     assert shell.run_cell(SHELL_SETUP).success
     shell.run_cell("record_cells()")  # registering twice keeps one hook
-    assert shell.events.callbacks["pre_run_cell"].count(judge._record) == 1
+    assert shell.events.callbacks["pre_run_cell"].count(recording._record) == 1
 
     # a wrong answer first, then the master's: the later run counts
     assert shell.run_cell(answer("ex1_line_loss", "dlogprobs = torch.zeros_like(logprobs)")).success
     failed = shell.run_cell("hidden_check('ex1_dlogprobs')")
-    assert isinstance(failed.error_in_exec, judge.HiddenTestFailed)
+    assert isinstance(failed.error_in_exec, HiddenTestFailed)
     assert "ex1_dlogprobs: FAILED the hidden check" in str(failed.error_in_exec)
 
     assert shell.run_cell(master_answers["ex1_line_loss"]).success
@@ -469,10 +477,63 @@ def test_record_cells_and_hidden_check_in_an_ipython_shell(shell, master_answers
     passed = shell.run_cell("ok = hidden_check('ex1_dlogprobs')")
     assert passed.success and shell.user_ns["ok"] is True
     assert capsys.readouterr().out == ""  # a pass is silent: the test cell shows the visible check only
-    assert any(cell.startswith("#| answer: ex1_line_loss") for cell in judge._recorded_cells)
+    assert any(cell.startswith("#| answer: ex1_line_loss") for cell in recording._recorded_cells)
 
 
 def test_hidden_check_without_recorded_cells_fails_clearly(monkeypatch):
-    monkeypatch.setattr(judge, "_recorded_cells", [])
-    with pytest.raises(judge.HiddenTestFailed, match="answer cell not found"):
-        judge.hidden_check("ex1_dlogprobs")
+    monkeypatch.setattr(recording, "_recorded_cells", [])
+    with pytest.raises(HiddenTestFailed, match="answer cell not found"):
+        hidden_check("ex1_dlogprobs")
+
+
+# ------------------------------------------------------------- diagnosis codes in verdicts and results
+
+@pytest.mark.ex1
+def test_a_verdict_carries_the_diagnosis_code_into_the_results_and_the_feedback(judge_with):
+    from dataclasses import asdict
+
+    from autograder.grading import report
+    from autograder.hints import pointer
+
+    wrong = judge_with("ex1_dlogprobs", ex1_line_loss=answer("ex1_line_loss", """
+        dlogprobs = torch.zeros_like(logprobs)
+        dlogprobs[range(n), Yb] = 1.0 / n
+        """))
+    right = judge_with("ex1_dprobs")
+    flagged = judge_with("ex1_dlogit_maxes", ex1_line_norm_logits=answer("ex1_line_norm_logits", """
+        dlogits = dnorm_logits.clone()
+        dlogit_maxes = logit_maxes.grad
+        """))
+    assert (wrong.passed, wrong.diagnosis) == (False, "sign") and "sign flipped" in wrong.message
+    assert wrong.message.endswith(f"-> {pointer('ex1_dlogprobs', 'sign')} (above the answer cell in 01_atomic_backprop)")
+    assert (right.passed, right.diagnosis) == (True, "")
+    assert not flagged.passed and flagged.flags and flagged.diagnosis == ""
+    # the grading worker stores asdict(verdict) in result.json; report.json and the feedback page show it
+    result = {"student": "s1", "scores": {"ex1_dlogprobs": [0.0, 1.0]},
+              "verdicts": {v.grade_id: asdict(v) for v in (wrong, right, flagged)}}
+    assert result["verdicts"]["ex1_dlogprobs"]["diagnosis"] == "sign"
+    assert "<td><code>sign</code></td>" in report.feedback_page(result)
+    assert report._public(result)["verdicts"]["ex1_dlogprobs"]["diagnosis"] == "sign"
+    assert all(v["diagnosis"] == "" for v in report.failed_result("s2", "broken", "", 0.0)["verdicts"].values())
+
+
+@pytest.mark.ex1
+def test_an_answer_that_raises_on_other_sizes_is_told_it_hard_codes_a_size(judge_with):
+    verdict = judge_with("ex1_dbnbias", ex1_line_hpreact=answer("ex1_line_hpreact", """
+        dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+        dbnbias = dhpreact.sum(0).view(1, 64)
+        dbnraw = bngain * dhpreact
+        """))
+    assert verdict.diagnosis == "hardcoded_size"
+    assert verdict.message.startswith("it works on the notebook's sizes")
+    assert "64 appears in your code; the hidden case has n_hidden = 48" in verdict.message
+    assert "RuntimeError" in verdict.message  # the error itself is still shown
+
+
+@pytest.mark.ex1
+def test_a_mistake_that_fails_on_every_case_is_not_blamed_on_sizes(judge_with):
+    verdict = judge_with("ex1_dlogprobs", ex1_line_loss=answer("ex1_line_loss", """
+        dlogprobs = torch.zeros_like(logprobs)
+        dlogprobs[range(n), Yb] = -1.0 / n**2
+        """))
+    assert verdict.diagnosis == "scale.1/n" and "notebook's sizes" not in verdict.message

@@ -12,8 +12,9 @@ from collections import Counter
 import pytest
 
 from autograder import exercises, scalar
-from autograder.exercises import ITEMS, KINDS, NOTEBOOKS, answer_ids, exercise_number, items_of, notebook
-from autograder.judge import ANSWER_DIRECTIVE
+from autograder.cells import ANSWER_DIRECTIVE
+from autograder.exercises import ITEMS, NOTEBOOKS, answer_ids, exercise_number, items_of, notebook
+from autograder.kinds import KINDS
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"

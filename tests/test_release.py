@@ -22,12 +22,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.cells import ANSWER_DIRECTIVE
 from autograder.exercises import NOTEBOOKS, answer_ids, items_of
 from autograder.grading import release
-from autograder.grading.course import NOTEBOOKS as RELEASE_DIR
-from autograder.grading.course import SOLUTIONS
+from autograder.grading.course import RELEASE_DIR, SOLUTIONS
 from autograder.grading.samples import master_solutions
-from autograder.judge import ANSWER_DIRECTIVE
 from autograder.notebook import EX4_STEPS_ENV
 
 pytestmark = pytest.mark.release

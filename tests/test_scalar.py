@@ -11,8 +11,12 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from autograder import judge, scalar
+from autograder import check, scalar
 from autograder.exercises import ITEMS, ITEMS_BY_ID, notebook
+from autograder.kinds import describe_case, student_output
+from autograder.kinds.cases import HIDDEN_CASES
+from autograder.scan import scan_answers
+from autograder.untrusted import ForbiddenInAnswer
 from autograder.scalar import NEURON_INPUTS, REUSE_INPUTS, Value
 
 pytestmark = pytest.mark.ex0
@@ -236,9 +240,9 @@ def test_check_grad_passes_a_right_gradient_and_fails_a_wrong_one(capsys):
     g = scalar.neuron(**NEURON_INPUTS)
     reference = scalar.torch_grads(g.o)
     g.o.grad = 1.0
-    assert scalar.check_grad(g.o, reference)
+    assert check.check_grad(g.o, reference)
     g.n.grad = 0.25
-    assert not scalar.check_grad(g.n, reference)
+    assert not check.check_grad(g.n, reference)
     out = capsys.readouterr().out
     assert out.startswith("o.grad") and "approximate: True" in out and "approximate: False" in out
 
@@ -247,23 +251,23 @@ def test_check_grad_fails_a_zero_that_was_never_set(capsys):
     g = scalar.neuron(**NEURON_INPUTS)
     reference = scalar.torch_grads(g.o)
     assert reference[g.w2] == 0.0 and g.w2.grad == 0.0
-    assert not scalar.check_grad(g.w2, reference)
+    assert not check.check_grad(g.w2, reference)
     assert "never set" in capsys.readouterr().out
     g.w2.grad = 0.0
-    assert scalar.check_grad(g.w2, reference)
+    assert check.check_grad(g.w2, reference)
 
 
 def test_check_grad_explains_a_value_where_a_number_belongs(capsys):
     g = scalar.neuron(**NEURON_INPUTS)
     g.x2.grad = g.w2 * 0.5  # forgot .data: a Value, not a number
-    assert not scalar.check_grad(g.x2, scalar.torch_grads(g.o))
+    assert not check.check_grad(g.x2, scalar.torch_grads(g.o))
     assert "use a node's .data" in capsys.readouterr().out
 
 
 def test_check_grads_reports_every_node(capsys):
     g = scalar.reuse(**REUSE_INPUTS)
     g.f.backward()
-    assert scalar.check_grads(list(g.values()), scalar.torch_grads(g.f))
+    assert check.check_grads(list(g.values()), scalar.torch_grads(g.f))
     assert len(capsys.readouterr().out.strip().splitlines()) == len(g)
 
 
@@ -324,9 +328,9 @@ def answer(answer_id: str, body: str) -> str:
 
 
 def test_setting_grad_is_allowed_in_notebook_00_only():
-    assert judge.scan_answers([answer("ex0_grad_o", "o.grad = 1.0")]) == []
-    assert "reads a .grad tensor (autograd's answer)" in judge.scan_answers([answer("ex1_line_loss", "x = o.grad")])
-    assert "calls backward() (autograd)" in judge.scan_answers([answer("ex0_grad_o", "o.backward()")])
+    assert scan_answers([answer("ex0_grad_o", "o.grad = 1.0")]) == []
+    assert "reads a .grad tensor (autograd's answer)" in scan_answers([answer("ex1_line_loss", "x = o.grad")])
+    assert "calls backward() (autograd)" in scan_answers([answer("ex0_grad_o", "o.backward()")])
 
 
 def test_assigning_instead_of_adding_costs_the_reuse_item_only(master_answers, judge_with):
@@ -371,10 +375,10 @@ def test_value_backward_is_refused_at_run_time_even_past_the_scan():
             case cls(backward=run):
                 run()
         """)
-    assert "calls backward() (autograd)" in judge.scan_answers([sneaky])
-    for case in judge.HIDDEN_CASES:
-        with pytest.raises(judge.ForbiddenInAnswer, match="backward is not allowed here"):
-            judge.student_output(item, {"ex0_grad_o": sneaky}, case)
+    assert "calls backward() (autograd)" in scan_answers([sneaky])
+    for case in HIDDEN_CASES:
+        with pytest.raises(ForbiddenInAnswer, match="backward is not allowed here"):
+            student_output(item, {"ex0_grad_o": sneaky}, case)
     assert scalar.Value.backward is not None and callable(scalar.Value.backward)  # restored afterwards
     g = scalar.neuron(**NEURON_INPUTS)
     g.o.backward()
@@ -383,6 +387,6 @@ def test_value_backward_is_refused_at_run_time_even_past_the_scan():
 
 def test_every_scalar_item_has_a_description_of_its_inputs():
     for item in EX0_ITEMS:
-        for case in judge.HIDDEN_CASES:
-            text = judge.describe_case(item, case)
+        for case in HIDDEN_CASES:
+            text = describe_case(item, case)
             assert all(f"{name} = " in text for name in scalar.graph_inputs(item.graph))

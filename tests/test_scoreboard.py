@@ -16,7 +16,7 @@ import matplotlib
 import pytest
 import torch
 
-from autograder import check, iris, model, scalar
+from autograder import check, comparison, iris, model, scalar
 from autograder.data import BLOCK_SIZE, VOCAB_SIZE
 from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, exercise_number, items_of, notebook
 from autograder.plots import NO_GRADIENT_COLOURS, STATUS_COLOURS, draw_forward_graph, forward_graph
@@ -63,7 +63,7 @@ def test_every_right_gradient_passes_with_its_shape_and_a_tiny_maxdiff(ex1_names
         r = row(board, item.grade_id)
         assert r.name == item.variable and r.tensor == item.tensor
         assert r.shape == tuple(ex1_namespace[item.tensor].shape)
-        assert r.maxdiff <= check.tolerance_for(ex1_namespace[item.tensor].grad)
+        assert r.maxdiff <= comparison.tolerance_for(ex1_namespace[item.tensor].grad)
     assert board.points == (sum(i.points for i in items_of(EX1)),) * 2
 
 
@@ -88,7 +88,7 @@ def test_a_wrong_gradient_fails_with_the_reason_and_the_likely_cause(ex1_namespa
     assert r.status == FAILED and r.notes
     assert any(words in note for note in r.notes), r.notes
     if value.shape == ex1_namespace[variable[1:]].shape:
-        assert r.maxdiff > check.tolerance_for(ex1_namespace[variable[1:]].grad)
+        assert r.maxdiff > comparison.tolerance_for(ex1_namespace[variable[1:]].grad)
     else:
         assert r.maxdiff is None  # values of another shape are not compared
 
@@ -267,9 +267,9 @@ def ex5_namespace():
 def visible_checks_ex5(backward, step, ns) -> dict[str, bool]:
     args = (ns["parameters"], ns["Xtr"], ns["Ytr"])
     with contextlib.redirect_stdout(io.StringIO()):
-        return {"ex5_backward": iris.check_backward(backward, *args),
-                "ex5_adam_step": iris.check_adam_step(step, *args),
-                "ex5_training": iris.check_training(backward, step, *args)}
+        return {"ex5_backward": check.check_mlp_backward(backward, *args),
+                "ex5_adam_step": check.check_adam_step(step, *args),
+                "ex5_training": check.check_adam_training(backward, step, *args)}
 
 
 @pytest.mark.ex5
@@ -345,6 +345,7 @@ by_kind_and_notebook = pytest.mark.parametrize("kind,notebook", [
     for kind in KINDS for nb in NOTEBOOKS])
 
 
+@pytest.mark.slow
 @by_kind_and_notebook
 def test_the_summary_cell_shows_every_item_with_the_status_it_deserves(kind, notebook, needed_notebooks):
     run = checked(kind, needed_notebooks)
@@ -367,6 +368,7 @@ def test_the_summary_cell_shows_every_item_with_the_status_it_deserves(kind, not
             assert below.lstrip().startswith("->"), grade_id
 
 
+@pytest.mark.slow
 @pytest.mark.ex1
 @pytest.mark.parametrize("kind", KINDS)
 def test_notebook_01_draws_its_graph_at_the_start_and_beside_the_scoreboard(kind, needed_notebooks):
@@ -444,6 +446,7 @@ def test_the_graph_without_statuses_is_all_grey_and_without_tensors_shows_names_
 
 # ------------------------------------------------------------------ every figure of every notebook
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", [pytest.param(nb, marks=getattr(pytest.mark, f"ex{exercise_number(nb)}"))
                                       for nb in NOTEBOOKS])
 def test_every_figure_of_the_solved_notebook_renders_without_stderr(notebook, needed_notebooks):

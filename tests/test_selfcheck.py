@@ -1,4 +1,4 @@
-"""``make check`` (autograder.grading.selfcheck): the student's self-check before submitting.
+"""``make check`` (autograder.selfcheck): the student's self-check before submitting.
 
 The notebooks are executed once per session for the blank release, a
 partial submission and the solutions (``tests/workbook_runs.py``); the
@@ -16,8 +16,8 @@ import nbformat
 import pytest
 
 from autograder.exercises import ITEMS_BY_ID, NOTEBOOKS, exercise_number, items_of, notebook
-from autograder.grading import selfcheck
-from autograder.grading.selfcheck import FAILED, NOT_ATTEMPTED, PASSED
+from autograder import selfcheck
+from autograder.selfcheck import FAILED, NOT_ATTEMPTED, PASSED
 from tests.workbook_runs import KINDS, WRONG, checked, expected_status, needed_notebooks  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ test_cell.__test__ = False  # a helper, not a test
 
 # ------------------------------------------------------------------ the three submissions
 
+@pytest.mark.slow
 @by_kind_and_notebook
 def test_every_item_gets_the_outcome_it_deserves(kind, notebook, needed_notebooks):
     result = checked(kind, needed_notebooks).result(notebook)
@@ -51,6 +52,7 @@ def test_every_item_gets_the_outcome_it_deserves(kind, notebook, needed_notebook
     assert result.points == (earned, sum(item.points for item in items_of(notebook)))
 
 
+@pytest.mark.slow
 @by_kind_and_notebook
 def test_the_report_gives_passed_over_total_and_explains_each_failure(kind, notebook, needed_notebooks):
     run = checked(kind, needed_notebooks)
@@ -81,6 +83,7 @@ def test_the_report_gives_passed_over_total_and_explains_each_failure(kind, note
         assert "not attempted:" not in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_notebooks_checked_are_left_byte_for_byte_as_they_were(kind, needed_notebooks):
     run = checked(kind, needed_notebooks)
@@ -98,6 +101,7 @@ def test_the_partial_submission_has_a_failure_in_both_kinds_of_item():
 
 # ------------------------------------------------------------------ the exit status and the command
 
+@pytest.mark.slow
 def test_main_prints_the_report_and_exits_0_even_when_items_fail(monkeypatch, needed_notebooks):
     run = checked("partial", needed_notebooks)
     monkeypatch.setattr(selfcheck, "check_folder", lambda *args, **kwargs: run.results)

@@ -35,7 +35,7 @@ import nbformat
 import pytest
 
 from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, Item, notebook
-from autograder.grading import selfcheck
+from autograder import selfcheck
 from autograder.grading.samples import filled
 
 KINDS = ("blank", "partial", "solutions")
@@ -144,5 +144,7 @@ def needed_notebooks(request) -> tuple[str, ...]:
     for item in request.session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "needed_notebooks" in getattr(item, "fixturenames", ()):
+            # Executing the workbook takes minutes: such a test belongs to the slow tier, not make test-fast.
+            assert item.get_closest_marker("slow"), f"{item.nodeid} runs notebooks: mark it @pytest.mark.slow"
             wanted.add(params.get("notebook", notebook(1)))  # the tests of notebook 01's graph name none
     return tuple(nb for nb in NOTEBOOKS if nb in wanted)

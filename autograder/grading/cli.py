@@ -1,4 +1,4 @@
-"""``python -m autograder``: release the workbook, grade submissions, run the demo."""
+"""``backprop-ninja`` (or ``python -m autograder``): release the workbook, grade submissions, run the demo."""
 
 from __future__ import annotations
 
@@ -8,10 +8,21 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    parser = argparse.ArgumentParser(prog="backprop-ninja", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("release", help="generate notebooks/ from solutions/ with nbgrader")
+    release = commands.add_parser("release", help="generate notebooks/ from solutions/ with nbgrader (in a checkout)")
+    release.add_argument("--package-spec", default=None,
+                         help="what each notebook's first cell installs where autograder is missing "
+                              "(default: PACKAGE_SPEC in autograder/grading/course.py)")
+
+    notebooks = commands.add_parser("notebooks", help="copy the six student notebooks into DEST")
+    notebooks.add_argument("dest", type=Path, help="the folder to write them to (created if needed)")
+    notebooks.add_argument("--force", action="store_true", help="replace notebooks already in DEST")
+
+    links = commands.add_parser("colab-links", help='print "Open in Colab" links to the release notebooks')
+    links.add_argument("--repository", default=None, help="the public GitHub repository (default: REPOSITORY_URL in course.py)")
+    links.add_argument("--ref", default=None, help="branch or tag (default: REPOSITORY_REF in course.py)")
 
     grade = commands.add_parser("grade", help="autograde SUBMISSIONS/<student_id>/*.ipynb into OUT")
     grade.add_argument("submissions", type=Path, help="a folder with one folder per student")
@@ -27,17 +38,57 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("--timeout", type=float, default=300.0, help="seconds each notebook may run (default %(default)g)")
     check.add_argument("--ex4-steps", type=int, default=300, help="training steps of Exercise 4 (default %(default)d)")
 
+    _lecture_commands(commands)
+    _export_command(commands)
+
     args = parser.parse_args(argv)
+    if args.command in ("check-lecture", "grade-lecture"):
+        sys.exit(_run_lecture_command(args))
     if args.command == "release":
-        _release()
+        _release(args.package_spec)
+    elif args.command == "notebooks":
+        _copy_notebooks(args.dest, args.force)
+    elif args.command == "colab-links":
+        _colab_links(args.repository, args.ref)
     elif args.command == "grade":
         _grade(args.submissions, args.out, _settings(args))
     elif args.command == "demo":
         _demo(args.out, _settings(args))
+    elif args.command == "export":
+        _export(args)
     elif args.command == "check":
-        from .selfcheck import main as self_check
+        from ..selfcheck import main as self_check
 
         sys.exit(self_check(args.folder, timeout=args.timeout, ex4_steps=args.ex4_steps))
+
+
+# ------------------------------------------------------------------ export (grades for an LMS)
+
+def _export_command(commands) -> None:
+    from .export import DEFAULT_ASSIGNMENT, FORMATS
+
+    export = commands.add_parser("export", help="write OUT's grades as a Canvas, Moodle or long CSV file")
+    export.add_argument("out", type=Path, help="a folder that `grade` wrote (its gradebook.db)")
+    export.add_argument("--format", required=True, choices=FORMATS, help="the LMS's import format, or long (one row per item)")
+    export.add_argument("--output", type=Path, required=True, help="the CSV file to write")
+    export.add_argument("--roster", type=Path, default=None,
+                        help="CSV: student_id (the submission folder), name, email, sis_user_id, sis_login_id, section")
+    export.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="the assignment's name in the LMS (default %(default)s)")
+    export.add_argument("--assignment-id", default="", help="Canvas: the assignment's id, for its column '<assignment> (<id>)'")
+
+
+def _export(args) -> None:
+    from .export import ExportError, export
+
+    try:
+        summary = export(args.out, args.format, args.output, args.roster, args.assignment, args.assignment_id)
+    except ExportError as err:
+        sys.exit(f"error: {err}")
+    print(f"wrote {args.output}: {summary.rows} students ({args.format})")
+    if summary.missing:
+        print(f"on the roster with no submission (exported with 0): {', '.join(summary.missing)}")
+    if summary.unknown:
+        print(f"graded but not on the roster (exported, unknown to the LMS): {', '.join(summary.unknown)}")
 
 
 def _demo(out: Path | None, settings) -> None:
@@ -47,6 +98,7 @@ def _demo(out: Path | None, settings) -> None:
     from .course import BUILD
     from .samples import make_samples
 
+    _need_checkout("demo")
     out = out or BUILD / "demo"
     _release()
     shutil.rmtree(out, ignore_errors=True)
@@ -98,7 +150,8 @@ def _settings(args):
 
 def _grade(submissions: Path, out: Path, settings) -> list:
     from . import report
-    from .grade import GradingError, grade
+    from .errors import GradingError
+    from .grade import grade
 
     try:
         results = grade(submissions, out, settings)
@@ -114,11 +167,48 @@ def _grade(submissions: Path, out: Path, settings) -> list:
     return results
 
 
-def _release() -> None:
-    from .release import ReleaseError, generate_release, leaked_markers
+def _need_checkout(command: str) -> None:
+    from .. import resources
+
+    if resources.checkout_root() is None:
+        sys.exit(f"error: `{command}` works on the masters in solutions/, so it needs a checkout of the repository "
+                 "(this autograder is installed from a wheel, which carries the release but not the solutions)")
+
+
+def _copy_notebooks(dest: Path, force: bool) -> None:
+    from .release import ReleaseError, copy_release
 
     try:
-        written = generate_release()
+        written = copy_release(dest, overwrite=force)
+    except (ReleaseError, OSError) as err:
+        sys.exit(f"error: {err}")
+    for path in written:
+        print(f"wrote {path}")
+
+
+def _colab_links(repository: str | None, ref: str | None) -> None:
+    from . import course
+    from .release import ReleaseError, colab_links
+
+    repository = repository or course.REPOSITORY_URL
+    if not repository:
+        sys.exit("error: no repository: pass --repository https://github.com/OWNER/REPO or set REPOSITORY_URL "
+                 "in autograder/grading/course.py")
+    try:
+        links = colab_links(repository, ref or course.REPOSITORY_REF)
+    except ReleaseError as err:
+        sys.exit(f"error: {err}")
+    for name, url in links:
+        print(f"| `{name}` | [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url}) |")
+
+
+def _release(package_spec: str | None = None) -> None:
+    from . import course
+    from .release import ReleaseError, generate_release, leaked_markers
+
+    _need_checkout("release")
+    try:
+        written = generate_release(package_spec=package_spec or course.PACKAGE_SPEC)
     except ReleaseError as err:
         sys.exit(str(err))
     for path in written:
@@ -126,3 +216,32 @@ def _release() -> None:
     leaks = leaked_markers()
     if leaks:
         sys.exit("solution or hidden-test text in the release:\n  " + "\n  ".join(leaks))
+
+
+# ------------------------------------------------ notebooks in the lecture's own format (issue 16)
+
+def _lecture_commands(commands) -> None:
+    from ..lecture import EX4_STEPS, EXERCISE_SECONDS
+
+    check = commands.add_parser("check-lecture", help="check the answers in a notebook of the lecture's own format")
+    check.add_argument("notebook", type=Path, help="a .ipynb (or a .py exported from Colab) in the lecture's format")
+    check.add_argument("--json", type=Path, default=None, dest="json_out", help="also write the results as JSON")
+    grade = commands.add_parser("grade-lecture", help="grade SUBS/<id>/*.ipynb or SUBS/<id>.ipynb in the lecture's format")
+    grade.add_argument("submissions", type=Path, help="a folder of notebooks or of one folder per student")
+    grade.add_argument("--out", type=Path, required=True, help="folder for grades.csv and the feedback")
+    for parser in (check, grade):
+        parser.add_argument("--exercise-timeout", type=float, default=EXERCISE_SECONDS,
+                            help="seconds each exercise may run (default %(default)g)")
+        parser.add_argument("--ex4-steps", type=int, default=EX4_STEPS,
+                            help="training steps checked in Exercise 4 (default %(default)d)")
+
+
+def _run_lecture_command(args) -> int:
+    from ..lecture import LectureSettings
+    from ..lecture.check import main as check_lecture
+    from ..lecture.grade import main as grade_lecture
+
+    settings = LectureSettings(exercise_seconds=args.exercise_timeout, ex4_steps=args.ex4_steps)
+    if args.command == "check-lecture":
+        return check_lecture(args.notebook, args.json_out, settings)
+    return grade_lecture(args.submissions, args.out, settings)

@@ -2,7 +2,9 @@
 
 nbgrader works on a course folder laid out as ``<root>/<step>/<student>/<assignment>/``.
 This repository keeps the masters in ``solutions/`` and the student copies in
-``notebooks/`` and maps them onto that layout:
+``notebooks/`` and maps them onto that layout (an installed wheel has a copy
+of the release and the masters without their solutions instead; see
+``autograder.resources``):
 
 =====================================  ============================================
 ``build/course/``                      ``CourseDirectory.root`` for the release
@@ -28,13 +30,25 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from ..data import REPO_ROOT
+from .. import resources
 from ..exercises import ASSIGNMENT
 
-SOLUTIONS = REPO_ROOT / "solutions"
-NOTEBOOKS = REPO_ROOT / "notebooks"
-BUILD = REPO_ROOT / "build"
+# In a checkout: solutions/, notebooks/, build/. Installed from a wheel: the
+# wheel's grading template and release, and a cache folder (see resources).
+SOLUTIONS = resources.course_source()
+RELEASE_DIR = resources.release_notebooks()  # the student notebooks, as released
+BUILD = resources.work_dir()
 RELEASE_COURSE = BUILD / "course"
+
+# ---- Course settings for running the notebooks outside this repository (Colab, a hub, pip).
+# What the first cell of every released notebook installs when `autograder` does
+# not import: a name on PyPI, a `git+https://...@tag` URL or the URL of a wheel on
+# the course site. `make release PACKAGE_SPEC=...` overrides it for one release.
+PACKAGE_SPEC = resources.DISTRIBUTION
+# The public repository that holds notebooks/, for the "Open in Colab" links
+# (`backprop-ninja colab-links`); None until the course has one.
+REPOSITORY_URL: str | None = None
+REPOSITORY_REF = "main"  # the branch or tag the links open
 
 
 def nbgrader_config(root: Path, db: Path | None = None) -> Config:

@@ -41,7 +41,7 @@ PR_SET_PDEATHSIG = 1
 PRELOAD = ("torch", "numpy", "matplotlib", "matplotlib.figure", "IPython", "ipykernel.kernelapp",
            # torch.optim's first optimizer imports torch._dynamo: 2 s in every kernel of notebook 05 otherwise
            "torch._dynamo", "torch.optim", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
-           "autograder.check", "autograder.data", "autograder.model", "autograder.judge", "autograder.scalar",
+           "autograder.check", "autograder.data", "autograder.model", "autograder.verdict", "autograder.scalar",
            "autograder.iris", "autograder.diagnose", "autograder.scoreboard",
            "autograder.notebook", "autograder.plots", "autograder.timing", "autograder.grading.judge_child",
            "autograder.grading.transport", "tqdm.auto")
@@ -247,7 +247,7 @@ def _child(request: dict, fds: list[int], isolated: bool) -> None:
                 os.close(fd)
         os.chdir(request.get("cwd", "/"))
         if isolated:
-            sandbox._mount("proc", "/proc", "proc", sandbox.MS_NOSUID | sandbox.MS_NODEV | 8)
+            sandbox.mount("proc", "/proc", "proc", sandbox.MS_NOSUID | sandbox.MS_NODEV | sandbox.MS_NOEXEC)
             sandbox.enter(request["policy"])
         home = os.environ.get("HOME", "/tmp/home")
         os.environ.clear()

@@ -38,19 +38,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import sandbox
-from ..exercises import ASSIGNMENT, ITEMS
-from . import report
+from . import class_report, report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
-from .release import generate_release
+from .errors import GradingError
 
 SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
 CONNECT_SECONDS = 20.0  # to reach a --scheduler before giving up
 CHECKPOINTS = "checkpoints"
 MAX_FILE_BYTES = 50 * 2**20  # a submitted file larger than this is not sent (sanitize rejects it anyway)
-
-
-class GradingError(RuntimeError):
-    """The batch cannot start or go on (bad folders, an incompatible gradebook, a bad cluster)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +80,7 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
     """
     from .worker import grade_student, versions
 
+    started = time.monotonic()
     ensure_tools_on_path()
     submissions, out = submissions.resolve(), out.resolve()
     students = _students(submissions)
@@ -107,6 +103,7 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
                      "with the workers' permissions (it can read and write what they can)")
         results = _dispatch(client, todo, submissions, out, settings, bundle, mine, digests,
                             task or grade_student, progress)
+    class_report.finish(out, submissions, results, time.monotonic() - started, progress)  # mistakes.csv, report.html, late work
     return sorted(results, key=lambda r: r["student"])
 
 
@@ -287,7 +284,7 @@ def checkpointed(out: Path, student: str) -> str | None:
 
 
 def _checkpoint(out: Path, student: str) -> Path:
-    return report._safe_child(out / CHECKPOINTS, student + ".json") if student not in ("", ".", "..") else \
+    return report.safe_child(out / CHECKPOINTS, student + ".json") if student not in ("", ".", "..") else \
         out / CHECKPOINTS / "invalid"
 
 
@@ -321,14 +318,18 @@ def template_course(cache: Path = BUILD / "grading-templates") -> tuple[Path, Pa
     """
     import nbgrader
 
-    digest = hashlib.sha256(nbgrader.__version__.encode())
+    from .release import generate_release, released_package_spec  # nbformat and nbgrader: not for `--help`
+
+    # The install cell as the students got it, so that it never shows up as a changed locked cell.
+    package_spec = released_package_spec()
+    digest = hashlib.sha256(nbgrader.__version__.encode() + package_spec.encode())
     for master in sorted(SOLUTIONS.glob("*.ipynb")):
         digest.update(master.name.encode() + master.read_bytes())
     folder = cache / digest.hexdigest()[:16]
     if not (folder / "complete").exists():
         cache.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=cache))
-        generate_release(scratch / "templates", scratch / "course")
+        generate_release(scratch / "templates", scratch / "course", package_spec)
         (scratch / "complete").touch()
         try:
             os.rename(scratch, folder)
@@ -346,4 +347,3 @@ def _students(submissions: Path) -> list[str]:
     return students
 
 
-__all__ = ["GradingError", "Settings", "grade", "ASSIGNMENT", "ITEMS"]

@@ -1,4 +1,4 @@
-"""The judge's untrusted half: runs student answer cells on hidden inputs.
+"""The judge's untrusted half: runs student answer cells on hidden inputs (the kinds' ``run``).
 
 Started by ``judge_runner`` inside the sandbox as
 ``python -m autograder.grading.judge_child``. It reads one JSON request from
@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from ..exercises import ITEMS_BY_ID
-    from ..judge import HIDDEN_CASES, describe_error, student_output
+    from ..kinds import student_output
+    from ..kinds.cases import HIDDEN_CASES
+    from ..untrusted import describe_error
     from .transport import encode
 
     torch.set_num_threads(1)  # many graders share the cores; small tensors gain nothing from threads

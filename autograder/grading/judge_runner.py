@@ -1,13 +1,14 @@
 """The judge's trusted half: decide every graded item of a submission.
 
 The student's answer cells run in a sandboxed child process
-(``judge_child``); this side reads their code for forbidden things, computes
-autograd's answers itself and compares. A trial (one item on one hidden
-case) that runs past its time limit or kills the child costs that item only:
-the child is replaced and the remaining trials go on, and any other item built
-from the same answer cell is failed with the same reason instead of hanging
-again. When the student's whole budget (``deadline``) is used up, every trial
-not run yet fails with ``BUDGET_SPENT``.
+(``judge_child``, the untrusted half: the kinds' ``run``); this side reads
+their code for forbidden things (``autograder.scan``), computes the
+references itself and decides (``autograder.verdict``). A trial (one item on
+one hidden case) that runs past its time limit or kills the child costs that
+item only: the child is replaced and the remaining trials go on, and any other
+item built from the same answer cell is failed with the same reason instead of
+hanging again. When the student's whole budget (``deadline``) is used up,
+every trial not run yet fails with ``BUDGET_SPENT``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import sys
 import time
 
 from .. import sandbox
+from ..cells import find_answers
 from ..exercises import Item
-from ..judge import HIDDEN_CASES, Verdict, find_answers, scan_answers, verdict
+from ..kinds.cases import HIDDEN_CASES
+from ..scan import scan_answers
+from ..verdict import Verdict, verdict
 from .transport import decode
 
 ITEM_SECONDS = 10.0  # one trial: an item on one hidden case; correct answers take milliseconds
@@ -60,7 +64,7 @@ def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidd
     for item in runnable:
         outputs = [outcomes[(item.grade_id, case)][0] for case in range(len(HIDDEN_CASES))]
         errors = [outcomes[(item.grade_id, case)][1] for case in range(len(HIDDEN_CASES))]
-        verdicts[item.grade_id] = verdict(item, outputs, errors, [])
+        verdicts[item.grade_id] = verdict(item, outputs, errors, [], answers)
     return verdicts
 
 
@@ -119,7 +123,7 @@ class _Child:
             command = sandbox.wrap([sys.executable, "-m", "autograder.grading.judge_child", *memory], hidden, [],
                                    readable)
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                             stderr=subprocess.DEVNULL, env=_child_env(), cwd="/")
+                                             stderr=subprocess.DEVNULL, env=child_env(), cwd="/")
             self.stdin, self.stdout = self._process.stdin, self._process.stdout
             return
         from .forkserver import spawn
@@ -129,7 +133,7 @@ class _Child:
         quiet = os.open(os.devnull, os.O_WRONLY)
         policy = {"hidden": hidden, "writable": [], "readable": readable, "home": "/tmp/home"}
         self._control = spawn(fork_server, {"run": {"call": "autograder.grading.judge_child:main"}, "cwd": "/",
-                                            "env": _child_env(), "policy": policy, "limits": limits or {}},
+                                            "env": child_env(), "policy": policy, "limits": limits or {}},
                               [request_read, result_write, quiet])
         for fd in (request_read, result_write, quiet):
             os.close(fd)
@@ -191,7 +195,7 @@ def _parse(line: bytes) -> tuple[object, str | None]:
         return None, f"the answer's result could not be read ({type(err).__name__})"
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "NINJA_NAMES_FILE")
     env = {key: os.environ[key] for key in keep if key in os.environ}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", HOME="/tmp/home")

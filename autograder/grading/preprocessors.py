@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import re
 from time import monotonic
 
 from nbformat.notebooknode import NotebookNode
@@ -23,7 +22,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Float, Unicode
 
-HIDDEN_REGION = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.M | re.S)
+from ..cells import HIDDEN_TESTS_REGION
 
 
 class BoundedExecute(Execute):
@@ -94,7 +93,7 @@ class ApplyVerdicts(NbGraderPreprocessor):
         if not utils.is_grade(cell):
             return cell, resources
         grade_id = cell.metadata.nbgrader["grade_id"]
-        cell.source = HIDDEN_REGION.sub("", cell.source).rstrip()
+        cell.source = HIDDEN_TESTS_REGION.sub("", cell.source).rstrip()
         ran = _kernel_summary(cell)
         verdict = self._verdicts.get(grade_id, {"passed": False, "message": "not judged (unknown item)"})
         # Keep what the visible check printed; drop stderr, rich output and errors,

@@ -6,39 +6,67 @@ tests, locks the provided cells and records every cell (hidden tests included)
 in the gradebook. The result is normalised (stable JSON, no outputs, a first
 cell that says the file is generated) and written to ``notebooks/``, which is
 committed; CI regenerates it and fails on any difference.
+
+Every notebook starts with nbgrader's header (``_write_header``): the notice,
+then a locked code cell that installs the package where ``autograder`` does
+not import (Colab, a hub, a bare Jupyter) and does nothing otherwise. Being
+part of the generated assignment, that cell has its checksum and its place in
+the gradebook like every other locked cell. What it installs (``package_spec``)
+is chosen at release time: ``course.PACKAGE_SPEC``, or ``make release
+PACKAGE_SPEC=...``.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
 
 import nbformat
 
+from ..cells import HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
 from ..exercises import ASSIGNMENT
-from .course import NOTEBOOKS, RELEASE_COURSE, SOLUTIONS, ensure_tools_on_path, link_source, nbgrader_config, write_config_file
+from .course import (PACKAGE_SPEC, RELEASE_COURSE, RELEASE_DIR, SOLUTIONS, ensure_tools_on_path, link_source,
+                     nbgrader_config, write_config_file)
 
 # Text that must never reach a student's copy.
-LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END)
 NOTICE_ID = "generated_notice"
 NOTICE = """\
 > **Your copy of the workbook.** Write your code in the answer cells (each starts with
 > `#| answer:`) and run the check below each one. This file is generated from the
 > instructors' master `solutions/{name}.ipynb` by `make release`; instructors edit the
 > master, never this file."""
+INSTALL_ID = "install_package"
+INSTALL_CELL = """\
+# Installs the workbook's package where it is missing (Colab, a JupyterHub, a plain
+# Jupyter) and does nothing where it is there. Run this cell first.
+try:
+    import autograder
+except ImportError:
+    %pip install -q {spec}
+    import autograder"""
+INSTALL_LINE = re.compile(r"^\s*%pip install -q (.+)$", re.M)
+# A pip requirement or URL: no spaces, quotes, or IPython's $/{} expansion in a magic line.
+SPEC_CHARS = re.compile(r"[A-Za-z0-9._+\-:/@=<>!~,\[\]#%?&;]+")
 
 
 class ReleaseError(RuntimeError):
     """nbgrader could not generate the release; the message carries its log."""
 
 
-def generate_release(out_dir: Path = NOTEBOOKS, course_root: Path = RELEASE_COURSE) -> list[Path]:
+def generate_release(out_dir: Path = RELEASE_DIR, course_root: Path = RELEASE_COURSE,
+                     package_spec: str = PACKAGE_SPEC) -> list[Path]:
     """Generate the student notebooks from ``solutions/`` into ``out_dir``.
 
-    Returns the written paths. Notebooks in ``out_dir`` with no master are
-    removed, so a renamed master does not leave a stale copy behind.
+    ``package_spec`` is what each notebook's first code cell installs where the
+    package is missing. Returns the written paths. Notebooks in ``out_dir``
+    with no master are removed, so a renamed master does not leave a stale
+    copy behind.
     """
+    install_cell = _install_cell(package_spec)
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
@@ -46,7 +74,7 @@ def generate_release(out_dir: Path = NOTEBOOKS, course_root: Path = RELEASE_COUR
     course_root.mkdir(parents=True, exist_ok=True)
     link_source(course_root)
     config = nbgrader_config(course_root)
-    config.IncludeHeaderFooter.header = str(_write_header(course_root))
+    config.IncludeHeaderFooter.header = str(_write_header(course_root, install_cell))
     write_config_file(course_root, config)
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
     result = api.generate_assignment(ASSIGNMENT, force=True, create=True)
@@ -64,9 +92,32 @@ def generate_release(out_dir: Path = NOTEBOOKS, course_root: Path = RELEASE_COUR
     return written
 
 
-def _write_header(course_root: Path) -> Path:
+def _install_cell(package_spec: str) -> str:
+    """The source of the install cell for ``package_spec``; a spec the magic line would mangle is refused."""
+    if not SPEC_CHARS.fullmatch(package_spec or ""):
+        raise ReleaseError(f"package spec {package_spec!r}: expected a requirement or URL for `pip install`, "
+                           "e.g. backprop-ninja==1.0.0, git+https://host/owner/repo@v1.0 or https://host/backprop_ninja-1.0.0-py3-none-any.whl "
+                           "(no spaces, quotes, $ or braces)")
+    return INSTALL_CELL.format(spec=shlex.quote(package_spec))
+
+
+def released_package_spec(folder: Path = RELEASE_DIR) -> str:
+    """What the install cell of the release in ``folder`` installs (``PACKAGE_SPEC`` when there is none)."""
+    for path in sorted(folder.glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.get("id") == INSTALL_ID:
+                match = INSTALL_LINE.search(cell.source)
+                if match:
+                    return shlex.split(match.group(1))[0]
+    return PACKAGE_SPEC
+
+
+def _write_header(course_root: Path, install_cell: str) -> Path:
     header = nbformat.v4.new_notebook()
-    header.cells = [nbformat.v4.new_markdown_cell(NOTICE, id=NOTICE_ID)]
+    install = nbformat.v4.new_code_cell(install_cell, id=INSTALL_ID)
+    install.metadata["nbgrader"] = {"grade": False, "solution": False, "locked": True, "task": False,
+                                    "grade_id": INSTALL_ID, "schema_version": 3}
+    header.cells = [nbformat.v4.new_markdown_cell(NOTICE, id=NOTICE_ID), install]
     path = course_root / "header.ipynb"
     nbformat.write(header, path)
     return path
@@ -84,7 +135,7 @@ def _write_normalised(nb, target: Path, name: str) -> None:
     nbformat.write(nb, target)
 
 
-def leaked_markers(folder: Path = NOTEBOOKS) -> list[str]:
+def leaked_markers(folder: Path = RELEASE_DIR) -> list[str]:
     """'<file>: <marker>' for every solution or hidden-test marker in ``folder``'s notebooks."""
     found = []
     for path in sorted(folder.glob("*.ipynb")):
@@ -93,11 +144,12 @@ def leaked_markers(folder: Path = NOTEBOOKS) -> list[str]:
     return found
 
 
-def release_differences(committed: Path = NOTEBOOKS) -> list[str]:
+def release_differences(committed: Path = RELEASE_DIR) -> list[str]:
     """Names of committed student notebooks that regeneration would change, add or remove."""
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch) / "notebooks"
-        generate_release(fresh, Path(scratch) / "course")
+        # with the spec the committed release was made with (`make release PACKAGE_SPEC=...` is not a difference)
+        generate_release(fresh, Path(scratch) / "course", released_package_spec(committed))
         return folder_differences(committed, fresh)
 
 
@@ -138,7 +190,34 @@ def validate_and_run(notebook: Path, invert: bool = False) -> tuple[dict, nbform
     return results, getattr(validator, "executed", None)
 
 
-def copy_masters(target: Path) -> list[Path]:
-    """Copy the masters (with their solutions) into ``target``, e.g. as a perfect submission."""
+def copy_release(target: Path, overwrite: bool = False) -> list[Path]:
+    """Copy the student notebooks (of this checkout, or of the installed wheel) into ``target``.
+
+    Refuses, before copying anything, when one of them is already there and
+    ``overwrite`` is false: a student's work is never replaced by a blank copy.
+    """
+    sources = sorted(RELEASE_DIR.glob("*.ipynb"))
+    if not sources:
+        raise ReleaseError(f"no release notebooks in {RELEASE_DIR}")
+    existing = [target / path.name for path in sources if (target / path.name).exists()]
+    if existing and not overwrite:
+        raise ReleaseError("not overwriting " + ", ".join(str(p) for p in existing) + " (pass --force to replace them)")
     target.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy(path, target / path.name)) for path in sorted(SOLUTIONS.glob("*.ipynb"))]
+    return [Path(shutil.copyfile(path, target / path.name)) for path in sources]
+
+
+COLAB = "https://colab.research.google.com/github/{owner}/{repo}/blob/{ref}/notebooks/{name}"
+GITHUB_URL = re.compile(r"(?:https?://)?(?:www\.)?github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?")
+
+
+def colab_links(repository_url: str, ref: str, folder: Path = RELEASE_DIR) -> list[tuple[str, str]]:
+    """(notebook file, "Open in Colab" URL) for every release notebook, as committed in ``repository_url`` at ``ref``.
+
+    Colab opens notebooks straight from public GitHub repositories only.
+    """
+    match = GITHUB_URL.fullmatch(repository_url.strip())
+    if not match:
+        raise ReleaseError(f"{repository_url!r} is not a GitHub repository URL (https://github.com/OWNER/REPO); "
+                           "Colab opens notebooks from GitHub, so host notebooks/ there or give students the wheel")
+    owner, repo = match.groups()
+    return [(path.name, COLAB.format(owner=owner, repo=repo, ref=ref, name=path.name)) for path in sorted(folder.glob("*.ipynb"))]

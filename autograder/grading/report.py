@@ -9,8 +9,10 @@ import shutil
 import warnings
 from pathlib import Path
 
+from ..cells import HIDDEN_CHECK_CALL, HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, items_of, max_score
-HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "hidden_check(")
+from .errors import GradingError
+HIDDEN_MARKERS = (HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END, HIDDEN_CHECK_CALL)
 
 GRADES_CSV = "grades.csv"
 FLAGS_CSV = "flags.csv"
@@ -25,8 +27,6 @@ def ensure_gradebook(gradebook: Path, template: Path) -> None:
         shutil.copy(template, gradebook)
         return
     if _graded_cells(gradebook) != _graded_cells(template):
-        from .grade import GradingError
-
         raise GradingError(f"{gradebook} was made for other notebooks or items than the current masters; "
                            "grade into a new --out folder, or move the old gradebook away")
 
@@ -57,8 +57,8 @@ def record(out: Path, result: dict) -> None:
                 grade.auto_score = score_of(result, grade.name)
                 grade.needs_manual_grade = False
         gb.db.commit()
-    student_dir = _safe_child(out / "feedback", student)
-    autograded_dir = _safe_child(out / "autograded", student)
+    student_dir = safe_child(out / "feedback", student)
+    autograded_dir = safe_child(out / "autograded", student)
     for folder in (student_dir, autograded_dir):
         shutil.rmtree(folder, ignore_errors=True)
     _write_files(result.get("autograded_files"), autograded_dir / ASSIGNMENT, ".ipynb")
@@ -69,7 +69,7 @@ def record(out: Path, result: dict) -> None:
     (student_dir / "index.html").write_text(feedback_page(result, pages), encoding="utf-8")
 
 
-def _safe_child(parent: Path, name: str) -> Path:
+def safe_child(parent: Path, name: str) -> Path:
     """``parent/name`` for a folder name that came from the submissions (never '..')."""
     child = parent / name
     if name in ("", ".", "..") or child.resolve().parent != parent.resolve():
@@ -97,7 +97,7 @@ def failed_result(student: str, reason: str, log_tail: str, seconds: float) -> d
     message = f"not graded: {reason}"
     return {"student": student, "scores": {}, "notes": [message], "notebook_notes": {},
             "verdicts": {item.grade_id: {"grade_id": item.grade_id, "passed": False, "message": message,
-                                         "flags": []} for item in ITEMS},
+                                         "flags": [], "diagnosis": ""} for item in ITEMS},
             "autograde_log": log_tail, "seconds": round(seconds, 2)}
 
 
@@ -136,8 +136,10 @@ def feedback_page(result: dict, pages: set[str] | None = None) -> str:
             verdict = result.get("verdicts", {}).get(item.grade_id, {})
             got = score_of(result, item.grade_id)
             mark = "&#9989;" if got >= item.points else "&#10060;"
+            code = verdict.get("diagnosis", "")
             rows.append(f"<tr><td>{mark}</td><td><code>{esc(item.grade_id)}</code></td><td>{got:g}/{item.points}</td>"
-                        f"<td><pre>{esc(verdict.get('message', ''))}</pre></td></tr>")
+                        f"<td><pre>{esc(verdict.get('message', ''))}</pre></td>"
+                        f"<td>{f'<code>{esc(code)}</code>' if code else ''}</td></tr>")
     notes = result.get("notes", []) + [n for notes in result.get("notebook_notes", {}).values() for n in notes]
     note_html = "".join(f"<li>{esc(n)}</li>" for n in notes) or "<li>none</li>"
     links = "".join(f'<li><a href="{ASSIGNMENT}/{nb}.html">{nb}</a></li>' if pages is None or nb in pages
@@ -149,7 +151,7 @@ pre{{margin:0;white-space:pre-wrap}}tr:nth-child(even){{background:#f4f4f4}}</st
 <p><b>Total: {total(result):g} / {max_score()}</b>. Each item was checked by running your answer cells again on
 inputs you had not seen (other seeds and sizes) and comparing with PyTorch's autograd.</p>
 <h2>Notes on the submission</h2><ul>{note_html}</ul>
-<h2>Items</h2><table><tr><th></th><th>item</th><th>points</th><th>why</th></tr>{''.join(rows)}</table>
+<h2>Items</h2><table><tr><th></th><th>item</th><th>points</th><th>why</th><th>diagnosis</th></tr>{''.join(rows)}</table>
 <h2>Your notebooks, as graded</h2><ul>{links}</ul></body></html>
 """
 
@@ -188,21 +190,21 @@ def write_tables(out: Path) -> list[dict]:
     with open(out / GRADES_CSV, "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, columns)
         writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     with open(out / FLAGS_CSV, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["student_id", "item", "reason"])
         for row in rows:
-            saved = _safe_child(out / "feedback", row["student_id"]) / "report.json"
+            saved = safe_child(out / "feedback", row["student_id"]) / "report.json"
             if saved.exists():
                 for grade_id, reason in flags(json.loads(saved.read_text())):
-                    writer.writerow([_cell(row["student_id"]), grade_id, reason])
+                    writer.writerow([csv_cell(row["student_id"]), grade_id, reason])
     if rows:
         pass_rate_chart(rows, out / PASS_RATES_PNG)
     return rows
 
 
-def _cell(value):
+def csv_cell(value):
     """A CSV cell; text that a spreadsheet would run as a formula is quoted."""
     if isinstance(value, float):
         return f"{value:g}"

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import nbformat
 
+from ..cells import ANSWER_DIRECTIVE, STUB
 from ..exercises import ITEMS, NOTEBOOKS, answer_ids, notebook
-from ..judge import ANSWER_DIRECTIVE
-from .course import NOTEBOOKS as RELEASE_DIR
-from .course import SOLUTIONS
+from .course import RELEASE_DIR, SOLUTIONS
 
 SOLUTION_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.M | re.S)
-STUB = re.compile(r"^([ \t]*)# YOUR CODE HERE\n[ \t]*raise NotImplementedError\(\)\n?", re.M)
 Edit = Callable[[str, str], str]  # (answer id, the master's solution code) -> code to hand in
 
 
@@ -37,9 +35,9 @@ def master_solutions() -> dict[str, str]:
     return solutions
 
 
-def filled(notebook: str, edit: Edit) -> nbformat.NotebookNode:
-    """The released notebook with each answer stub replaced by ``edit(answer id, solution)``."""
-    nb = nbformat.read(RELEASE_DIR / f"{notebook}.ipynb", as_version=4)
+def filled(notebook: str, edit: Edit, release_dir: Path = RELEASE_DIR) -> nbformat.NotebookNode:
+    """The notebook of ``release_dir`` with each answer stub replaced by ``edit(answer id, solution)``."""
+    nb = nbformat.read(release_dir / f"{notebook}.ipynb", as_version=4)
     solutions = master_solutions()
     for cell in nb.cells:
         match = ANSWER_DIRECTIVE.search(cell.source) if cell.cell_type == "code" else None

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import nbformat.reader
 
-from ..judge import ANSWER_DIRECTIVE
+from ..cells import ANSWER_DIRECTIVE
 
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 

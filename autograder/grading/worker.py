@@ -43,7 +43,6 @@ from pathlib import Path
 import nbformat
 
 from .. import sandbox
-from ..data import REPO_ROOT
 from ..exercises import ASSIGNMENT, ITEMS
 from .course import ensure_tools_on_path, nbgrader_config
 from .forkserver import ForkServer, kernel_argv
@@ -245,15 +244,6 @@ def is_daemon() -> bool:
 
 # ------------------------------------------------------------ one student
 
-def sandbox_paths(root: Path) -> tuple[list[str], list[str]]:
-    """(hidden, readable) folders for student code on this worker."""
-    home = Path.home()
-    hidden = [str(REPO_ROOT), str(home), "/root", "/home", str(root)]
-    readable = [str(REPO_ROOT / "autograder"), str(REPO_ROOT / "data"), sys.prefix, sys.base_prefix,
-                os.path.dirname(os.path.realpath(sys.executable))]
-    return hidden, readable
-
-
 def grade_one(student: str, submission: Path, work: Path, template_dir: Path, template_db: Path, settings: dict,
               fork_socket: Path, started: float) -> dict:
     """Steps 2-5 for one student; returns the result (``autograded`` and ``feedback`` as folders).
@@ -280,7 +270,7 @@ def grade_one(student: str, submission: Path, work: Path, template_dir: Path, te
         if result.readable:  # nbgrader scores a notebook that is not there as 0, without running a blank copy
             nbformat.write(result.notebook, submitted / f"{name}.ipynb")
 
-    hidden, readable = sandbox_paths(_worker_root())
+    hidden, readable = sandbox.student_policy([str(_worker_root())])  # other students' folders live there
     limits = {"data_bytes": int(settings["memory_gb"] * 2**30)} if settings.get("memory_gb") else {}
     sources = {name: [c.source for c in s.notebook.cells if c.cell_type == "code"]
                for name, s in sanitized.items() if s.readable}

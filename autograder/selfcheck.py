@@ -10,7 +10,7 @@ hidden check on unseen inputs.
   a time limit per notebook; the student's files are only read. Exercise 4
   trains for ``NINJA_EX4_STEPS`` = 300 steps (the graded checks do not depend
   on the length of the run).
-* The hidden checks are public (``autograder.judge``), so they run here too,
+* The hidden checks are public (``autograder.verdict``), so they run here too,
   in this process: ``judge_item`` on the answer cells of the notebook as
   saved. That is the student's own code on the student's own machine, which
   is why no sandbox is needed; a time limit still guards against an answer
@@ -44,8 +44,8 @@ from pathlib import Path
 
 import nbformat
 
-from ..exercises import NOTEBOOKS, Item, items_of
-from ..notebook import EX4_STEPS_ENV
+from .exercises import NOTEBOOKS, Item, items_of
+from .notebook import EX4_STEPS_ENV
 
 DEFAULT_FOLDER = Path("notebooks")
 NOTEBOOK_SECONDS = 300.0  # per notebook, in its kernel
@@ -111,12 +111,6 @@ def check_folder(folder: Path = DEFAULT_FOLDER, timeout: float = NOTEBOOK_SECOND
     return [judge_run(run, judge_seconds) for run in runs]
 
 
-def check_notebook(path: Path, timeout: float = NOTEBOOK_SECONDS, ex4_steps: int = EX4_STEPS,
-                   judge_seconds: float = JUDGE_SECONDS) -> NotebookResult:
-    """Run a copy of one notebook, then judge each of its items."""
-    return judge_run(run_notebook(Path(path), timeout, ex4_steps), judge_seconds)
-
-
 def run_notebook(path: Path, timeout: float = NOTEBOOK_SECONDS, ex4_steps: int = EX4_STEPS) -> NotebookResult:
     """Read ``path`` and execute a copy of it; the items are left to ``judge_run``."""
     notebook = path.stem
@@ -137,7 +131,7 @@ def judge_run(result: NotebookResult, judge_seconds: float = JUDGE_SECONDS) -> N
     """Fill in the items of an executed notebook: its test cells' outcome and the hidden checks."""
     if result.problem:
         return result
-    from ..judge import find_answers
+    from .cells import find_answers
 
     answers = find_answers([c.source for c in result.original.cells if c.cell_type == "code"])
     result.items = [_judge(item, result.executed, answers, judge_seconds) for item in items_of(result.notebook)]
@@ -194,7 +188,7 @@ def _cell_name(cell, index: int) -> str:
 
 
 def _judge(item: Item, executed, answers: dict[str, str], judge_seconds: float) -> ItemResult:
-    from ..scoreboard import unwritten
+    from .scoreboard import unwritten
 
     if unwritten(item, answers):
         return ItemResult(item, NOT_ATTEMPTED)
@@ -220,7 +214,8 @@ def visible_result(executed, grade_id: str) -> tuple[bool | None, list[str]]:
         return True, []
     shown = explaining_lines(printed)
     for error in errors:
-        if error.ename == "AssertionError" and not error.evalue:
+        # a failed `assert cmp(...)` repeats the reason its check printed above
+        if error.ename == "AssertionError" and (not error.evalue or error.evalue.split(": ", 1)[-1] in printed):
             shown.append("the check's assert failed")
         else:
             shown.append(f"{error.ename}: {error.evalue}".rstrip(": "))
@@ -257,7 +252,7 @@ class _OutOfTime(BaseException):
 
 def hidden_verdict(item: Item, answers: dict[str, str], seconds: float):
     """``judge_item`` in this process, quietly, with a time limit where signals allow one."""
-    from ..judge import Verdict, judge_item
+    from .verdict import Verdict, judge_item
 
     def expire(signum, frame):
         raise _OutOfTime(f"took longer than {seconds:g} s")

@@ -1,0 +1,126 @@
+"""Late work, the nbgrader way: ``timestamp.txt``, the assignment's due date, the late-penalty plugin.
+
+nbgrader's exchange leaves a ``timestamp.txt`` (UTC) in every collected
+submission folder. When a course gives the assignment a due date (in ``OUT``:
+``nbgrader db assignment add backprop_ninja --duedate "2026-12-04 17:00:00 UTC"``),
+a submission stamped later is late by that many seconds, and nbgrader's
+``AssignLatePenalties`` asks its plugin (``LateSubmissionPlugin`` by default,
+whose ``penalty_method`` is 'none' or 'zero'; any class set as
+``c.AssignLatePenalties.plugin_class`` in ``OUT/nbgrader_config.py``) for each
+notebook's penalty, which it keeps between 0 and the notebook's score.
+
+The grader's workers autograde without timestamps (they never see the
+course's gradebook), so this runs in the grader after the scores are merged:
+it stores each graded student's timestamp and recomputes every submission's
+penalty in ``OUT/gradebook.db``, where ``nbgrader export``, formgrader and the
+exports of this package read raw score, penalty and score.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from ..exercises import ASSIGNMENT
+
+TIMESTAMP_FILE = "timestamp.txt"  # nbgrader's name, in each submission folder
+CONFIG_FILE = "nbgrader_config.py"
+CONFIG_TEXT = f'''\
+# nbgrader settings for this folder of grading results; run nbgrader's own tools from here
+# (nbgrader export, nbgrader formgrader). Written once by `python -m autograder grade`: edit freely.
+c = get_config()  # noqa
+c.CourseDirectory.course_id = "{ASSIGNMENT}"
+
+# Late work: give the assignment a due date once, from this folder:
+#   nbgrader db assignment add {ASSIGNMENT} --duedate "2026-12-04 17:00:00 UTC"
+# Submission folders with nbgrader's timestamp.txt are then late by the time past it, and the
+# late-submission plugin sets the penalty (re-grade, or `python -m autograder grade` any student,
+# to apply a new policy to everyone). nbgrader's plugin knows 'none' (the default) and 'zero':
+# c.LateSubmissionPlugin.penalty_method = "zero"
+# or use a plugin of your own (a subclass of nbgrader.plugins.LateSubmissionPlugin):
+# c.AssignLatePenalties.plugin_class = "my_course.TenPercentPerDay"
+'''
+
+
+def ensure_config(out: Path) -> Path:
+    """``OUT/nbgrader_config.py``, written if it is not there (an instructor's own is kept)."""
+    path = out / CONFIG_FILE
+    if not path.exists():
+        path.write_text(CONFIG_TEXT, encoding="utf-8")
+    return path
+
+
+def load_config(out: Path):
+    """The traitlets config of ``OUT/nbgrader_config.py`` (empty when there is none)."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    if not (out / CONFIG_FILE).exists():
+        return Config()
+    return PyFileConfigLoader(CONFIG_FILE, path=str(out)).load_config()
+
+
+def read_timestamp(folder: Path) -> tuple[datetime | None, str]:
+    """(the UTC time in ``folder/timestamp.txt`` or None, a note when the file is there but unusable)."""
+    from nbgrader.utils import parse_utc
+
+    path = folder / TIMESTAMP_FILE
+    if path.is_symlink():  # it could show the start of any file the grader can read
+        return None, f"{TIMESTAMP_FILE} is a link, not a file: it was not read, the submission counts as on time"
+    if not path.is_file():
+        return None, ""
+    with open(path, encoding="utf-8", errors="replace") as file:
+        text = file.read(200).strip()  # a timestamp is one short line
+    if not text:
+        return None, f"{TIMESTAMP_FILE} is empty: the submission counts as on time"
+    try:
+        return parse_utc(text), ""
+    except (ValueError, OverflowError) as err:
+        return None, f"{TIMESTAMP_FILE} holds no time nbgrader can read ({text[:40]!r}, {err}): counted as on time"
+
+
+def apply_lateness(out: Path, submissions: Path, students: Iterable[str]) -> dict[str, str]:
+    """Store the timestamps of ``students`` and recompute every late penalty in ``OUT/gradebook.db``.
+
+    Returns {student: note} for timestamp files that could not be used.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from .course import ensure_tools_on_path
+
+    ensure_tools_on_path()  # nbgrader runs its helper `alembic` by name
+
+    notes = {}
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush warnings inside nbgrader
+        for student in students:
+            timestamp, note = read_timestamp(submissions / student)
+            if note:
+                notes[student] = note
+            try:
+                gb.find_submission(ASSIGNMENT, student).timestamp = timestamp
+            except MissingEntry:
+                continue
+        gb.db.commit()
+        _assign_penalties(gb, load_config(out))
+        gb.db.commit()
+    return notes
+
+
+def _assign_penalties(gb, config) -> None:
+    """What nbgrader's AssignLatePenalties does for one notebook, for every notebook of the assignment."""
+    from nbgrader.preprocessors import AssignLatePenalties
+
+    assigner = AssignLatePenalties(config=config)
+    assigner.init_plugin()
+    for submission in gb.find_assignment(ASSIGNMENT).submissions:
+        seconds_late = submission.total_seconds_late
+        for notebook in submission.notebooks:
+            notebook.late_submission_penalty = None
+            if seconds_late > 0:
+                penalty = assigner.plugin_inst.late_submission_penalty(submission.student.id, notebook.score,
+                                                                      seconds_late)
+                if penalty is not None:
+                    notebook.late_submission_penalty = assigner._check_late_penalty(notebook, penalty)

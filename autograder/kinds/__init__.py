@@ -1,0 +1,40 @@
+"""The kinds of graded item, by name: the one place that knows how each kind is checked.
+
+``KINDS[item.kind]`` is the object that runs an item's answers on hidden
+inputs, makes the reference, compares, describes and probes a notebook (see
+``kinds.base.Kind``). The visible check cells (``cmp``, ``check_backward``,
+``check_training``, ``check.check_grad(s)``, the ``iris.check_*``), the
+scoreboard and the hidden judge all go through these objects. A new kind is
+a class here and an entry in KINDS; a notebook made of existing kinds needs
+only its items in ``autograder.exercises``.
+
+Trust: ``Kind.run`` executes student code (untrusted; in grading it is called
+only in the sandboxed ``judge_child``); everything else is trusted.
+"""
+
+from __future__ import annotations
+
+from ..exercises import Item
+from .base import Kind
+from .ex4 import BackwardFunctionKind, SGDTrainingKind
+from .gradient import GradientKind
+from .iris import AdamStepKind, AdamTrainingKind, MLPBackwardKind
+from .scalar import ScalarKind
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    GradientKind(), ScalarKind(), BackwardFunctionKind(), SGDTrainingKind(), MLPBackwardKind(), AdamStepKind(),
+    AdamTrainingKind())}
+
+
+def kind_of(item: Item) -> Kind:
+    return KINDS[item.kind]
+
+
+def student_output(item: Item, sources: dict[str, str], case):
+    """UNTRUSTED: run the item's answer cells (answer id -> code) on hidden ``case``; what they produce."""
+    return kind_of(item).run(item, sources, case)
+
+
+def describe_case(item: Item, case) -> str:
+    """The hidden inputs of ``case`` in words, as they matter to ``item``."""
+    return kind_of(item).describe_case(item, case)

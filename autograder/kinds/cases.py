@@ -1,0 +1,81 @@
+"""The hidden cases: inputs a student never saw, and autograd's answers on them.
+
+Trusted side. A hidden case is a seed and the sizes of the model and batch;
+the kinds build their inputs from it (this module: the MLP of notebooks
+01-04; ``kinds.scalar`` and ``kinds.iris`` their own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .. import iris, model
+from ..data import BLOCK_SIZE, VOCAB_SIZE
+
+
+@dataclass(frozen=True)
+class Case:
+    """One set of hidden inputs: a seed and the sizes of the model and batch.
+
+    ``seed`` also draws the scalar inputs of notebook 00 and the
+    initialisation of notebook 05, whose network has hidden widths
+    ``mlp_hidden`` and whose Adam check uses ``adam`` = (lr, beta1, beta2, eps).
+    """
+
+    seed: int
+    n: int  # batch size (notebook 05: rows of the backward check)
+    n_hidden: int
+    n_embd: int
+    mlp_hidden: tuple[int, int] = (8, 9)
+    adam: tuple[float, float, float, float] = (iris.LR, iris.BETA1, iris.BETA2, iris.EPS)
+
+    def describe(self) -> str:
+        return f"batch {self.n}, n_hidden {self.n_hidden}, n_embd {self.n_embd}"
+
+    def sizes(self) -> dict[str, int]:
+        """The sizes an answer might type in as numbers (see ``diagnose.hardcoded_size``)."""
+        return {"n": self.n, "n_hidden": self.n_hidden, "n_embd": self.n_embd, "block_size": BLOCK_SIZE}
+
+
+# Not the notebooks' seed (2147483647) or sizes (32, 64, 10); the second case
+# also changes the widths of notebook 05's network and Adam's settings.
+HIDDEN_CASES = (Case(seed=1234567, n=32, n_hidden=64, n_embd=10),
+                Case(seed=7654321, n=20, n_hidden=48, n_embd=6, mlp_hidden=(6, 5), adam=(0.003, 0.8, 0.99, 1e-6)))
+NOTEBOOK_SIZES = HIDDEN_CASES[0].sizes()  # the notebooks' batch and model sizes: only the seed differs
+
+
+def case_inputs(case: Case) -> dict:
+    """Parameters (no grad), batch and sizes of a hidden case: Xb (n, BLOCK_SIZE), Yb (n,)."""
+    g = torch.Generator().manual_seed(case.seed)
+    params = [p.detach() for p in model.init_params(g, n_embd=case.n_embd, n_hidden=case.n_hidden)]
+    Xb = torch.randint(0, VOCAB_SIZE, (case.n, BLOCK_SIZE), generator=g)
+    Yb = torch.randint(0, VOCAB_SIZE, (case.n,), generator=g)
+    return {"parameters": params, "Xb": Xb, "Yb": Yb}
+
+
+def reference_gradients(case: Case) -> dict[str, torch.Tensor]:
+    """Autograd's gradient of every chunked-forward tensor and parameter, as "d<name>"."""
+    inputs = case_inputs(case)
+    params = [p.clone().requires_grad_(True) for p in inputs["parameters"]]
+    with torch.enable_grad():
+        fw = model.chunked_forward(params, inputs["Xb"], inputs["Yb"])
+        fw.loss.backward()
+    grads = {f"d{name}": t.grad for name, t in fw.items() if name != "loss"}
+    grads.update({f"d{name}": p.grad for name, p in zip(model.PARAM_NAMES, params)})
+    return grads
+
+
+def gradient_namespace(case: Case) -> dict:
+    """What an Exercise 1-3 answer cell may use: the forward tensors, sizes, torch."""
+    inputs = case_inputs(case)
+    with torch.no_grad():
+        fw = model.chunked_forward(inputs["parameters"], inputs["Xb"], inputs["Yb"])
+    namespace = {"torch": torch, "F": F, "n": case.n, "batch_size": case.n, "n_hidden": case.n_hidden,
+                 "n_embd": case.n_embd, "vocab_size": VOCAB_SIZE, "block_size": BLOCK_SIZE}
+    namespace.update(inputs)
+    namespace.update(dict(zip(model.PARAM_NAMES, inputs["parameters"])))
+    namespace.update(fw)
+    return namespace

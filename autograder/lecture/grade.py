@@ -1,0 +1,145 @@
+"""``python -m autograder grade-lecture SUBS --out OUT``: grade a class of lecture-format notebooks.
+
+``SUBS/<student_id>/*.ipynb`` (or ``.py``) or ``SUBS/<student_id>.ipynb``.
+Each gradient of the 35 (26 + 1 + 1 + 7) is worth one point. ``OUT`` gets:
+
+* ``grades.csv``: one row per student: ``student_id``, one column per item
+  (``ex1_dlogprobs``, ...), ``total``, ``max``, ``error``;
+* ``feedback/<student_id>/lecture_report.txt`` and ``.json``: the check's report;
+* ``results.json``: every student's result (items with their ``diagnosis``),
+  what the class mistake report is made from.
+
+``grade_lecture_submission`` grades one student from the bytes of their
+files; the loop here calls it one student at a time, and a student whose
+notebook is broken or hostile gets their error and 0, never stopping the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+from . import LectureSettings
+from .check import check_bytes
+from .parse import EXERCISES, EXPECTED, NotebookError, find_exercises, read_cells
+from .report import LectureResult, format_report
+
+NOTEBOOK_SUFFIXES = (".ipynb", ".py")
+ITEM_IDS = [f"{exercise}_{name}" for exercise in EXERCISES for name in EXPECTED[exercise]]
+MAX_FILE_BYTES = 20_000_000
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
+
+
+def grade_lecture_submission(files: dict[str, bytes], settings: LectureSettings = LectureSettings(),
+                             hidden: list[str] = ()) -> dict:
+    """One student's result from their files (name -> bytes): the most complete notebook is checked.
+
+    ``hidden``: folders the learner's code must not see (the class's submissions, the results).
+
+    Returns {"file", "items": [...], "flags": [...], "error", "score", "max", "report"}.
+    """
+    candidates = {name: data for name, data in files.items() if name.endswith(NOTEBOOK_SUFFIXES)}
+    if not candidates:
+        return _failed("", "no notebook (.ipynb) or Colab export (.py) in the submission")
+    chosen, best = None, -1
+    for name in sorted(candidates):
+        try:
+            found = len(find_exercises(read_cells(candidates[name], name)).found())
+        except NotebookError:
+            found = 0
+        if found > best:
+            chosen, best = name, found
+    result = check_bytes(candidates[chosen], Path(chosen).name, settings, list(hidden))
+    return _as_dict(chosen, result)
+
+
+def _failed(filename: str, error: str) -> dict:
+    return _as_dict(filename, LectureResult(filename, error=error))
+
+
+def _as_dict(filename: str, result: LectureResult) -> dict:
+    data = result.to_json()
+    data.update(file=filename, error=result.error, score=result.passed(), max=len(ITEM_IDS),
+                report=format_report(result))
+    return data
+
+
+def student_files(submissions: Path) -> dict[str, dict[str, Path]]:
+    """student_id -> {file name: path}: a folder per student, or a notebook per student."""
+    students: dict[str, dict[str, Path]] = {}
+    for entry in sorted(submissions.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            students[entry.name] = {p.name: p for p in sorted(entry.iterdir())
+                                    if p.is_file() and p.name.endswith(NOTEBOOK_SUFFIXES)}
+        elif entry.is_file() and entry.name.endswith(NOTEBOOK_SUFFIXES):
+            students.setdefault(entry.stem, {})[entry.name] = entry
+    return students
+
+
+def _read(paths: dict[str, Path]) -> tuple[dict[str, bytes], str]:
+    files, problems = {}, []
+    for name, path in paths.items():
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                problems.append(f"{name} is larger than {MAX_FILE_BYTES // 1_000_000} MB")
+                continue
+            files[name] = path.read_bytes()
+        except OSError as err:
+            problems.append(f"{name} could not be read ({err.strerror or err})")
+    return files, "; ".join(problems)
+
+
+def grade_folder(submissions: Path, out: Path, settings: LectureSettings = LectureSettings(),
+                 progress=print) -> dict[str, dict]:
+    """Grade every student in ``submissions`` into ``out``; returns student_id -> result."""
+    students = student_files(submissions)
+    private = [str(submissions.resolve()), str(out.resolve())]
+    results = {}
+    for student, paths in students.items():
+        files, problem = _read(paths)
+        try:
+            result = grade_lecture_submission(files, settings, private) if files else _failed("", problem or "no notebook")
+        except Exception as err:  # a fault of the grader on one notebook must not stop the class
+            result = _failed("", f"the check failed on this submission ({type(err).__name__}: {err})")
+        results[student] = result
+        progress(f"{student:24s} {result['score']:3d}/{result['max']}" + (f"  error: {result['error']}" if result["error"] else ""))
+    write_outputs(out, results)
+    return results
+
+
+def write_outputs(out: Path, results: dict[str, dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "grades.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["student_id", *ITEM_IDS, "total", "max", "error"])
+        for student, result in sorted(results.items()):
+            passed = {f"{item['exercise']}_{item['name']}" for item in result["items"] if item["status"] == "pass"}
+            writer.writerow([student, *(int(i in passed) for i in ITEM_IDS), result["score"], result["max"],
+                             result["error"]])
+    for student, result in results.items():
+        folder = out / "feedback" / _folder_name(student)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "lecture_report.txt").write_text(result["report"] + "\n")
+        (folder / "lecture_report.json").write_text(json.dumps(
+            {key: result[key] for key in ("file", "items", "flags", "error")}, indent=1, ensure_ascii=False))
+    (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+
+
+def _folder_name(student: str) -> str:
+    return student if _SAFE_ID.match(student) else re.sub(r"[^A-Za-z0-9._@+-]", "_", student) or "_"
+
+
+def main(submissions: Path, out: Path, settings: LectureSettings) -> int:
+    if not submissions.is_dir():
+        print(f"error: {submissions} is not a folder")
+        return 2
+    results = grade_folder(submissions, out, settings)
+    if not results:
+        print(f"error: no notebooks in {submissions} (expected <student_id>/*.ipynb or <student_id>.ipynb)")
+        return 2
+    print(f"\n{len(results)} students graded\ngrades    {out / 'grades.csv'}\nfeedback  {out / 'feedback'}/<student_id>/")
+    return 0

@@ -1,0 +1,147 @@
+"""The child process that runs a learner's lecture-format code, and how it is driven.
+
+``build_request`` turns a ``parse.Plan`` into the JSON the child
+(``child``) reads on stdin; ``run_child`` starts the child (in the sandbox
+when the machine has one), sends the request and reads one reply line per
+exercise. An exercise that hangs or stops the child is given up with a
+reason and the child is started again for the exercises after it.
+``run_in_process`` does the child's work here, for trusted test notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Everything this module takes from the rest of the package, in one place.
+from .. import sandbox
+from ..data import NAMES_ENV
+from ..grading.judge_runner import child_env
+from . import LectureSettings
+from .parse import EXERCISES, Plan, definitions_for
+from .statements import Statement, defines_cmp, is_cmp_or_print
+
+MARGIN_SECONDS = 10.0  # beyond an exercise's budget before the child is killed outright
+SYSTEM_FOLDERS = {"usr", "bin", "sbin", "lib", "lib64", "etc", "dev", "proc", "sys", "tmp", "var", "opt", "run"}
+
+
+def statement_json(statement: Statement) -> dict:
+    skip = is_cmp_or_print(statement) or defines_cmp(statement)
+    return {"source": statement.source, "cell": statement.cell, "line": statement.line,
+            "assigns": list(statement.assigns), "calls_backward": statement.calls_backward,
+            "syntax_error": statement.syntax_error, "skip": skip}
+
+
+def build_request(plan: Plan, settings: LectureSettings) -> dict:
+    exercises = [ex for ex in EXERCISES if ex in plan.found()]
+    with_imports = lambda statements: definitions_for(plan, statements) + statements  # noqa: E731
+    request = {"exercises": exercises, "steps": settings.ex4_steps, "seconds": settings.exercise_seconds,
+               "statements": {ex: [statement_json(s) for s in with_imports(plan.statements.get(ex, []))]
+                              for ex in EXERCISES[:3]}}
+    if plan.ex4 is not None:
+        loop = plan.ex4
+        prelude = definitions_for(plan, loop.prelude + loop.forward + loop.block) + loop.prelude
+        request["ex4"] = {"prelude": [statement_json(s) for s in prelude],
+                          "forward": [statement_json(s) for s in loop.forward],
+                          "block": [statement_json(s) for s in loop.block]}
+    return request
+
+
+def run_child(request: dict, settings: LectureSettings, hidden: list[str]) -> dict[str, dict]:
+    """exercise -> the child's reply; an exercise that hangs or kills the child gets {"failed": why}."""
+    if settings.in_process:
+        return run_in_process(request)
+    replies: dict[str, dict] = {}
+    pending = list(request["exercises"])
+    while pending:
+        process = _start_child(settings, hidden)
+        try:
+            process.stdin.write(json.dumps({**request, "exercises": pending}).encode())
+            process.stdin.close()
+            done, failure = _collect(process, pending, settings, replies)
+        finally:
+            process.kill()
+            process.wait()
+            process.stdout.close()
+        pending = pending[done:]
+        if failure is not None:
+            replies[pending.pop(0)] = {"failed": failure}
+    return replies
+
+
+def run_in_process(request: dict) -> dict[str, dict]:
+    """The child's work done here (trusted notebooks only); replies pass through JSON as from a child."""
+    from . import child
+
+    replies = {}
+    for exercise in request["exercises"]:
+        if exercise == "ex4":
+            reply = child.run_ex4(request["ex4"], request["steps"], request["seconds"])
+        else:
+            reply = child.run_ex123(exercise, request["statements"][exercise], request["seconds"])
+        replies[exercise] = json.loads(json.dumps(reply))
+    return replies
+
+
+def _start_child(settings: LectureSettings, hidden: list[str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "autograder.lecture.child"]
+    if settings.sandboxed:
+        names = os.environ.get(NAMES_ENV)
+        hidden, readable = sandbox.student_policy([path for path in hidden if _may_hide(path)])
+        if names:
+            readable.append(os.path.dirname(os.path.abspath(names)))
+        command = sandbox.wrap(command, hidden, [], readable)
+    env = child_env()
+    if os.environ.get(NAMES_ENV):
+        env[NAMES_ENV] = os.path.abspath(os.environ[NAMES_ENV])
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=env, cwd="/")
+
+
+def _may_hide(path: str) -> bool:
+    """A notebook's folder is hidden from its code, unless that folder is / or a system folder."""
+    resolved = Path(path).resolve()
+    return len(resolved.parts) > 2 or (len(resolved.parts) == 2 and resolved.parts[1] not in SYSTEM_FOLDERS)
+
+
+def _collect(process, pending, settings, replies) -> tuple[int, str | None]:
+    """Read the child's replies; (exercises done, why the next one failed or None)."""
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    buffer, done, ready = b"", 0, False
+    deadline = time.monotonic() + settings.startup_seconds
+    while done < len(pending):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not selector.select(timeout=remaining):
+            if not ready:
+                return done, f"the checker's process did not start within {settings.startup_seconds:g} s"
+            return done, (f"took longer than {settings.exercise_seconds:g} s and could not be interrupted "
+                          "(an endless loop?)")
+        chunk = os.read(process.stdout.fileno(), 1 << 20)
+        if not chunk:
+            if not ready:
+                return done, "the checker's process failed to start (a problem of the checker, not of the notebook)"
+            return done, "stopped the checker's process (os._exit, a crash, or it ran out of memory)"
+        buffer += chunk
+        while b"\n" in buffer and done < len(pending):
+            line, buffer = buffer.split(b"\n", 1)
+            if not ready:
+                ready = True
+            else:
+                replies[pending[done]] = _parse_reply(line)
+                done += 1
+            deadline = time.monotonic() + settings.exercise_seconds + MARGIN_SECONDS
+    return done, None
+
+
+def _parse_reply(line: bytes) -> dict:
+    try:
+        reply = json.loads(line)
+        return reply if isinstance(reply, dict) else {"failed": "the checker's process sent an unreadable reply"}
+    except ValueError:
+        return {"failed": "the checker's process sent an unreadable reply"}

@@ -1,0 +1,163 @@
+"""A code cell's top-level statements, each with the names it binds, reads and the autograd it uses.
+
+Nothing here runs learner code; it only reads it. A cell is parsed with
+``ast``; the body of a ``with torch.no_grad():`` block counts as top-level;
+a part that does not parse becomes one error entry while the statements
+around it are kept. The finding of exercises among the statements is in
+``parse``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from dataclasses import dataclass
+
+# What autograd-reading code looks like, by the attribute or name it uses.
+AUTOGRAD_ATTRIBUTES = ("grad", "backward", "autograd", "grad_fn", "retain_grad", "register_hook")
+AUTOGRAD_NAMES = ("autograd", "functorch")
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str  # "code" or "markdown"
+    source: str
+    index: int  # position in the notebook, from 0
+
+
+@dataclass
+class Statement:
+    """One top-level statement (or a syntax error in its place) of a code cell."""
+
+    source: str
+    cell: int
+    line: int  # first line within the cell, from 1
+    assigns: tuple[str, ...] = ()  # names it binds
+    reads: tuple[str, ...] = ()  # names it loads
+    autograd: tuple[str, ...] = ()  # autograd attributes/names it uses ("grad", "backward", ...)
+    calls_backward: bool = False
+    syntax_error: str = ""
+
+    def where(self) -> str:
+        return f"cell {self.cell + 1}, line {self.line}"
+
+
+def strip_magics(source: str) -> str:
+    """IPython magics and shell lines (``%time``, ``!pip``) blanked, line numbers kept."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+def cell_statements(cell: Cell) -> list[Statement]:
+    """The top-level statements of a code cell; a part that does not parse becomes one error entry.
+
+    The body of a ``with torch.no_grad():`` block counts as top-level: the
+    exercises run without gradient tracking anyway, and one failing line in
+    it should not cost the lines after it.
+    """
+    source = strip_magics(cell.source)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return _salvage(source, cell.index)
+    return [node_statement(node, source, cell.index) for node in _open_no_grad(tree.body)]
+
+
+def _open_no_grad(body: list[ast.stmt]) -> list[ast.stmt]:
+    opened = []
+    for node in body:
+        if isinstance(node, ast.With) and all(_is_no_grad(item.context_expr) for item in node.items):
+            opened += _open_no_grad(node.body)
+        else:
+            opened.append(node)
+    return opened
+
+
+def _is_no_grad(expression: ast.expr) -> bool:
+    """``torch.no_grad()`` or ``torch.inference_mode()`` (however torch was imported)."""
+    function = expression.func if isinstance(expression, ast.Call) else expression
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+    return name in ("no_grad", "inference_mode")
+
+
+def _salvage(source: str, cell: int) -> list[Statement]:
+    """A cell with a syntax error: the broken statement becomes an error entry, the others are kept."""
+    return _salvage_lines(source.splitlines(), 1, cell)
+
+
+def _salvage_lines(lines: list[str], first: int, cell: int) -> list[Statement]:
+    """Statements of ``lines`` (the first is line ``first`` of the cell), cutting out what does not parse."""
+    if not any(line.strip() for line in lines):
+        return []
+    text = "\n".join(lines)
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as err:
+        bad = max(1, min(err.lineno or 1, len(lines)))
+        begin = bad  # back to the top-level line where the broken statement starts
+        while begin > 1 and (not lines[begin - 1].strip() or lines[begin - 1][:1] in (" ", "\t", ")", "]", "}")):
+            begin -= 1
+        end = bad  # on to the next top-level line
+        while end < len(lines) and (not lines[end].strip() or lines[end][:1] in (" ", "\t")):
+            end += 1
+        broken = "\n".join(lines[begin - 1:end])
+        assigned = tuple(dict.fromkeys(re.findall(r"^\s*(d\w+)\s*(?:\[.*\])?\s*[-+*/]?=", broken, re.MULTILINE)))
+        entry = Statement(broken, cell, first + begin - 1, assigned,
+                          syntax_error=f"SyntaxError: {err.msg} (cell {cell + 1}, line {first + bad - 1})")
+        return (_salvage_lines(lines[:begin - 1], first, cell) + [entry]
+                + _salvage_lines(lines[end:], first + end, cell))
+    return [node_statement(node, text, cell, shift=first - 1) for node in tree.body]
+
+
+def node_statement(node: ast.stmt, source: str, cell: int, shift: int = 0) -> Statement:
+    """``node`` of ``source`` as a Statement; ``shift`` is added to its line numbers (for nested code)."""
+    text = textwrap.dedent(ast.get_source_segment(source, node, padded=True) or "")
+    assigns, reads, autograd, backward = _names(node)
+    return Statement(text, cell, node.lineno + shift, assigns, reads, autograd, backward)
+
+
+def _names(node: ast.AST) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]:
+    assigns, reads, autograd, backward = [], [], [], False
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            (assigns if isinstance(sub.ctx, ast.Store) else reads).append(sub.id)
+            if sub.id in AUTOGRAD_NAMES and isinstance(sub.ctx, ast.Load):
+                autograd.append("autograd")
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            assigns.append(sub.name)
+        elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+            assigns += [(alias.asname or alias.name).split(".")[0] for alias in sub.names]
+            module = getattr(sub, "module", None) or ""
+            if "autograd" in module or any("autograd" in a.name for a in sub.names):
+                autograd.append("autograd")
+        elif isinstance(sub, ast.Attribute) and sub.attr in AUTOGRAD_ATTRIBUTES:
+            # `p.grad = None` clears a gradient; only reading one uses autograd's answer
+            if not (sub.attr == "grad" and isinstance(sub.ctx, ast.Store)):
+                autograd.append(sub.attr)
+            backward |= sub.attr == "backward"
+    # An augmented or subscripted assignment (`dC[ix] += ...`) binds the name it changes.
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.AugAssign, ast.Assign, ast.AnnAssign)):
+            targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
+            for target in targets:
+                base = target
+                while isinstance(base, (ast.Subscript, ast.Attribute)):
+                    base = base.value
+                if isinstance(base, ast.Name):
+                    assigns.append(base.id)
+    unique = lambda items: tuple(dict.fromkeys(items))  # noqa: E731
+    return unique(assigns), unique(reads), unique(autograd), backward
+
+
+def is_cmp_or_print(statement: Statement) -> bool:
+    """A bare call of ``cmp(...)`` or ``print(...)``: reporting, not an answer."""
+    try:
+        node = ast.parse(statement.source).body[0]
+    except (SyntaxError, IndexError):
+        return False
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name) and node.value.func.id in ("cmp", "print"))
+
+
+def defines_cmp(statement: Statement) -> bool:
+    return "cmp" in statement.assigns

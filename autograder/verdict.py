@@ -1,0 +1,129 @@
+"""The hidden checks' verdicts: re-run a student's answer cells on inputs they never saw, and decide.
+
+A visible check in a notebook compares the student's tensor with autograd's
+on the notebook's own batch. The hidden check for the same item takes the
+*code* of the item's answer cells (found by their ``#| answer: <id>`` line,
+``autograder.cells``) and runs it again on fresh parameters and batches
+(``kinds.cases.HIDDEN_CASES``: other seeds, and in one case other sizes), with
+every autograd entry point disabled, and compares the result with the
+reference for those inputs. It also reads the code for things an answer must
+not contain (``autograder.scan``).
+
+The trust boundary runs between the modules:
+
+* untrusted: ``autograder.untrusted`` and the kinds' ``run`` execute student
+  code. When a class is graded they run in a sandboxed child process
+  (``autograder.grading.judge_child``), whose outputs come back as data;
+* trusted: ``autograder.scan`` (reads code, never runs it), the kinds'
+  ``reference`` and ``compare``, and ``verdict`` here, which decides
+  (``autograder.grading.judge_runner`` drives both sides).
+
+In a notebook, ``hidden_check`` runs both sides in the kernel (``judge_item``);
+that is what ``nbgrader validate`` and ``pytest --nbval`` exercise on the
+masters, whose code is trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .cells import recorded_answers
+from .diagnose import hardcoded_size
+from .diagnosis_codes import Diagnosis
+from .exercises import ITEMS_BY_ID, Item
+from .hints import pointer
+from .kinds import KINDS, student_output
+from .kinds.cases import HIDDEN_CASES, NOTEBOOK_SIZES
+from .scan import scan_answers
+from .untrusted import describe_error
+
+
+class HiddenTestFailed(AssertionError):
+    """Raised by ``hidden_check`` with the reason in one readable message."""
+
+
+@dataclass
+class Verdict:
+    """The judgement of one graded item."""
+
+    grade_id: str
+    passed: bool
+    message: str  # one or more lines meant for the student
+    flags: list[str] = field(default_factory=list)  # reasons the work is not the student's own
+    diagnosis: str = ""  # the code of the likely mistake (``diagnosis_codes.CODES``); "" when none was made
+
+    def report(self) -> str:
+        head = f"{self.grade_id}: {'passed' if self.passed else 'FAILED'} the hidden check"
+        return head + ("\n" + self.message if self.message else "")
+
+
+def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str],
+            sources: Mapping[str, str] | None = None) -> Verdict:
+    """Judge an item from its answers' outputs on every hidden case.
+
+    ``outputs[i]`` is what the student code produced on HIDDEN_CASES[i], or
+    None with ``errors[i]`` saying why it produced nothing. ``sources`` (answer
+    id -> code) lets a size typed into the answer be named.
+    """
+    if flags:
+        return Verdict(item.grade_id, False, "Not graded, the answer " + "; ".join(flags) + ".", flags)
+    kind = KINDS[item.kind]
+    for index, (case, output, error) in enumerate(zip(HIDDEN_CASES, outputs, errors)):
+        where = f"on unseen inputs ({kind.describe_case(item, case)})"
+        if error is not None:
+            message, code = f"{where}: {error}", ""
+        else:
+            result = kind.compare(item, output, kind.reference(item, case), case)
+            if result.ok:
+                continue
+            message, code = f"{where}:\n" + "\n".join(result.failures()), result.code
+        sizes = _typed_in_size(item, index, sources or {})
+        if sizes is not None:
+            message, code = f"{sizes.message}\n{message}", sizes.code
+        hint = pointer(item.grade_id, code) if code else None
+        if hint:  # the collapsed hint in the notebook that addresses this mistake
+            message += f"\n-> {hint} (above the answer cell in {item.notebook})"
+        return Verdict(item.grade_id, False, message, diagnosis=code)
+    return Verdict(item.grade_id, True, f"matches {kind.oracle} on {len(HIDDEN_CASES)} unseen sets of inputs")
+
+
+def _typed_in_size(item: Item, failed: int, sources: Mapping[str, str]) -> Diagnosis | None:
+    """``diagnose.hardcoded_size`` when the item passed on the notebook's sizes and failed on others, else None."""
+    passed_on_notebook_sizes = any(case.sizes() == NOTEBOOK_SIZES for case in HIDDEN_CASES[:failed])
+    if not (KINDS[item.kind].shapes_follow_sizes and passed_on_notebook_sizes) \
+            or HIDDEN_CASES[failed].sizes() == NOTEBOOK_SIZES:
+        return None
+    return hardcoded_size(NOTEBOOK_SIZES, HIDDEN_CASES[failed].sizes(), [sources.get(a, "") for a in item.answers])
+
+
+def judge_item(item: Item, answers: dict[str, str]) -> Verdict:
+    """Judge one item in this process (trusted code only, e.g. the masters, or ``make check``)."""
+    missing = [a for a in item.answers if a not in answers]
+    if missing:
+        return Verdict(item.grade_id, False, f"answer cell not found: no code cell starts with '#| answer: {missing[0]}'")
+    flags = scan_answers([answers[a] for a in item.answers])
+    outputs, errors = [], []
+    for case in HIDDEN_CASES:
+        if flags:
+            break
+        try:
+            outputs.append(student_output(item, answers, case))
+            errors.append(None)
+        except Exception as err:  # the student's code failed: that is the verdict
+            outputs.append(None)
+            errors.append(describe_error(err))
+    return verdict(item, outputs, errors, flags, answers)
+
+
+def hidden_check(grade_id: str) -> bool:
+    """Judge ``grade_id`` on hidden inputs from the answer cells this kernel ran.
+
+    Returns True, silently, when the item passes (what a test cell prints is
+    the visible check's report); raises HiddenTestFailed with the reason when
+    it does not. Needs ``cells.record_cells()`` to have run first.
+    """
+    result = judge_item(ITEMS_BY_ID[grade_id], recorded_answers())
+    if not result.passed:
+        raise HiddenTestFailed(result.report())
+    return True

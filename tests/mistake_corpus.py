@@ -1,0 +1,277 @@
+"""A corpus of realistic mistakes, each planted the way a student would write it, and the diagnosis it must get.
+
+Two kinds of entries:
+
+* ``Line``: Exercise 1 lines run on the lecture's batch after
+  ``loss.backward()`` (upstream gradients from autograd unless the lines
+  compute them), then ``compare`` with the forward pass as context, as ``cmp``,
+  the scoreboard and the judge do;
+* ``Answer``: an answer cell judged on the hidden cases (``verdict.judge_item``),
+  for the mistakes that show only there or only for a whole function.
+
+Every entry names the diagnosis code it must get, words its message must
+contain, and words it must not (the opposite advice, a wrong cause).
+``python -m tests.mistake_corpus`` prints how many get their code.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from autograder import model
+from autograder.cells import find_answers
+from autograder.comparison import compare
+from autograder.verdict import judge_item
+from autograder.diagnose import context_of
+from autograder.diagnosis_codes import CODES
+from autograder.exercises import ITEMS_BY_ID
+
+
+@dataclass(frozen=True)
+class Line:
+    """Exercise 1 lines that leave ``d<tensor>`` wrong."""
+
+    tensor: str
+    code: str
+    diagnosis: str
+    words: tuple[str, ...] = ()
+    never: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer cell (``answer_id`` -> body) that makes graded item ``grade_id`` fail on the hidden cases."""
+
+    grade_id: str
+    answer_id: str
+    body: str
+    diagnosis: str
+    words: tuple[str, ...] = ()
+    never: tuple[str, ...] = ()
+
+
+# dbnvar with epsilon subtracted, and everything the notebook derives from it
+EPS_BUG = "dbnvar = (-0.5 * (bnvar - 1e-5)**-1.5) * dbnvar_inv\n"
+EPS_BNDIFF2 = EPS_BUG + "dbndiff2 = (1.0 / (n - 1)) * torch.ones_like(bndiff2) * dbnvar\n"
+EPS_BNDIFF = EPS_BNDIFF2 + "dbndiff = bnvar_inv * dbnraw\ndbndiff += (2 * bndiff) * dbndiff2\n"
+EPS_HPREBN = EPS_BNDIFF + ("dhprebn = dbndiff.clone()\ndbnmeani = (-dbndiff).sum(0, keepdim=True)\n"
+                           "dhprebn += 1.0 / n * (torch.ones_like(hprebn) * dbnmeani)\n")
+EPS_C = EPS_HPREBN + ("dembcat = dhprebn @ W1.T\ndW1 = embcat.T @ dhprebn\ndemb = dembcat.view(emb.shape)\n"
+                      "dC = torch.zeros_like(C)\ndC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))\n")
+EPSILON_WORDS = ("epsilon", "variance is smallest", "bnvar + 1e-5")
+NOT_A_FACTOR = ("factor",)
+
+LINES: dict[str, Line] = {
+    # shapes
+    "db1 summed with keepdim=True": Line("b1", "db1 = dhprebn.sum(0, keepdim=True)", "shape.extra_dim",
+                                         ("extra dimension", "(1, 64) should be (64,)", "without keepdim=True"),
+                                         ("missing", "keepdim=True keeps", "with keepdim=True")),
+    "db2 summed with keepdim=True": Line("b2", "db2 = dlogits.sum(0, keepdim=True)", "shape.extra_dim",
+                                         ("extra dimension", "(1, 27) should be (27,)", "without keepdim=True"),
+                                         ("missing", "with keepdim=True")),
+    "dbnmeani without keepdim": Line("bnmeani", "dbnmeani = (-dbndiff).sum(0)", "shape.missing_dim",
+                                     ("missing", "(64,) should be (1, 64)", "with keepdim=True"),
+                                     ("extra", "without keepdim")),
+    "dbnbias without keepdim": Line("bnbias", "dbnbias = dhpreact.sum(0)", "shape.missing_dim",
+                                    ("missing", "with keepdim=True"), ("extra", "without keepdim")),
+    "dcounts_sum without keepdim": Line("counts_sum", "dcounts_sum = (-counts_sum**-2 * dcounts_sum_inv).sum(1)",
+                                        "shape.missing_dim", ("missing", "with keepdim=True"), ("extra",)),
+    "dW2 transposed": Line("W2", "dW2 = dlogits.T @ h", "shape.transposed", ("transposed", "swap the operands")),
+    "dbndiff2 not broadcast": Line("bndiff2", "dbndiff2 = (1.0 / (n - 1)) * dbnvar", "shape.broadcast_hidden",
+                                   ("broadcasts", "(1, 64)", "(32, 64)")),
+    "dbngain not summed": Line("bngain", "dbngain = bnraw * dhpreact", "shape.missing_sum",
+                               ("(32, 64) where (1, 64) is expected", "sum over those dimensions", "values would be right"),
+                               ("keepdim",)),
+    "db1 not summed": Line("b1", "db1 = dhprebn.clone()", "shape.missing_sum", ("over dimension 0",)),
+    "db2 summed over the batch's other dimension": Line("b2", "db2 = dlogits.sum(1)", "shape.wrong_dim",
+                                                        ("wrong dimension",)),
+    "dcounts_sum_inv summed over the batch": Line(
+        "counts_sum_inv", "dcounts_sum_inv = (counts * dprobs).sum(0, keepdim=True)", "shape.wrong_dim",
+        ("wrong dimension",)),
+    "demb left flat": Line("emb", "demb = dembcat.clone()", "shape.view", ("values are right", "(32, 3, 10)")),
+    # values
+    "dnorm_logits sign": Line("norm_logits", "dnorm_logits = -counts * dcounts", "sign", ("sign flipped",)),
+    "dlogprobs without 1/n": Line("logprobs", "dlogprobs = torch.zeros_like(logprobs); dlogprobs[range(n), Yb] = -1.0",
+                                  "scale.1/n", ("factor of 32", "1/n (the mean's) is missing")),
+    "dlogprobs with 1/n twice": Line(
+        "logprobs", "dlogprobs = torch.zeros_like(logprobs); dlogprobs[range(n), Yb] = -1.0 / n**2", "scale.1/n",
+        ("1/n is applied twice",)),
+    "dbndiff2 with 1/n": Line("bndiff2", "dbndiff2 = (1.0 / n) * torch.ones_like(bndiff2) * dbnvar", "scale.bessel",
+                              ("Bessel",)),
+    "dh times 3": Line("h", "dh = 3 * dlogits @ W2.T", "scale.other", ("constant factor of 3",)),
+    "dbnvar without the 0.5": Line("bnvar", "dbnvar = -(bnvar + 1e-5)**-1.5 * dbnvar_inv", "scale.other",
+                                   ("factor of 2",)),
+    "dbnvar epsilon sign": Line("bnvar", EPS_BUG, "epsilon", EPSILON_WORDS, NOT_A_FACTOR),
+    "dbndiff2 after the epsilon sign": Line("bndiff2", EPS_BNDIFF2, "epsilon", EPSILON_WORDS, NOT_A_FACTOR),
+    "dbndiff after the epsilon sign": Line("bndiff", EPS_BNDIFF, "epsilon", EPSILON_WORDS, NOT_A_FACTOR),
+    "dhprebn after the epsilon sign": Line("hprebn", EPS_HPREBN, "epsilon", EPSILON_WORDS, NOT_A_FACTOR),
+    "dW1 after the epsilon sign": Line("W1", EPS_C, "epsilon", EPSILON_WORDS, NOT_A_FACTOR),
+    "dC after the epsilon sign": Line("C", EPS_C, "epsilon", EPSILON_WORDS, NOT_A_FACTOR),
+    "dcounts overwritten": Line("counts", "dcounts = counts_sum_inv * dprobs\ndcounts = torch.ones_like(counts) * dcounts_sum",
+                                "branch.missing", ("only one of the two uses", "+=")),
+    "dbndiff first use only": Line("bndiff", "dbndiff = bnvar_inv * dbnraw", "branch.missing", ("+=",)),
+    "dhprebn first use only": Line("hprebn", "dhprebn = dbndiff.clone()", "branch.missing", ("+=",)),
+    "dprobs copied from dlogprobs": Line("probs", "dprobs = dlogprobs.clone()", "other_tensor",
+                                         ("dlogprobs, the gradient of logprobs",)),
+    "dh is h": Line("h", "dh = h.detach().clone()", "other_tensor", ("h itself",)),
+    "dprobs local only": Line("probs", "dprobs = 1.0 / probs", "local_only", ("local derivative alone",)),
+    "dhpreact local only": Line("hpreact", "dhpreact = 1.0 - h**2", "local_only", ("chain rule",)),
+    "dC scatter": Line("C", "dC = torch.zeros_like(C); dC[Xb] += demb", "scatter.repeats", ("index_add_",)),
+    "dbndiff aliased by dhprebn": Line("bndiff", "dhprebn = dbndiff\ndhprebn += 1.0 / n * (torch.ones_like(hprebn) * dbnmeani)",
+                                       "alias", (".clone()", "dhprebn = dbndiff", "same tensor")),
+    "dC from ones_like": Line("C", "dC = torch.ones_like(C)\ndC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))",
+                              "offset", ("same amount", "+1", "ones_like")),
+    "dC left at zero": Line("C", "dC = torch.zeros_like(C)", "zeros", ("all zeros",)),
+    "dbnvar with 1.0 for epsilon": Line("bnvar", "dbnvar = (-0.5 * (bnvar - 1.0)**-1.5) * dbnvar_inv", "nan",
+                                        ("division by zero",)),
+    "dlogits from one_hot alone": Line("logits", "dlogits = F.one_hot(logits.max(1).indices, logits.shape[1])",
+                                       "int_dtype", ("float",)),
+    "dhprebn off by something else": Line("hprebn", "dhprebn = dbndiff + 0.01 * torch.ones_like(hprebn)", "none",
+                                          ("no specific diagnosis",)),
+    "dprobs never assigned": Line("probs", "dprobs = None", "unknown", ()),
+}
+
+EX4_RETURN = "    return [dC, dW1, db1, dW2, db2, dbngain, dbnbias]"
+ORDER = ("[dC, dW1, db1, dW2, db2, dbngain, dbnbias]",)
+
+
+def _ex4_returning(returned: str, master: str) -> str:
+    return master.replace(EX4_RETURN, f"    return {returned}")
+
+
+ANSWERS: dict[str, Answer] = {
+    "ex4 bngain and bnbias swapped": Answer("ex4_backward", "ex4_manual_backward",
+                                            "[dC, dW1, db1, dW2, db2, dbnbias, dbngain]", "order",
+                                            ORDER + ("dbnbias is where dbngain belongs",), ("wrong dimension", "broadcasts")),
+    "ex4 in the order of the backward pass": Answer("ex4_backward", "ex4_manual_backward",
+                                                    "[dW2, db2, dbngain, dbnbias, dW1, db1, dC]", "order", ORDER,
+                                                    ("wrong dimension", "broadcasts")),
+    "ex4 one gradient twice": Answer("ex4_backward", "ex4_manual_backward",
+                                     "[dC, dW1, db1, dW2, db2, dbnbias, dbnbias]", "order",
+                                     ORDER + ("dbnbias is where dbngain belongs",)),
+    "dlogprobs of shape (32, 27)": Answer("ex1_dlogprobs", "ex1_line_loss", """
+        dlogprobs = torch.zeros((32, 27))
+        dlogprobs[range(n), Yb] = -1.0 / n
+        """, "hardcoded_size", ("works on the notebook's sizes", "32 appears in your code; the hidden case has n = 20")),
+    "dlogprobs divided by 32": Answer("ex1_dlogprobs", "ex1_line_loss", """
+        dlogprobs = torch.zeros_like(logprobs)
+        dlogprobs[range(n), Yb] = -1.0 / 32
+        """, "hardcoded_size", ("32 appears in your code; the hidden case has n = 20",)),
+    "dC through reshape(96, 10)": Answer("ex1_dC", "ex1_line_emb", """
+        dC = torch.zeros_like(C)
+        dC.index_add_(0, Xb.view(-1), demb.reshape(96, 10))
+        """, "hardcoded_size", ("96 appears in your code; the hidden case has n * block_size = 60",
+                                "10 appears in your code; the hidden case has n_embd = 6")),
+    "dbnbias viewed as (1, 64)": Answer("ex1_dbnbias", "ex1_line_hpreact", """
+        dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+        dbnbias = dhpreact.sum(0).view(1, 64)
+        dbnraw = bngain * dhpreact
+        """, "hardcoded_size", ("64 appears in your code; the hidden case has n_hidden = 48",)),
+    "ex4 with n = 32": Answer("ex4_backward", "ex4_manual_backward", "n = 32", "hardcoded_size",
+                              ("32 appears in your code; the hidden case has n = 20",)),
+    "dbnvar epsilon sign, hidden": Answer("ex1_dbnvar", "ex1_line_bnvar_inv", EPS_BUG, "epsilon", EPSILON_WORDS,
+                                          NOT_A_FACTOR),
+}
+
+
+# ------------------------------------------------------------------ running
+
+def notebook_batch() -> dict:
+    """The notebook's namespace after the forward pass and ``loss.backward()``: tensors, parameters, n, Xb, Yb."""
+    g = model.make_generator()
+    parameters = model.init_params(g)
+    Xb = torch.randint(0, 27, (32, 3), generator=g)
+    Yb = torch.randint(0, 27, (32,), generator=g)
+    fw = model.chunked_forward(parameters, Xb, Yb)
+    fw.loss.backward()
+    namespace = {"torch": torch, "F": F, "n": 32, "Xb": Xb, "Yb": Yb, "fw": fw}
+    namespace.update(fw)
+    namespace.update(zip(model.PARAM_NAMES, parameters))
+    return namespace
+
+
+def run_lines(ns: dict, code: str) -> dict:
+    """Execute a student's lines in a copy of the namespace; upstream gradients come from autograd."""
+    scope = dict(ns)
+    scope.update({f"d{k}": v.grad.clone() for k, v in ns["fw"].items() if v.grad is not None})
+    scope.update({f"d{k}": ns[k].grad.clone() for k in model.PARAM_NAMES})
+    exec(code, scope)
+    return scope
+
+
+def diagnose_line(ns: dict, mistake: Line) -> tuple[bool, str, str]:
+    """(passed, code, message) of ``compare`` on the mistaken gradient."""
+    scope = run_lines(ns, mistake.code)
+    result = compare(mistake.tensor, scope[f"d{mistake.tensor}"], ns[mistake.tensor].grad,
+                     context_of(ns["fw"], ns["fw"].inputs))
+    return result.ok, result.code, f"{result.problem}; {result.hint}"
+
+
+def answer_source(mistake: Answer, master_answers: dict[str, str]) -> str:
+    """The mistaken answer cell: a body of its own, or Exercise 4's master with one change."""
+    if mistake.answer_id == "ex4_manual_backward":
+        master = master_answers[mistake.answer_id]
+        if mistake.body.startswith("["):
+            return _ex4_returning(mistake.body, master)
+        return master.replace("    n = Xb.shape[0]", f"    {mistake.body}")
+    return f"#| answer: {mistake.answer_id}\n" + textwrap.dedent(mistake.body).strip() + "\n"
+
+
+def diagnose_answer(mistake: Answer, master_answers: dict[str, str]) -> tuple[bool, str, str]:
+    """(passed, diagnosis code, message) of the hidden check with the mistaken cell."""
+    answers = {**master_answers, mistake.answer_id: answer_source(mistake, master_answers)}
+    verdict = judge_item(ITEMS_BY_ID[mistake.grade_id], answers)
+    return verdict.passed, verdict.diagnosis, verdict.message
+
+
+def problems_with(mistake, passed: bool, code: str, message: str) -> list[str]:
+    """What is wrong with the diagnosis of ``mistake`` (empty when it is right)."""
+    problems = []
+    if passed:
+        problems.append("the mistake passed")
+    if code != mistake.diagnosis:
+        problems.append(f"code {code!r}, expected {mistake.diagnosis!r}")
+    problems += [f"missing {word!r}" for word in mistake.words if word not in message]
+    problems += [f"says {word!r}" for word in mistake.never if word in message]
+    for factor in re.findall(r"factor of (-?[\d.e+-]+)", message):
+        if abs(float(factor.rstrip(".")) - 1) < 1e-3:
+            problems.append(f"names a factor of {factor}")
+    return problems
+
+
+def covered_codes() -> set[str]:
+    return {m.diagnosis for m in LINES.values()} | {m.diagnosis for m in ANSWERS.values()}
+
+
+def main() -> None:
+    from tests.conftest import code_sources  # the masters' answer cells, as the tests read them
+    import nbformat
+
+    from autograder.grading.course import SOLUTIONS
+
+    master_answers = {}
+    for path in sorted(SOLUTIONS.glob("*.ipynb")):
+        master_answers.update(find_answers(code_sources(nbformat.read(path, as_version=4))))
+    ns = notebook_batch()
+    right = 0
+    rows = [(label, m, diagnose_line(ns, m)) for label, m in LINES.items()]
+    rows += [(label, m, diagnose_answer(m, master_answers)) for label, m in ANSWERS.items()]
+    for label, mistake, outcome in rows:
+        problems = problems_with(mistake, *outcome)
+        right += not problems
+        print(f"{'ok ' if not problems else 'BAD'} {mistake.diagnosis:22s} {label}" +
+              (f"  <- {'; '.join(problems)}" if problems else ""))
+    missing = sorted({c.code for c in CODES} - covered_codes())
+    print(f"\n{right} of {len(rows)} planted mistakes get their specific code and words; "
+          f"{len(covered_codes())} of {len(CODES)} codes covered" + (f" (not: {', '.join(missing)})" if missing else ""))
+    sys.exit(0 if right == len(rows) else 1)
+
+
+if __name__ == "__main__":
+    main()
