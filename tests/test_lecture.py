@@ -18,6 +18,7 @@ import pytest
 
 from autograder import sandbox
 from autograder.lecture import LectureSettings, check, runner
+from autograder.grading.grade import Settings
 from autograder.lecture.grade import ITEM_IDS, grade_folder
 from autograder.lecture.parse import EX1_NAMES, EXPECTED, NotebookError, find_exercises, read_cells
 from autograder.lecture.report import LectureResult, format_report
@@ -261,8 +262,14 @@ def test_grading_a_folder_writes_grades_and_feedback_and_survives_broken_noteboo
     (subs / "bob.ipynb").write_bytes(fixtures.notebook_bytes(**fixtures.VARIANTS["grad_copy"]))
     (subs / "carol.ipynb").write_text("{ not a notebook")
     (subs / "dave.py").write_text(fixtures.script(**fixtures.VARIANTS["scatter"]))
-    results = grade_folder(subs, out, IN_PROCESS, progress=lambda line: None)
+    # On the grading engine: each student a Dask task, each notebook in its sandboxed child process.
+    results = grade_folder(subs, out, check.LectureSettings(ex4_steps=2), progress=lambda line: None,
+                           engine=Settings(workers=2))
     assert {k: v["score"] for k, v in results.items()} == {"alice": 35, "bob": 34, "carol": 0, "dave": 34}
+    mistakes = {(row["item"], row["diagnosis"]): row["student_ids"] for row in csv.DictReader(open(out / "mistakes.csv"))}
+    assert mistakes[("ex1_dC", "scatter.repeats")] == "dave" and mistakes[("ex2_dlogits", "cheating.grad")] == "bob"
+    assert {ids for (item, code), ids in mistakes.items() if code == "not_attempted"} == {"carol"}
+    assert not [key for key, ids in mistakes.items() if "alice" in ids.split()]  # all right: in no row
     rows = {row["student_id"]: row for row in csv.DictReader(open(out / "grades.csv"))}
     assert rows["bob"]["ex2_dlogits"] == "0" and rows["bob"]["ex1_dC"] == "1" and rows["bob"]["total"] == "34"
     assert "not valid JSON" in rows["carol"]["error"] and rows["carol"]["total"] == "0"

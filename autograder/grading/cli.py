@@ -228,7 +228,12 @@ def _lecture_commands(commands) -> None:
     check.add_argument("--json", type=Path, default=None, dest="json_out", help="also write the results as JSON")
     grade = commands.add_parser("grade-lecture", help="grade SUBS/<id>/*.ipynb or SUBS/<id>.ipynb in the lecture's format")
     grade.add_argument("submissions", type=Path, help="a folder of notebooks or of one folder per student")
-    grade.add_argument("--out", type=Path, required=True, help="folder for grades.csv and the feedback")
+    grade.add_argument("--out", type=Path, required=True, help="folder for grades.csv, mistakes.csv and the feedback")
+    grade.add_argument("--jobs", type=int, default=None, help="worker processes of the embedded Dask cluster "
+                       "(default: the number of cores)")
+    grade.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="grade on the Dask cluster of this scheduler (default: $DASK_SCHEDULER_ADDRESS, "
+                            "else an embedded cluster)")
     for parser in (check, grade):
         parser.add_argument("--exercise-timeout", type=float, default=EXERCISE_SECONDS,
                             help="seconds each exercise may run (default %(default)g)")
@@ -244,4 +249,7 @@ def _run_lecture_command(args) -> int:
     settings = LectureSettings(exercise_seconds=args.exercise_timeout, ex4_steps=args.ex4_steps)
     if args.command == "check-lecture":
         return check_lecture(args.notebook, args.json_out, settings)
-    return grade_lecture(args.submissions, args.out, settings)
+    from .grade import Settings
+
+    engine = Settings(scheduler=args.scheduler, **({"workers": args.jobs} if args.jobs else {}))
+    return grade_lecture(args.submissions, args.out, settings, engine)

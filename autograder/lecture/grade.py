@@ -6,12 +6,15 @@ Each gradient of the 35 (26 + 1 + 1 + 7) is worth one point. ``OUT`` gets:
 * ``grades.csv``: one row per student: ``student_id``, one column per item
   (``ex1_dlogprobs``, ...), ``total``, ``max``, ``error``;
 * ``feedback/<student_id>/lecture_report.txt`` and ``.json``: the check's report;
-* ``results.json``: every student's result (items with their ``diagnosis``),
-  what the class mistake report is made from.
+* ``mistakes.csv``: ``item,diagnosis,students,student_ids``, the class's
+  mistakes by kind, as for the workbook (``grading.mistakes``);
+* ``results.json``: every student's result (items with their ``diagnosis``).
 
 ``grade_lecture_submission`` grades one student from the bytes of their
-files; the loop here calls it one student at a time, and a student whose
-notebook is broken or hostile gets their error and 0, never stopping the rest.
+files. The students are graded on the workbook's engine, a Dask cluster
+(``grading.grade.cluster_client``: embedded, or ``--scheduler``), one task per
+student; a student whose notebook is broken or hostile gets their error and 0,
+never stopping the rest, and this process alone writes ``OUT``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import re
 from pathlib import Path
 
+from ..grading.mistakes import MISTAKES_CSV, MistakeRow, write_mistakes
 from . import LectureSettings
 from .check import check_bytes
 from .parse import EXERCISES, EXPECTED, NotebookError, find_exercises, read_cells
@@ -94,19 +98,38 @@ def _read(paths: dict[str, Path]) -> tuple[dict[str, bytes], str]:
 
 
 def grade_folder(submissions: Path, out: Path, settings: LectureSettings = LectureSettings(),
-                 progress=print) -> dict[str, dict]:
-    """Grade every student in ``submissions`` into ``out``; returns student_id -> result."""
+                 progress=print, engine=None) -> dict[str, dict]:
+    """Grade every student in ``submissions`` into ``out``; returns student_id -> result.
+
+    ``engine`` (``grading.grade.Settings``) says where: its ``workers`` and
+    ``scheduler``, as for ``grade``; by default an embedded cluster.
+    """
+    from distributed import as_completed
+
+    from ..grading.grade import Settings, cluster_client
+
     students = student_files(submissions)
+    if not students:
+        return {}
     private = [str(submissions.resolve()), str(out.resolve())]
     results = {}
-    for student, paths in students.items():
-        files, problem = _read(paths)
-        try:
-            result = grade_lecture_submission(files, settings, private) if files else _failed("", problem or "no notebook")
-        except Exception as err:  # a fault of the grader on one notebook must not stop the class
-            result = _failed("", f"the check failed on this submission ({type(err).__name__}: {err})")
-        results[student] = result
-        progress(f"{student:24s} {result['score']:3d}/{result['max']}" + (f"  error: {result['error']}" if result["error"] else ""))
+    with cluster_client(engine or Settings(), progress) as client:
+        futures = {}
+        for student, paths in students.items():
+            files, problem = _read(paths)
+            if not files:
+                results[student] = _failed("", problem or "no notebook")
+                continue
+            futures[client.submit(grade_lecture_submission, files, settings, private, pure=False)] = student
+        for future in as_completed(futures, loop=client.loop):
+            student = futures[future]
+            try:
+                results[student] = future.result()
+            except Exception as err:  # a fault of the grader (or a lost worker) on one notebook must not stop the class
+                results[student] = _failed("", f"the check failed on this submission ({type(err).__name__}: {err})")
+            result = results[student]
+            progress(f"{student:24s} {result['score']:3d}/{result['max']}"
+                     + (f"  error: {result['error']}" if result["error"] else ""))
     write_outputs(out, results)
     return results
 
@@ -127,19 +150,36 @@ def write_outputs(out: Path, results: dict[str, dict]) -> None:
         (folder / "lecture_report.json").write_text(json.dumps(
             {key: result[key] for key in ("file", "items", "flags", "error")}, indent=1, ensure_ascii=False))
     (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    write_mistakes(out / MISTAKES_CSV, mistake_rows(results))
+
+
+def mistake_rows(results: dict[str, dict]) -> list[MistakeRow]:
+    """One row per (item, diagnosis) that a student has, in item order; passed items never appear."""
+    students: dict[tuple[str, str], set[str]] = {}
+    for student, result in results.items():
+        found = {f"{item['exercise']}_{item['name']}": item for item in result["items"]}
+        for item_id in ITEM_IDS:
+            item = found.get(item_id)
+            if item is None or item["status"] != "pass":  # a notebook that could not be read attempted nothing
+                code = "not_attempted" if item is None else item["diagnosis"] or "unknown"
+                students.setdefault((item_id, code), set()).add(student)
+    order = {item_id: index for index, item_id in enumerate(ITEM_IDS)}
+    return [MistakeRow(item, code, tuple(sorted(ids)))
+            for (item, code), ids in sorted(students.items(), key=lambda entry: (order[entry[0][0]], entry[0][1]))]
 
 
 def _folder_name(student: str) -> str:
     return student if _SAFE_ID.match(student) else re.sub(r"[^A-Za-z0-9._@+-]", "_", student) or "_"
 
 
-def main(submissions: Path, out: Path, settings: LectureSettings) -> int:
+def main(submissions: Path, out: Path, settings: LectureSettings, engine=None) -> int:
     if not submissions.is_dir():
         print(f"error: {submissions} is not a folder")
         return 2
-    results = grade_folder(submissions, out, settings)
+    results = grade_folder(submissions, out, settings, engine=engine)
     if not results:
         print(f"error: no notebooks in {submissions} (expected <student_id>/*.ipynb or <student_id>.ipynb)")
         return 2
-    print(f"\n{len(results)} students graded\ngrades    {out / 'grades.csv'}\nfeedback  {out / 'feedback'}/<student_id>/")
+    print(f"\n{len(results)} students graded\ngrades    {out / 'grades.csv'}\nmistakes  {out / MISTAKES_CSV}\n"
+          f"feedback  {out / 'feedback'}/<student_id>/")
     return 0
