@@ -27,6 +27,7 @@ import ctypes
 import functools
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,32 @@ def student_policy(private: list[str] = ()) -> tuple[list[str], list[str]]:
     readable = [str(resources.PACKAGE_DIR), str(resources.data_file("names.txt").parent), sys.prefix,
                 sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
     return hidden, readable
+
+
+def limit_memory(data_bytes: int | None) -> None:
+    """Cap the process's data segment (heap and private mappings), so a memory bomb fails alone.
+
+    RLIMIT_DATA, unlike RLIMIT_AS, does not count torch's large reserved but
+    unused address space, so ordinary work is unaffected; an allocation past
+    the limit raises MemoryError (or torch's "can't allocate memory").
+    """
+    if data_bytes:
+        resource.setrlimit(resource.RLIMIT_DATA, (data_bytes, data_bytes))
+        os.environ["NINJA_MEMORY_LIMIT_BYTES"] = str(data_bytes)
+
+
+def results_channel():
+    """The real stdout, kept aside as a line-buffered file for a child's results; fds 1 and 2 then go nowhere.
+
+    Whatever student code prints (or writes to fd 1 directly) cannot forge a
+    result line, and nothing it writes reaches the grader's terminal.
+    """
+    results = os.fdopen(os.dup(1), "w", buffering=1)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    sys.stdout = sys.stderr = open(os.devnull, "w")
+    return results
 
 
 def wrap(command: list[str], hidden: list[str], writable: list[str], readable: list[str] = (),

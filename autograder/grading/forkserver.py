@@ -252,7 +252,7 @@ def _child(request: dict, fds: list[int], isolated: bool) -> None:
         home = os.environ.get("HOME", "/tmp/home")
         os.environ.clear()
         os.environ.update(request.get("env", {}), HOME=home, TMPDIR="/tmp")
-        limit_memory(request.get("limits", {}).get("data_bytes"))
+        sandbox.limit_memory(request.get("limits", {}).get("data_bytes"))
         run = request["run"]
         if "kernel" in run:
             from ipykernel.kernelapp import launch_new_instance
@@ -275,20 +275,6 @@ def _child(request: dict, fds: list[int], isolated: bool) -> None:
     finally:
         sys.stdout.flush() if sys.stdout else None
         os._exit(code)
-
-
-def limit_memory(data_bytes: int | None) -> None:
-    """Cap the process's data segment (heap and private mappings), so a memory bomb fails alone.
-
-    RLIMIT_DATA, unlike RLIMIT_AS, does not count torch's large reserved but
-    unused address space, so ordinary work is unaffected; an allocation past
-    the limit raises MemoryError (or torch's "can't allocate memory").
-    """
-    if data_bytes:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_DATA, (data_bytes, data_bytes))
-        os.environ["NINJA_MEMORY_LIMIT_BYTES"] = str(data_bytes)
 
 
 def main(argv: list[str]) -> None:

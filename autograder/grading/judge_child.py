@@ -18,16 +18,12 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--data-bytes"]:  # started without the fork server, which sets the limit itself
-        from .forkserver import limit_memory
+    from ..sandbox import limit_memory, results_channel
 
+    if argv[:1] == ["--data-bytes"]:  # started without the fork server, which sets the limit itself
         limit_memory(int(argv[1]))
     request = json.loads(sys.stdin.read())
-    results = os.fdopen(os.dup(1), "w", buffering=1)
-    quiet = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(quiet, 1)
-    os.dup2(quiet, 2)
-    sys.stdout = sys.stderr = open(os.devnull, "w")
+    results = results_channel()
 
     import torch
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
-import resource
 import signal
 import sys
 import time
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 # Everything this module takes from the rest of the package, in one place.
 from .. import model
 from ..comparison import sharing_memory
+from ..sandbox import limit_memory, results_channel
 from ..grading.transport import encode
 from ..untrusted import autograd_forbidden
 from . import setting
@@ -190,17 +189,13 @@ def _aliases(namespace: dict, names) -> dict:
     return found
 
 
-MEMORY_LIMIT = 2 << 30  # bytes of address space: torch imports and works; a runaway allocation gets MemoryError
+MEMORY_LIMIT = 2 << 30  # bytes of data segment: torch imports and works; a runaway allocation gets MemoryError
 
 
 def main() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    limit_memory(MEMORY_LIMIT)
     request = json.loads(sys.stdin.read())
-    results = os.fdopen(os.dup(1), "w", buffering=1)
-    quiet = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(quiet, 1)
-    os.dup2(quiet, 2)
-    sys.stdout = sys.stderr = open(os.devnull, "w")
+    results = results_channel()
 
     torch.set_num_threads(1)
     setting.splits()  # loading the names is the setting's time, not the learner's
