@@ -7,17 +7,15 @@ import re
 
 import nbformat
 import pytest
-import torch
 
 from autograder import check, model
-from autograder.check import AssertReasons, check_backward, cmp, failure_reason
-from autograder.check import check_grad
+from autograder.check import AssertReasons, check_backward, check_grad, cmp, failure_reason
 from autograder.scalar import NEURON_INPUTS, neuron, torch_grads
+from tests.mistake_corpus import notebook_batch
 
 pytestmark = pytest.mark.ex1
 
 SETUP = """\
-import torch
 from autograder import model
 from autograder.check import cmp
 g = model.make_generator()
@@ -43,12 +41,7 @@ def assert_with_reasons(source: str, namespace: dict) -> None:
 
 @pytest.fixture
 def wrong_dlogprobs():
-    g = model.make_generator()
-    parameters = model.init_params(g)
-    Xb = torch.randint(0, 27, (32, 3), generator=g)
-    Yb = torch.randint(0, 27, (32,), generator=g)
-    fw = model.chunked_forward(parameters, Xb, Yb)
-    fw.loss.backward()
+    fw = notebook_batch()["fw"]  # the workbook's batch, after loss.backward()
     return {"cmp": cmp, "logprobs": fw.logprobs, "dlogprobs": -fw.logprobs.grad}
 
 
@@ -72,10 +65,8 @@ def test_only_asserts_of_a_bare_check_get_a_message():
 
 
 def test_the_other_visible_checks_record_their_reason(capsys):
-    g = model.make_generator()
-    parameters = model.init_params(g)
-    Xb = torch.randint(0, 27, (32, 3), generator=g)
-    Yb = torch.randint(0, 27, (32,), generator=g)
+    batch = notebook_batch()
+    parameters, Xb, Yb = [batch[name] for name in model.PARAM_NAMES], batch["Xb"], batch["Yb"]
 
     def swapped(ps, fw, Xb, Yb):
         grads = model.autograd_grads(ps, Xb, Yb)
