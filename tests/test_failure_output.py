@@ -16,6 +16,7 @@ from tests.mistake_corpus import notebook_batch
 pytestmark = pytest.mark.ex1
 
 SETUP = """\
+import torch
 from autograder import model
 from autograder.check import cmp
 g = model.make_generator()
