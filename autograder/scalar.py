@@ -19,7 +19,6 @@ import numbers
 
 import torch
 
-
 # The lecture's neuron: b is chosen so that n = 0.8814 and o = tanh(n) = 1/sqrt(2).
 NEURON_INPUTS = {"x1": 2.0, "x2": 0.0, "w1": -3.0, "w2": 1.0, "b": 6.8813735870195432}
 REUSE_INPUTS = {"a": -2.0, "b": 3.0}

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from autograder import model
 from autograder.cells import find_answers
 from autograder.comparison import compare
-from autograder.verdict import judge_item
 from autograder.diagnose import context_of
 from autograder.diagnosis_codes import CODES
 from autograder.exercises import ITEMS_BY_ID
+from autograder.verdict import judge_item
 
 
 @dataclass(frozen=True)
@@ -250,10 +250,10 @@ def covered_codes() -> set[str]:
 
 
 def main() -> None:
-    from tests.conftest import code_sources  # the masters' answer cells, as the tests read them
     import nbformat
 
     from autograder.grading.course import SOLUTIONS
+    from tests.conftest import code_sources  # the masters' answer cells, as the tests read them
 
     master_answers = {}
     for path in sorted(SOLUTIONS.glob("*.ipynb")):

@@ -23,17 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from autograder.diagnosis_codes import CODES_BY_NAME
-from autograder.kinds import KINDS
-from autograder.kinds.cases import HIDDEN_CASES
 from autograder import scan
-from autograder.scan import scan_answers
-from autograder.untrusted import describe_error
-from autograder.verdict import verdict
+from autograder.diagnosis_codes import CODES_BY_NAME
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, items_of, max_score, notebook
 from autograder.grading import class_report, cli, export, late, mistakes, report
 from autograder.grading.export import ExportError, ExportRow, RosterEntry, StudentGrade
 from autograder.grading.mistakes import MistakeRow, classify
+from autograder.kinds import KINDS
+from autograder.kinds.cases import HIDDEN_CASES
+from autograder.scan import scan_answers
+from autograder.untrusted import describe_error
+from autograder.verdict import verdict
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "lms"
@@ -504,8 +504,8 @@ PLANTED_MISTAKES = {
 
 
 def planted_submission(edits: dict[str, tuple[str, str]]) -> dict:
-    from tests.grading_cases import submission
     from autograder.grading.samples import master_solutions
+    from tests.grading_cases import submission
 
     solutions = master_solutions()
     answers = {}

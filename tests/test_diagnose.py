@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder import model, scoreboard
+from autograder import scoreboard
 from autograder.check import cmp
 from autograder.comparison import ROUNDING_NOTE, TRACKED_NOTE, compare
 from autograder.diagnose import context_of, diagnose
 from autograder.diagnosis_codes import CODES, CODES_BY_NAME, NO_HINT, codes_markdown
-from autograder.exercises import ITEMS_BY_ID
 from tests import mistake_corpus
 from tests.mistake_corpus import ANSWERS, LINES, diagnose_answer, diagnose_line, problems_with, run_lines
 

@@ -11,9 +11,9 @@ import torch
 
 from autograder import cells, check, hints
 from autograder.comparison import Comparison
-from autograder.kinds import gradient as gradient_kind
 from autograder.diagnosis_codes import CODES
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, answer_ids, items_of, notebook_of_answer
+from autograder.kinds import gradient as gradient_kind
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 DIAGNOSIS_CODES = {code.code for code in CODES}

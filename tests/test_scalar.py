@@ -15,9 +15,9 @@ from autograder import check, scalar
 from autograder.exercises import ITEMS, ITEMS_BY_ID, notebook
 from autograder.kinds import describe_case, student_output
 from autograder.kinds.cases import HIDDEN_CASES
+from autograder.scalar import NEURON_INPUTS, REUSE_INPUTS, Value
 from autograder.scan import scan_answers
 from autograder.untrusted import ForbiddenInAnswer
-from autograder.scalar import NEURON_INPUTS, REUSE_INPUTS, Value
 
 pytestmark = pytest.mark.ex0
 EX0_ITEMS = [item for item in ITEMS if item.notebook == notebook(0)]

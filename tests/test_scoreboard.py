@@ -18,7 +18,7 @@ import torch
 
 from autograder import check, comparison, iris, model, scalar
 from autograder.data import BLOCK_SIZE, VOCAB_SIZE
-from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, exercise_number, items_of, notebook
+from autograder.exercises import EX1_LINES, NOTEBOOKS, exercise_number, items_of, notebook
 from autograder.plots import NO_GRADIENT_COLOURS, STATUS_COLOURS, draw_forward_graph, forward_graph
 from autograder.scoreboard import FAILED, NOT_ATTEMPTED, PASSED, STATUSES, Row, Scoreboard, scoreboard
 from tests.workbook_runs import KINDS, checked, expected_status, needed_notebooks  # noqa: F401 (a fixture)

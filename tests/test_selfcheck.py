@@ -15,8 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.exercises import ITEMS_BY_ID, NOTEBOOKS, exercise_number, items_of, notebook
 from autograder import selfcheck
+from autograder.exercises import ITEMS_BY_ID, NOTEBOOKS, exercise_number, items_of, notebook
 from autograder.selfcheck import FAILED, NOT_ATTEMPTED, PASSED
 from tests.workbook_runs import KINDS, WRONG, checked, expected_status, needed_notebooks  # noqa: F401 (a fixture)
 

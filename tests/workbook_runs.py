@@ -34,8 +34,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, Item, notebook
 from autograder import selfcheck
+from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, Item, notebook
 from autograder.grading.samples import filled
 
 KINDS = ("blank", "partial", "solutions")

@@ -28,8 +28,15 @@ import nbformat
 
 from ..cells import HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
 from ..exercises import ASSIGNMENT
-from .course import (PACKAGE_SPEC, RELEASE_COURSE, RELEASE_DIR, SOLUTIONS, ensure_tools_on_path, link_source,
-                     nbgrader_config, write_config_file)
+from .course import (
+    PACKAGE_SPEC,
+    RELEASE_COURSE,
+    RELEASE_DIR,
+    ensure_tools_on_path,
+    link_source,
+    nbgrader_config,
+    write_config_file,
+)
 
 # Text that must never reach a student's copy.
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END)

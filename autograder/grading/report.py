@@ -12,6 +12,7 @@ from pathlib import Path
 from ..cells import HIDDEN_CHECK_CALL, HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, items_of, max_score
 from .errors import GradingError
+
 HIDDEN_MARKERS = (HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END, HIDDEN_CHECK_CALL)
 
 GRADES_CSV = "grades.csv"
