@@ -99,10 +99,13 @@ def wrap(command: list[str], hidden: list[str], writable: list[str], readable: l
     """``command`` as it runs in the sandbox (unchanged when none is available)."""
     if not available():
         return list(command)
-    absolute = lambda paths: [os.path.abspath(p) for p in paths]  # noqa: E731
-    policy = json.dumps({"hidden": absolute(hidden), "writable": absolute(writable),
-                         "readable": absolute(readable), "home": env_home})
+    policy = json.dumps({"hidden": _absolute(hidden), "writable": _absolute(writable),
+                         "readable": _absolute(readable), "home": env_home})
     return UNSHARE + [sys.executable, "-m", "autograder.sandbox", policy, "--", *command]
+
+
+def _absolute(paths: list[str]) -> list[str]:
+    return [os.path.abspath(p) for p in paths]
 
 
 # ------------------------------------------------------------ inside the sandbox
@@ -114,10 +117,13 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
     """mount(2): ``flags`` are the ``MS_*`` constants above; raises OSError when the kernel refuses."""
     global _libc
     _libc = _libc or ctypes.CDLL(None, use_errno=True)
-    encode = lambda s: None if s is None else s.encode()  # noqa: E731
-    if _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)) != 0:
+    if _libc.mount(_bytes(source), _bytes(target), _bytes(fstype), ctypes.c_ulong(flags), _bytes(data)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def _bytes(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
 
 
 def _mount_table() -> list[tuple[str, int]]:

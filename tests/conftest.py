@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from autograder import model
 from autograder.cells import find_answers
 from autograder.data import BLOCK_SIZE, VOCAB_SIZE
-from autograder.exercises import ANSWER_FUNCTIONS, EX1_LINES, ITEMS_BY_ID, notebook
+from autograder.exercises import ANSWER_FUNCTIONS, EX1_LINES, ITEMS_BY_ID, NOTEBOOKS, notebook
 from autograder.verdict import Verdict, judge_item
 
 # The tensors here are tiny: threads gain nothing, and OpenMP threads that spin
@@ -53,6 +53,19 @@ def master_of(master_notebooks):
         return master_notebooks[notebook_id]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def needed_notebooks(request) -> tuple[str, ...]:
+    """The notebooks the selected tests ask about (parameter ``notebook``), so that ``-m ex2`` runs one."""
+    wanted = set()
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "needed_notebooks" in getattr(item, "fixturenames", ()):
+            # Executing the workbook takes minutes: such a test belongs to the slow tier, not make test-fast.
+            assert item.get_closest_marker("slow"), f"{item.nodeid} runs notebooks: mark it @pytest.mark.slow"
+            wanted.add(params.get("notebook", notebook(1)))  # the tests of notebook 01's graph name none
+    return tuple(nb for nb in NOTEBOOKS if nb in wanted)
 
 
 def code_sources(nb) -> list[str]:

@@ -92,7 +92,7 @@ def _missing_browser() -> str | None:
         return (f"Debian's Chromium is not installed at {CHROMIUM} "
                 "(apt-get install -y --no-install-recommends chromium)")
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api  # noqa: F401 (imported to see whether it is installed)
     except ImportError:
         return "the playwright package is not installed (pip install -r requirements.txt)"
     return None
@@ -193,7 +193,7 @@ def _course_config(lab_root: Path, tmp: Path) -> str:
     collect, unused here) goes to a temporary folder.
     """
     config = COURSE / "nbgrader_config.py"
-    return (f"c = get_config()  # noqa\n"
+    return (f"c = get_config()  # noqa: F821 (nbgrader defines get_config when it loads this file)\n"
             f"load_subconfig({str(config)!r})\n"
             f"c.CourseDirectory.root = {str(lab_root / 'course')!r}\n"
             f"c.Exchange.root = {str(tmp / 'exchange')!r}\n")

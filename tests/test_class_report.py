@@ -307,7 +307,7 @@ def test_long_file_has_a_row_per_student_and_item_and_the_penalty():
     body = table[1:]
     assert len(body) == 4 * len(ITEMS) + 1  # ada's late penalty
     by_student: dict[str, float] = {}
-    for student, item, score, _ in body:
+    for student, _item, score, _ in body:
         by_student[student] = by_student.get(student, 0.0) + float(score)
     assert by_student == {"ada": 54.0, "zoë k": 72.0, "no show": 0.0, "stranger": 10.0}
     assert ["ada", "late_penalty", "-6", "0"] in body

@@ -126,7 +126,7 @@ def test_chunked_forward_names_and_shapes(setup):
     assert {name: tuple(t.shape) for name, t in fw.items()} == SPEC_SHAPES
     assert fw.logits is fw["logits"]
     with pytest.raises(AttributeError):
-        fw.not_a_tensor
+        _ = fw.not_a_tensor
 
 
 def test_chunked_loss_is_cross_entropy(setup):
@@ -207,7 +207,9 @@ def test_sgd_steps_leaves_its_arguments_unchanged(setup):
         calls.append(torch.is_grad_enabled())
         yield
 
-    backward = lambda ps, fw, Xb, Yb: model.autograd_grads(ps, Xb, Yb)  # noqa: E731
+    def backward(ps, fw, Xb, Yb):
+        return model.autograd_grads(ps, Xb, Yb)
+
     trained = model.sgd_steps(params, backward, 5, 16, 0.1, gen(3), guard)
     assert len(calls) == 5
     for p, b, t in zip(params, before, trained):

@@ -201,10 +201,10 @@ def test_each_id_lives_in_its_own_notebook_only(master_notebooks):
     """Every registered answer and grade id exists in exactly one master: the one the registry names."""
     home = {item.grade_id: item.notebook for item in ITEMS}
     home.update({a: nb for nb in NOTEBOOKS for a in answer_ids(nb)})
-    for notebook, nb in master_notebooks.items():
+    for name, nb in master_notebooks.items():
         for grade_id in cells_by_grade_id(nb):
             if grade_id in home:
-                assert home[grade_id] == notebook, f"{grade_id} is in {notebook}, registered in {home[grade_id]}"
+                assert home[grade_id] == name, f"{grade_id} is in {name}, registered in {home[grade_id]}"
 
 
 def test_only_registered_notebooks_are_masters(master_notebooks):

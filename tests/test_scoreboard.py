@@ -21,7 +21,7 @@ from autograder.data import BLOCK_SIZE, VOCAB_SIZE
 from autograder.exercises import EX1_LINES, NOTEBOOKS, exercise_number, items_of, notebook
 from autograder.plots import NO_GRADIENT_COLOURS, STATUS_COLOURS, draw_forward_graph, forward_graph
 from autograder.scoreboard import FAILED, NOT_ATTEMPTED, PASSED, STATUSES, Row, Scoreboard, scoreboard
-from tests.workbook_runs import KINDS, checked, expected_status, needed_notebooks  # noqa: F401 (a fixture)
+from tests.workbook_runs import KINDS, checked, expected_status
 
 EX0, EX1, EX4, EX5 = notebook(0), notebook(1), notebook(4), notebook(5)
 STUB = "#| answer: {}\n# YOUR CODE HERE\nraise NotImplementedError()"
@@ -204,7 +204,9 @@ def visible_checks_ex4(backward, ns) -> dict[str, bool]:
 @pytest.mark.ex4
 @pytest.mark.parametrize("mistake", [None, "dbngain sign", "dC one-liner"])
 def test_ex4_agrees_with_the_test_cells_checks(ex4_namespace, reference_backward, mistake, capsys):
-    backward = lambda *args: reference_backward(*args, mistake=mistake)  # noqa: E731
+    def backward(*args):
+        return reference_backward(*args, mistake=mistake)
+
     ex4_namespace["manual_backward"] = backward
     before = [p.detach().clone() for p in ex4_namespace["parameters"]]
     with nothing_printed(capsys):
@@ -276,10 +278,17 @@ def visible_checks_ex5(backward, step, ns) -> dict[str, bool]:
 @pytest.mark.parametrize("mistake", [None, "gradients doubled", "learning rate doubled"])
 def test_ex5_agrees_with_the_test_cells_checks(ex5_namespace, ex5_functions, mistake, capsys):
     backward, step = ex5_functions
+
+    def doubled_gradients(*args):
+        return [2 * g for g in ex5_functions[0](*args)]
+
+    def doubled_learning_rate(*args, lr, **kwargs):
+        return ex5_functions[1](*args, lr=2 * lr, **kwargs)
+
     if mistake == "gradients doubled":
-        backward = lambda *args: [2 * g for g in ex5_functions[0](*args)]  # noqa: E731
+        backward = doubled_gradients
     if mistake == "learning rate doubled":
-        step = lambda *args, lr, **kwargs: ex5_functions[1](*args, lr=2 * lr, **kwargs)  # noqa: E731
+        step = doubled_learning_rate
     namespace = {**ex5_namespace, "mlp_backward": backward, "adam_step": step}
     with nothing_printed(capsys):
         board = scoreboard(EX5, namespace, answers={})
@@ -395,7 +404,7 @@ def test_the_graph_has_every_tensor_of_the_forward_pass_in_order():
     assert [op.output for op in operations] == [line.output for line in reversed(EX1_LINES)]
     for op in operations:  # every input is made before it is used: the forward order
         assert op.inputs and all(nodes.index(i) < nodes.index(op.output) for i in op.inputs), op
-        assert op.label and all(i in next(l.code for l in EX1_LINES if l.output == op.output) for i in op.inputs)
+        assert op.label and all(i in next(line.code for line in EX1_LINES if line.output == op.output) for i in op.inputs)
 
 
 @pytest.mark.ex1

@@ -18,7 +18,7 @@ import pytest
 from autograder import selfcheck
 from autograder.exercises import ITEMS_BY_ID, NOTEBOOKS, exercise_number, items_of, notebook
 from autograder.selfcheck import FAILED, NOT_ATTEMPTED, PASSED
-from tests.workbook_runs import KINDS, WRONG, checked, expected_status, needed_notebooks  # noqa: F401 (a fixture)
+from tests.workbook_runs import KINDS, WRONG, checked, expected_status
 
 REPO = Path(__file__).resolve().parent.parent
 

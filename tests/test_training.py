@@ -17,8 +17,10 @@ pytestmark = pytest.mark.ex4
 def tiny_splits(seed: int = 0, rows: int = 200) -> Splits:
     """Random contexts and targets standing in for the names data (no data set needed)."""
     g = torch.Generator().manual_seed(seed)
-    make = lambda count: (torch.randint(0, VOCAB_SIZE, (count, 3), generator=g),  # noqa: E731
-                          torch.randint(0, VOCAB_SIZE, (count,), generator=g))
+
+    def make(count):
+        return torch.randint(0, VOCAB_SIZE, (count, 3), generator=g), torch.randint(0, VOCAB_SIZE, (count,), generator=g)
+
     (Xtr, Ytr), (Xdev, Ydev), (Xte, Yte) = make(rows), make(rows // 4), make(rows // 4)
     return Splits(Xtr, Ytr, Xdev, Ydev, Xte, Yte)
 

@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import pytest
 
 from autograder import selfcheck
-from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, Item, notebook
+from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, Item
 from autograder.grading.samples import filled
 
 KINDS = ("blank", "partial", "solutions")
@@ -86,8 +85,8 @@ def _edit(kind: str):
 
 def write_submission(kind: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for notebook in NOTEBOOKS:
-        nbformat.write(filled(notebook, _edit(kind)), folder / f"{notebook}.ipynb")
+    for name in NOTEBOOKS:
+        nbformat.write(filled(name, _edit(kind)), folder / f"{name}.ipynb")
     return folder
 
 
@@ -135,16 +134,3 @@ def _check_all(notebooks: tuple[str, ...]) -> dict[str, Run]:
     for (kind, _), result in zip(paths, executed):
         results[kind].append(selfcheck.judge_run(result))
     return {kind: Run(kind, folders[kind], results[kind], before[kind], digests(folders[kind])) for kind in KINDS}
-
-
-@pytest.fixture(scope="session")
-def needed_notebooks(request) -> tuple[str, ...]:
-    """The notebooks the selected tests ask about (parameter ``notebook``), so that ``-m ex2`` runs one."""
-    wanted = set()
-    for item in request.session.items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if "needed_notebooks" in getattr(item, "fixturenames", ()):
-            # Executing the workbook takes minutes: such a test belongs to the slow tier, not make test-fast.
-            assert item.get_closest_marker("slow"), f"{item.nodeid} runs notebooks: mark it @pytest.mark.slow"
-            wanted.add(params.get("notebook", notebook(1)))  # the tests of notebook 01's graph name none
-    return tuple(nb for nb in NOTEBOOKS if nb in wanted)

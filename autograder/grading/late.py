@@ -30,7 +30,7 @@ CONFIG_FILE = "nbgrader_config.py"
 CONFIG_TEXT = f'''\
 # nbgrader settings for this folder of grading results; run nbgrader's own tools from here
 # (nbgrader export, nbgrader formgrader). Written once by `python -m autograder grade`: edit freely.
-c = get_config()  # noqa
+c = get_config()  # noqa: F821 (nbgrader defines get_config when it loads this file)
 c.CourseDirectory.course_id = "{ASSIGNMENT}"
 
 # Late work: give the assignment a due date once, from this folder:

@@ -44,7 +44,7 @@ def filled(notebook: str, edit: Edit, release_dir: Path = RELEASE_DIR) -> nbform
         if match and match.group(1) in solutions:
             code = edit(match.group(1), solutions[match.group(1)])
             if code is not None:
-                cell.source = STUB.sub(lambda m: _indent(code, m.group(1)), cell.source, count=1)
+                cell.source = STUB.sub(lambda m, code=code: _indent(code, m.group(1)), cell.source, count=1)
     return nb
 
 
@@ -58,8 +58,8 @@ def _keep(answer: str, solution: str) -> str:
 
 def _write(folder: Path, edit: Edit) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for notebook in NOTEBOOKS:
-        nbformat.write(filled(notebook, edit), folder / f"{notebook}.ipynb")
+    for name in NOTEBOOKS:
+        nbformat.write(filled(name, edit), folder / f"{name}.ipynb")
 
 
 def points(predicate: Callable[[object], bool]) -> float:
@@ -116,7 +116,10 @@ def make_samples(folder: Path) -> dict[str, float]:
     _write(folder / "corrupted_notebook", _keep)
     broken = folder / "corrupted_notebook" / f"{EX1}.ipynb"
     broken.write_text(broken.read_text()[:5000])  # cut off mid-file, as by a failed upload
-    partial_ok = lambda item: all(a in PARTIAL_ANSWERS for a in item.answers) and item.grade_id != "ex1_dbnvar"  # noqa: E731
+
+    def partial_ok(item) -> bool:
+        return all(a in PARTIAL_ANSWERS for a in item.answers) and item.grade_id != "ex1_dbnvar"
+
     return {
         "full_solution": points(lambda item: True),
         "blank_release": 0.0,

@@ -161,7 +161,7 @@ def find_exercises(cells: list[Cell]) -> Plan:
         if unheaded:
             _place_unheaded(regioned, cell)
     _reclaim_headerless(regioned, plan.headers)
-    for region_name, statement, cell in regioned:
+    for region_name, statement, _cell in regioned:
         if region_name in ("ex1", "ex2", "ex3"):
             plan.statements.setdefault(region_name, []).append(statement)
         if _is_definition(statement):
@@ -181,7 +181,7 @@ def _reclaim_headerless(regioned: list, headers: list[str]) -> None:
     if not missing:
         return
     by_cell: dict[int, list[int]] = {}
-    for index, (region, statement, cell) in enumerate(regioned):
+    for index, (region, _statement, cell) in enumerate(regioned):
         if region == "ex1":
             by_cell.setdefault(cell.index, []).append(index)
     answered = False

@@ -39,7 +39,10 @@ def statement_json(statement: Statement) -> dict:
 
 def build_request(plan: Plan, settings: LectureSettings) -> dict:
     exercises = [ex for ex in EXERCISES if ex in plan.found()]
-    with_imports = lambda statements: definitions_for(plan, statements) + statements  # noqa: E731
+
+    def with_imports(statements: list[Statement]) -> list[Statement]:
+        return definitions_for(plan, statements) + statements
+
     request = {"exercises": exercises, "steps": settings.ex4_steps, "seconds": settings.exercise_seconds,
                "statements": {ex: [statement_json(s) for s in with_imports(plan.statements.get(ex, []))]
                               for ex in EXERCISES[:3]}}

@@ -145,8 +145,11 @@ def _names(node: ast.AST) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, 
                     base = base.value
                 if isinstance(base, ast.Name):
                     assigns.append(base.id)
-    unique = lambda items: tuple(dict.fromkeys(items))  # noqa: E731
-    return unique(assigns), unique(reads), unique(autograd), backward
+    return _unique(assigns), _unique(reads), _unique(autograd), backward
+
+
+def _unique(items) -> tuple:
+    return tuple(dict.fromkeys(items))
 
 
 def is_cmp_or_print(statement: Statement) -> bool:
