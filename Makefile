@@ -1,7 +1,7 @@
 # Backprop Ninja: every command sets up what it needs on first use.
 #   make demo    release the workbook, grade sample submissions, print the gradebook
-#   make test    unit tests, notebooks (nbval), release and grading checks
-#   make test-fast  the unit tests that run no notebook, release or grading (seconds)
+#   make test    the linter, unit tests, notebooks (nbval), release and grading checks
+#   make test-fast  the linter and the unit tests that run no notebook, release or grading (seconds)
 #   make lab     JupyterLab on the student notebooks
 # Variables: PYTHON (interpreter for the venv), EX (make test EX=2: one exercise),
 # SUBMISSIONS and OUT (make grade), JOBS (parallel students), PACKAGE_SPEC (make release).
@@ -36,13 +36,16 @@ $(READY): requirements.txt pyproject.toml
 	touch $@
 
 test: $(READY)
+	$(BIN)/ruff check .
 	$(SHORT_EX4) $(BIN)/python -m pytest -c tests/pytest.ini --rootdir=. $(if $(EX),-m ex$(EX),)
 
-# The fast tier, for the inner loop: the unit tests that execute no notebook,
-# kernel, release or grading run (markers in tests/pytest.ini). Under a minute.
+# The fast tier, for the inner loop: the linter (ruff, configured in
+# pyproject.toml), then the unit tests that execute no notebook, kernel,
+# release or grading run (markers in tests/pytest.ini). Under a minute.
 FAST := not slow and not grading and not release and not browser
 .PHONY: test-fast
 test-fast: $(READY)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -c tests/pytest.ini --rootdir=. tests -m "$(FAST)"
 
 # JupyterLab end to end in Debian's Chromium (also part of `make test` when
