@@ -19,11 +19,11 @@ import sys
 import torch
 
 from .comparison import CheckResult, drift_lines
-from .iris import EPOCHS, PARAM_NAMES
 from .kinds import KINDS
 from .kinds.ex4 import CHECK_STEPS
 from .kinds.scalar import grad_issue
 from .scalar import Value
+from .workbook.iris import EPOCHS, PARAM_NAMES
 
 
 def cmp(name: str, dt: object, t: torch.Tensor) -> bool:

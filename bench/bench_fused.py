@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from autograder.data import make_splits
 from autograder.exercises import EX1_LINES
-from autograder.model import PARAM_NAMES, chunked_forward, init_params, make_generator, sample_batch
+from autograder.workbook.data import make_splits
+from autograder.workbook.model import PARAM_NAMES, chunked_forward, init_params, make_generator, sample_batch
 from bench.common import Row, interleaved, master_answers
 
 

@@ -22,8 +22,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from autograder.data import make_splits
-from autograder.model import fused_forward, init_params, make_generator
+from autograder.workbook.data import make_splits
+from autograder.workbook.model import fused_forward, init_params, make_generator
 from bench.common import Row, interleaved, master_function
 
 

@@ -14,7 +14,7 @@ environment under ``build/``::
 
     make iris          # or: python data/make_iris.py  (with scikit-learn installed)
 
-After regenerating, update ``IRIS_SHA256`` in ``autograder/iris.py`` only if
+After regenerating, update ``IRIS_SHA256`` in ``autograder/workbook/iris.py`` only if
 the change is intended; the loader refuses a bundled file whose hash differs.
 """
 

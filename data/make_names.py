@@ -13,7 +13,7 @@ throwaway environment under ``build/``::
 
     make names          # or: python data/make_names.py  (with the two packages)
 
-After regenerating, update ``NAMES_SHA256`` in ``autograder/data.py`` only if
+After regenerating, update ``NAMES_SHA256`` in ``autograder/workbook/data.py`` only if
 the change is intended; the loader refuses a bundled file whose hash differs.
 """
 

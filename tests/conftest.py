@@ -15,11 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder import model
 from autograder.cells import find_answers
-from autograder.data import BLOCK_SIZE, VOCAB_SIZE
 from autograder.exercises import ANSWER_FUNCTIONS, EX1_LINES, ITEMS_BY_ID, NOTEBOOKS, notebook
 from autograder.verdict import Verdict, judge_item
+from autograder.workbook import model
+from autograder.workbook.data import BLOCK_SIZE, VOCAB_SIZE
 
 # The tensors here are tiny: threads gain nothing, and OpenMP threads that spin
 # on cores shared with other work (a notebook training next door) make every

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from autograder import model
 from autograder.cells import find_answers
 from autograder.comparison import compare
 from autograder.diagnose import context_of
 from autograder.diagnosis_codes import CODES
 from autograder.exercises import ITEMS_BY_ID
 from autograder.verdict import judge_item
+from autograder.workbook import model
 
 
 @dataclass(frozen=True)

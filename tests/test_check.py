@@ -15,10 +15,11 @@ import random
 import pytest
 import torch
 
-from autograder import check, comparison, model
+from autograder import check, comparison
 from autograder.check import cmp
 from autograder.comparison import ZERO_LEVEL, compare
 from autograder.exercises import EX1_LINES, ITEMS, exercise_number
+from autograder.workbook import model
 
 EX1_GRADS = [grad for line in EX1_LINES for grad in line.grads]
 EX1_GRADS = list(dict.fromkeys(EX1_GRADS))  # 26 gradients, each once

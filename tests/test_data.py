@@ -1,4 +1,4 @@
-"""autograder.data: the names file, its checks, the examples and the split."""
+"""autograder.workbook.data: the names file, its checks, the examples and the split."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder import data
-from autograder.data import CHARS, NAMES_ENV, NamesFileError, build_dataset, load_names, split_words
+from autograder.workbook import data
+from autograder.workbook.data import CHARS, NAMES_ENV, NamesFileError, build_dataset, load_names, split_words
 
 FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None)
 names_strategy = st.lists(st.text(alphabet=CHARS[1:], min_size=1, max_size=12), min_size=1, max_size=25)

@@ -8,16 +8,17 @@ import re
 import nbformat
 import pytest
 
-from autograder import check, model
+from autograder import check
 from autograder.check import AssertReasons, check_backward, check_grad, cmp, failure_reason
 from autograder.scalar import NEURON_INPUTS, neuron, torch_grads
+from autograder.workbook import model
 from tests.mistake_corpus import notebook_batch
 
 pytestmark = pytest.mark.ex1
 
 SETUP = """\
 import torch
-from autograder import model
+from autograder.workbook import model
 from autograder.check import cmp
 g = model.make_generator()
 parameters = model.init_params(g)

@@ -1,4 +1,4 @@
-"""autograder.iris: the data, the network, Adam and training of notebook 05 (PyTorch as the oracle)."""
+"""autograder.workbook.iris: the data, the network, Adam and training of notebook 05 (PyTorch as the oracle)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder import check, iris
+from autograder import check
 from autograder.comparison import parameter_drift
 from autograder.exercises import ITEMS_BY_ID
 from autograder.kinds import student_output
 from autograder.kinds.cases import HIDDEN_CASES
 from autograder.scan import scan_answers
 from autograder.untrusted import ForbiddenInAnswer
+from autograder.workbook import iris
 
 pytestmark = pytest.mark.ex5
 

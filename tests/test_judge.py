@@ -448,8 +448,8 @@ import torch
 import torch.nn.functional as F
 from autograder.cells import record_cells
 from autograder.verdict import hidden_check
-from autograder.model import chunked_forward, init_params, make_generator
-from autograder.data import VOCAB_SIZE
+from autograder.workbook.model import chunked_forward, init_params, make_generator
+from autograder.workbook.data import VOCAB_SIZE
 g = make_generator()
 parameters = init_params(g)
 n = 32

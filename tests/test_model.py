@@ -1,4 +1,4 @@
-"""autograder.model: the lecture's parameters, forward passes and evaluation helpers."""
+"""autograder.workbook.model: the lecture's parameters, forward passes and evaluation helpers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder import model
-from autograder.data import CHARS, VOCAB_SIZE
-from autograder.model import CHUNKED_NAMES, PARAM_NAMES
+from autograder.workbook import model
+from autograder.workbook.data import CHARS, VOCAB_SIZE
+from autograder.workbook.model import CHUNKED_NAMES, PARAM_NAMES
 
 SEED = 2147483647
 

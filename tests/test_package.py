@@ -392,7 +392,7 @@ def test_the_wheel_works_without_the_repository(tmp_path):
     # The sha256 check guards the installed copy of the data too.
     names = site_packages / "autograder" / "_bundled" / "data" / "names.txt"
     names.write_bytes(names.read_bytes() + b"zzz\n")
-    damaged = venv.python("-c", "from autograder.data import load_names; load_names()", check=False)
+    damaged = venv.python("-c", "from autograder.workbook.data import load_names; load_names()", check=False)
     assert damaged.returncode != 0 and "NamesFileError" in damaged.stderr and "reinstall" in damaged.stderr
     clock.lap("damaged data refused")
     clock.laps["cpu seconds, this process and its children"] = clock.cpu_seconds() - cpu_before

@@ -16,11 +16,12 @@ import matplotlib
 import pytest
 import torch
 
-from autograder import check, comparison, iris, model, scalar
-from autograder.data import BLOCK_SIZE, VOCAB_SIZE
+from autograder import check, comparison, scalar
 from autograder.exercises import EX1_LINES, NOTEBOOKS, exercise_number, items_of, notebook
-from autograder.plots import NO_GRADIENT_COLOURS, STATUS_COLOURS, draw_forward_graph, forward_graph
 from autograder.scoreboard import FAILED, NOT_ATTEMPTED, PASSED, STATUSES, Row, Scoreboard, scoreboard
+from autograder.workbook import iris, model
+from autograder.workbook.data import BLOCK_SIZE, VOCAB_SIZE
+from autograder.workbook.plots import NO_GRADIENT_COLOURS, STATUS_COLOURS, draw_forward_graph, forward_graph
 from tests.workbook_runs import KINDS, checked, expected_status
 
 EX0, EX1, EX4, EX5 = notebook(0), notebook(1), notebook(4), notebook(5)

@@ -1,4 +1,4 @@
-"""autograder.training: the bookkeeping of notebook 04's training loop (curve, printing, validation, replay)."""
+"""autograder.workbook.training: the bookkeeping of notebook 04's training loop (curve, printing, validation, replay)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from autograder import model, training
-from autograder.data import VOCAB_SIZE, Splits
-from autograder.training import TrainingLog
+from autograder.workbook import model, training
+from autograder.workbook.data import VOCAB_SIZE, Splits
+from autograder.workbook.training import TrainingLog
 
 pytestmark = pytest.mark.ex4
 

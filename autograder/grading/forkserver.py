@@ -41,10 +41,10 @@ PR_SET_PDEATHSIG = 1
 PRELOAD = ("torch", "numpy", "matplotlib", "matplotlib.figure", "IPython", "ipykernel.kernelapp",
            # torch.optim's first optimizer imports torch._dynamo: 2 s in every kernel of notebook 05 otherwise
            "torch._dynamo", "torch.optim", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
-           "autograder.check", "autograder.data", "autograder.model", "autograder.verdict", "autograder.scalar",
-           "autograder.iris", "autograder.diagnose", "autograder.scoreboard",
-           "autograder.notebook", "autograder.plots", "autograder.timing", "autograder.grading.judge_child",
-           "autograder.grading.transport", "tqdm.auto")
+           "autograder.check", "autograder.workbook.data", "autograder.workbook.model", "autograder.verdict",
+           "autograder.scalar", "autograder.workbook.iris", "autograder.diagnose", "autograder.scoreboard",
+           "autograder.notebook", "autograder.workbook.plots", "autograder.workbook.timing",
+           "autograder.grading.judge_child", "autograder.grading.transport", "tqdm.auto")
 
 
 # ------------------------------------------------------------------ clients

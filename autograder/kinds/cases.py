@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .. import iris, model
-from ..data import BLOCK_SIZE, VOCAB_SIZE
+from ..workbook import iris, model
+from ..workbook.data import BLOCK_SIZE, VOCAB_SIZE
 
 
 @dataclass(frozen=True)

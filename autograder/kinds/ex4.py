@@ -14,11 +14,11 @@ from collections.abc import Mapping
 
 import torch
 
-from .. import model
 from ..comparison import CheckResult, compare_all, trained_comparison
 from ..diagnose import context_of
 from ..exercises import ANSWER_FUNCTIONS, Item
 from ..untrusted import autograd_forbidden, load_function
+from ..workbook import model
 from .base import Kind, call_directly, call_student, require, student_function
 from .cases import Case, case_inputs
 from .gradient import hidden_context

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 
 import torch
 
-from .. import model
 from ..comparison import CheckResult, alias_notes, compare
 from ..diagnose import context_of
 from ..exercises import Item
 from ..hints import pointer_for_check
 from ..untrusted import run_answer
+from ..workbook import model
 from .base import Kind
 from .cases import Case, gradient_namespace, reference_gradients
 

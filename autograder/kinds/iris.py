@@ -16,10 +16,10 @@ from collections.abc import Mapping
 
 import torch
 
-from .. import iris
 from ..comparison import CheckResult, compare_all, trained_comparison
 from ..exercises import ANSWER_FUNCTIONS, Item
 from ..untrusted import autograd_forbidden, load_function
+from ..workbook import iris
 from .base import Kind, call_directly, call_student, require, student_function
 from .cases import Case
 

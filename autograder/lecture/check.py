@@ -20,7 +20,7 @@ import torch
 # Everything this module takes from the rest of the package, in one place.
 from ..comparison import Comparison, compare
 from ..grading.transport import decode
-from ..model import PARAM_NAMES
+from ..workbook.model import PARAM_NAMES
 from . import LectureSettings, setting
 from .parse import EXERCISES, EXPECTED, NotebookError, Plan, find_exercises, read_cells
 from .report import Item, LectureResult, format_report

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 # Everything this module takes from the rest of the package, in one place.
-from .. import model
 from ..comparison import sharing_memory
 from ..grading.transport import encode
 from ..sandbox import limit_memory, results_channel
 from ..untrusted import autograd_forbidden
+from ..workbook import model
 from . import setting
 from .parse import EX1_NAMES, EXPECTED, GRADS_LIST
 

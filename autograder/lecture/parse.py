@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..exercises import EX1_LINES
-from ..model import PARAM_NAMES
+from ..workbook.model import PARAM_NAMES
 from .statements import Cell, Statement, cell_statements, node_statement
 
 # The gradients each exercise assigns, in the order of the backward pass.

@@ -20,8 +20,8 @@ from pathlib import Path
 
 # Everything this module takes from the rest of the package, in one place.
 from .. import sandbox
-from ..data import NAMES_ENV
 from ..grading.judge_runner import child_env
+from ..workbook.data import NAMES_ENV
 from . import LectureSettings
 from .parse import EXERCISES, Plan, definitions_for
 from .statements import Statement, defines_cmp, is_cmp_or_print

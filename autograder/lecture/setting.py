@@ -13,9 +13,9 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .. import model
-from ..data import BLOCK_SIZE, VOCAB_SIZE, make_splits
 from ..diagnose import context_of
+from ..workbook import model
+from ..workbook.data import BLOCK_SIZE, VOCAB_SIZE, make_splits
 
 SEED = 2147483647
 BATCH = 32

@@ -126,7 +126,7 @@ def forward_graph() -> tuple[tuple[str, ...], tuple[Operation, ...]]:
     Read from the forward lines in ``exercises.EX1_LINES``: the tensors are
     the data (``Xb``, ``Yb``), the parameters and every line's output.
     """
-    from .exercises import EX1_LINES
+    from ..exercises import EX1_LINES
     from .model import PARAM_NAMES
 
     lines = tuple(reversed(EX1_LINES))  # the registry lists them in backward order

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from .cells import recorded_answer
+from ..cells import recorded_answer
 
 # Set by the grader: the timings a notebook prints are not graded, so while
 # grading they are measured with a tenth of the calls, in two rounds.

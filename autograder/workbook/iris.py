@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..resources import RESTORE_HINT, data_file
 from .model import Tensors
-from .resources import RESTORE_HINT, data_file
 
 BUNDLED_IRIS = data_file("iris.csv")
 IRIS_SHA256 = "9cc1c345c71bcc9b486b74cbf6063fa66f4bb5e0f603a4b3c3471ec2e5e8e355"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .resources import RESTORE_HINT, data_file
+from ..resources import RESTORE_HINT, data_file
 
 BUNDLED_NAMES = data_file("names.txt")
 NAMES_SHA256 = "91691165b471c338ee35387260590f0fdc23fcb50509b9ccfe1c879c7ac39a1e"
