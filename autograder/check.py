@@ -22,8 +22,8 @@ from .comparison import CheckResult, drift_lines
 from .kinds import KINDS
 from .kinds.ex4 import CHECK_STEPS
 from .kinds.scalar import grad_issue
-from .scalar import Value
 from .workbook.iris import EPOCHS, PARAM_NAMES
+from .workbook.value import Value
 
 
 def cmp(name: str, dt: object, t: torch.Tensor) -> bool:

@@ -61,7 +61,7 @@ class Step:
     """One answer cell of notebook 00: it sets the ``.grad`` of some nodes of one expression graph."""
 
     answer_id: str
-    graph: str  # the builder in autograder.scalar.GRAPHS: "neuron", "neuron_exp" or "reuse"
+    graph: str  # the builder in autograder.workbook.expression_graphs.GRAPHS: "neuron", "neuron_exp" or "reuse"
     nodes: tuple[str, ...]  # the nodes whose .grad the cell sets, in the order of the backward pass
     points: int = 1  # per node when the step is graded node by node, else for the whole step
     item_id: str = ""  # the one graded item of a whole step; "" grades each node ("ex0_x1_grad")

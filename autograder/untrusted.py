@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import scalar
+from .workbook.value import Value
 
 
 class ForbiddenInAnswer(RuntimeError):
@@ -88,7 +88,7 @@ def autograd_forbidden():
     import torch.func
 
     targets = _FORBIDDEN + [(torch.func, name) for name in _FORBIDDEN_FUNC if hasattr(torch.func, name)]
-    targets += [(scalar.Value, "backward"), (torch.optim.Optimizer, "__init__")]  # notebooks 00 and 05
+    targets += [(Value, "backward"), (torch.optim.Optimizer, "__init__")]  # notebooks 00 and 05
     targets += [(torch.autograd.graph, "_engine_run_backward"), (torch.autograd.variable.Variable, "_execution_engine")]
     saved = [(owner, name, owner.__dict__.get(name, _MISSING)) for owner, name in targets]
     switches = [(torch, "set_grad_enabled"), (torch.autograd, "set_grad_enabled"), (torch._C, "_set_grad_enabled")]

@@ -10,8 +10,8 @@ import pytest
 
 from autograder import check
 from autograder.check import AssertReasons, check_backward, check_grad, cmp, failure_reason
-from autograder.scalar import NEURON_INPUTS, neuron, torch_grads
 from autograder.workbook import model
+from autograder.workbook.expression_graphs import NEURON_INPUTS, neuron, torch_grads
 from tests.mistake_corpus import notebook_batch
 
 pytestmark = pytest.mark.ex1

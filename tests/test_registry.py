@@ -11,10 +11,11 @@ from collections import Counter
 
 import pytest
 
-from autograder import exercises, scalar
+from autograder import exercises
 from autograder.cells import ANSWER_DIRECTIVE
 from autograder.exercises import ITEMS, NOTEBOOKS, answer_ids, exercise_number, items_of, notebook
 from autograder.kinds import KINDS
+from autograder.workbook import expression_graphs
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
@@ -63,7 +64,7 @@ def test_registry_is_consistent():
         if item.kind == "gradient":
             assert item.variable.startswith("d") and len(item.provided) == len(item.answers)
         if item.kind == "scalar":
-            nodes = scalar.GRAPHS[item.graph](*[1.0] * len(scalar.graph_inputs(item.graph)))
+            nodes = expression_graphs.GRAPHS[item.graph](*[1.0] * len(expression_graphs.graph_inputs(item.graph)))
             assert item.nodes and set(item.nodes) <= set(nodes), item.grade_id
             assert len(item.provided) == len(item.answers) and set(item.provided[0]) <= set(nodes)
 

@@ -1,4 +1,5 @@
-"""autograder.scalar: the Value of notebook 00, its graphs, drawing and checks (PyTorch as the oracle)."""
+"""autograder.workbook.value, expression_graphs and drawing: the Value of notebook 00, its graphs and their drawing,
+and the checks of notebook 00 (PyTorch as the oracle)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from autograder import check, scalar
+from autograder import check
 from autograder.exercises import ITEMS, ITEMS_BY_ID, notebook
 from autograder.kinds import describe_case, student_output
 from autograder.kinds.cases import HIDDEN_CASES
-from autograder.scalar import NEURON_INPUTS, REUSE_INPUTS, Value
 from autograder.scan import scan_answers
 from autograder.untrusted import ForbiddenInAnswer
+from autograder.workbook import drawing, expression_graphs
+from autograder.workbook.expression_graphs import NEURON_INPUTS, REUSE_INPUTS
+from autograder.workbook.value import Value, topological_order
 
 pytestmark = pytest.mark.ex0
 EX0_ITEMS = [item for item in ITEMS if item.notebook == notebook(0)]
@@ -118,16 +121,16 @@ def test_backward_matches_torch_on_random_expressions(expression):
         expected = tensor.grad.item() if tensor.grad is not None else 0.0
         assert value.grad == pytest.approx(expected, rel=1e-9, abs=1e-9)
     # the oracle on the same graph gives the same numbers, for every node
-    oracle = scalar.torch_grads(values[-1])
-    for value in scalar.topological_order(values[-1]):
+    oracle = expression_graphs.torch_grads(values[-1])
+    for value in topological_order(values[-1]):
         assert oracle[value] == pytest.approx(value.grad, rel=1e-9, abs=1e-9)
 
 
 def test_torch_grads_does_not_use_the_stored_local_derivatives():
-    g = scalar.neuron(**NEURON_INPUTS)
-    before = scalar.torch_grads(g.o)
+    g = expression_graphs.neuron(**NEURON_INPUTS)
+    before = expression_graphs.torch_grads(g.o)
     g.o._local = (123.0,)  # a wrong tanh derivative: backward() would be wrong, the oracle must not
-    after = scalar.torch_grads(g.o)
+    after = expression_graphs.torch_grads(g.o)
     assert all(before[node] == after[node] for node in g.values())
     g.o.backward()
     assert g.n.grad == 123.0
@@ -140,7 +143,7 @@ def test_torch_grads_does_not_use_the_stored_local_derivatives():
 def test_topological_order_lists_every_node_once_after_its_children(expression):
     inputs, program = expression
     root = run_values(program, inputs)[-1]
-    order = scalar.topological_order(root)
+    order = topological_order(root)
     assert order[-1] is root and len(set(map(id, order))) == len(order)
     position = {id(node): i for i, node in enumerate(order)}
     for node in order:
@@ -151,13 +154,13 @@ def test_a_node_used_twice_accumulates_and_the_assignment_bug_loses_a_contributi
     a = Value(3.0)
     y = a + a
     y.backward()
-    assert a.grad == scalar.torch_grads(y)[a]
+    assert a.grad == expression_graphs.torch_grads(y)[a]
     y.backward(accumulate=False)
-    assert a.grad == scalar.torch_grads(y)[a] / 2
+    assert a.grad == expression_graphs.torch_grads(y)[a] / 2
 
 
 def test_backward_starts_from_fresh_zeros_each_time():
-    g = scalar.reuse(**REUSE_INPUTS)
+    g = expression_graphs.reuse(**REUSE_INPUTS)
     g.f.backward()
     first = {name: node.grad for name, node in g.items()}
     g.f.backward()
@@ -176,7 +179,7 @@ def test_a_long_chain_needs_no_recursion():
 # ------------------------------------------------------------------ the graphs of notebook 00
 
 def test_the_lecture_neuron_agrees_with_torch():
-    g = scalar.neuron(**NEURON_INPUTS)
+    g = expression_graphs.neuron(**NEURON_INPUTS)
     o, grads = torch_neuron(**NEURON_INPUTS)
     assert g.o.data == pytest.approx(o, abs=1e-15)
     assert g.o.data == pytest.approx(1 / math.sqrt(2), abs=1e-12)  # b was chosen for this
@@ -193,7 +196,7 @@ def test_the_lecture_neuron_agrees_with_torch():
 
 @given(st.fixed_dictionaries({name: numbers for name in NEURON_INPUTS}))
 def test_tanh_made_of_exp_gives_the_same_output_and_gradients(inputs):
-    plain, written_out = scalar.neuron(**inputs), scalar.neuron_exp(**inputs)
+    plain, written_out = expression_graphs.neuron(**inputs), expression_graphs.neuron_exp(**inputs)
     if abs(plain.n.data) > 15:  # exp(2n) overflows float precision of (e - 1)/(e + 1) usefully
         return
     assert written_out.o.data == pytest.approx(plain.o.data, abs=1e-12)
@@ -207,38 +210,38 @@ def test_tanh_made_of_exp_gives_the_same_output_and_gradients(inputs):
 
 
 def test_graph_nodes_are_named_by_their_keys_and_end_with_the_output():
-    for build, inputs in ((scalar.neuron, NEURON_INPUTS), (scalar.neuron_exp, NEURON_INPUTS),
-                          (scalar.reuse, REUSE_INPUTS)):
+    for build, inputs in ((expression_graphs.neuron, NEURON_INPUTS), (expression_graphs.neuron_exp, NEURON_INPUTS),
+                          (expression_graphs.reuse, REUSE_INPUTS)):
         g = build(**inputs)
         assert all(node.name == key for key, node in g.items())
-        assert g.output is list(g.values())[-1] and g.output is scalar.topological_order(g.output)[-1]
+        assert g.output is list(g.values())[-1] and g.output is topological_order(g.output)[-1]
         assert list(g)[: len(inputs)] == list(inputs)
 
 
-@pytest.mark.parametrize("graph", sorted(scalar.GRAPHS))
+@pytest.mark.parametrize("graph", sorted(expression_graphs.GRAPHS))
 def test_random_inputs_are_reproducible_nonzero_distinct_and_keep_tanh_steep(graph):
-    draws = [scalar.random_inputs(graph, torch.Generator().manual_seed(seed)) for seed in (1, 1, 2)]
+    draws = [expression_graphs.random_inputs(graph, torch.Generator().manual_seed(seed)) for seed in (1, 1, 2)]
     assert draws[0] == draws[1] and draws[0] != draws[2]
-    assert list(draws[0]) == list(scalar.graph_inputs(graph))
+    assert list(draws[0]) == list(expression_graphs.graph_inputs(graph))
     for seed in range(50):
-        values = scalar.random_inputs(graph, torch.Generator().manual_seed(seed))
+        values = expression_graphs.random_inputs(graph, torch.Generator().manual_seed(seed))
         assert all(abs(v) > 0.01 for k, v in values.items() if k != "b" or graph == "reuse")
         assert len(set(values.values())) == len(values)
         if graph != "reuse":
-            assert -1 <= scalar.GRAPHS[graph](**values)["n"].data <= 1
+            assert -1 <= expression_graphs.GRAPHS[graph](**values)["n"].data <= 1
 
 
 def test_random_inputs_leave_the_global_rng_alone():
     state = torch.get_rng_state()
-    scalar.random_inputs("neuron", torch.Generator().manual_seed(3))
+    expression_graphs.random_inputs("neuron", torch.Generator().manual_seed(3))
     assert torch.equal(state, torch.get_rng_state())
 
 
 # ------------------------------------------------------------------ the visible check
 
 def test_check_grad_passes_a_right_gradient_and_fails_a_wrong_one(capsys):
-    g = scalar.neuron(**NEURON_INPUTS)
-    reference = scalar.torch_grads(g.o)
+    g = expression_graphs.neuron(**NEURON_INPUTS)
+    reference = expression_graphs.torch_grads(g.o)
     g.o.grad = 1.0
     assert check.check_grad(g.o, reference)
     g.n.grad = 0.25
@@ -248,8 +251,8 @@ def test_check_grad_passes_a_right_gradient_and_fails_a_wrong_one(capsys):
 
 
 def test_check_grad_fails_a_zero_that_was_never_set(capsys):
-    g = scalar.neuron(**NEURON_INPUTS)
-    reference = scalar.torch_grads(g.o)
+    g = expression_graphs.neuron(**NEURON_INPUTS)
+    reference = expression_graphs.torch_grads(g.o)
     assert reference[g.w2] == 0.0 and g.w2.grad == 0.0
     assert not check.check_grad(g.w2, reference)
     assert "never set" in capsys.readouterr().out
@@ -258,27 +261,27 @@ def test_check_grad_fails_a_zero_that_was_never_set(capsys):
 
 
 def test_check_grad_explains_a_value_where_a_number_belongs(capsys):
-    g = scalar.neuron(**NEURON_INPUTS)
+    g = expression_graphs.neuron(**NEURON_INPUTS)
     g.x2.grad = g.w2 * 0.5  # forgot .data: a Value, not a number
-    assert not check.check_grad(g.x2, scalar.torch_grads(g.o))
+    assert not check.check_grad(g.x2, expression_graphs.torch_grads(g.o))
     assert "use a node's .data" in capsys.readouterr().out
 
 
 def test_check_grads_reports_every_node(capsys):
-    g = scalar.reuse(**REUSE_INPUTS)
+    g = expression_graphs.reuse(**REUSE_INPUTS)
     g.f.backward()
-    assert check.check_grads(list(g.values()), scalar.torch_grads(g.f))
+    assert check.check_grads(list(g.values()), expression_graphs.torch_grads(g.f))
     assert len(capsys.readouterr().out.strip().splitlines()) == len(g)
 
 
 # ------------------------------------------------------------------ drawing
 
-@pytest.mark.parametrize("graph", sorted(scalar.GRAPHS))
+@pytest.mark.parametrize("graph", sorted(expression_graphs.GRAPHS))
 def test_layout_puts_inputs_left_of_their_users_and_keeps_nodes_apart(graph):
     inputs = NEURON_INPUTS if graph != "reuse" else REUSE_INPUTS
-    root = scalar.GRAPHS[graph](**inputs).output
-    places = scalar.layout(root)
-    assert set(map(id, places)) == set(map(id, scalar.topological_order(root)))
+    root = expression_graphs.GRAPHS[graph](**inputs).output
+    places = drawing.layout(root)
+    assert set(map(id, places)) == set(map(id, topological_order(root)))
     for node, (column, _) in places.items():
         assert all(places[child][0] < column for child in node.children)
     by_column = {}
@@ -295,9 +298,9 @@ def test_draw_renders_without_a_display_and_shows_data_and_grad():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    g = scalar.neuron(**NEURON_INPUTS)
+    g = expression_graphs.neuron(**NEURON_INPUTS)
     g.o.backward()
-    figure = scalar.draw(g.o, highlight=[g.x1], title="after backward")
+    figure = drawing.draw(g.o, highlight=[g.x1], title="after backward")
     texts = [t.get_text() for t in figure.axes[0].texts]
     for node in g.values():
         assert any(f"data {node.data:.4f}" in t and f"grad {node.grad:.4f}" in t for t in texts), node.name
@@ -314,9 +317,9 @@ def test_draw_survives_a_gradient_that_is_not_a_number():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    g = scalar.reuse(**REUSE_INPUTS)
+    g = expression_graphs.reuse(**REUSE_INPUTS)
     g.a.grad = g.b  # a mistake a student can make
-    figure = scalar.draw(g.f)
+    figure = drawing.draw(g.f)
     assert any("grad Value" in t.get_text() for t in figure.axes[0].texts)
     plt.close(figure)
 
@@ -379,8 +382,8 @@ def test_value_backward_is_refused_at_run_time_even_past_the_scan():
     for case in HIDDEN_CASES:
         with pytest.raises(ForbiddenInAnswer, match="backward is not allowed here"):
             student_output(item, {"ex0_grad_o": sneaky}, case)
-    assert scalar.Value.backward is not None and callable(scalar.Value.backward)  # restored afterwards
-    g = scalar.neuron(**NEURON_INPUTS)
+    assert Value.backward is not None and callable(Value.backward)  # restored afterwards
+    g = expression_graphs.neuron(**NEURON_INPUTS)
     g.o.backward()
     assert g.x1.grad != 0
 
@@ -389,4 +392,4 @@ def test_every_scalar_item_has_a_description_of_its_inputs():
     for item in EX0_ITEMS:
         for case in HIDDEN_CASES:
             text = describe_case(item, case)
-            assert all(f"{name} = " in text for name in scalar.graph_inputs(item.graph))
+            assert all(f"{name} = " in text for name in expression_graphs.graph_inputs(item.graph))

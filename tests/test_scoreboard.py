@@ -16,12 +16,12 @@ import matplotlib
 import pytest
 import torch
 
-from autograder import check, comparison, scalar
+from autograder import check, comparison
 from autograder.exercises import EX1_LINES, NOTEBOOKS, exercise_number, items_of, notebook
 from autograder.scoreboard import FAILED, NOT_ATTEMPTED, PASSED, STATUSES, Row, Scoreboard, scoreboard
-from autograder.workbook import iris, model
+from autograder.workbook import expression_graphs, iris, model
 from autograder.workbook.data import BLOCK_SIZE, VOCAB_SIZE
-from autograder.workbook.plots import NO_GRADIENT_COLOURS, STATUS_COLOURS, draw_forward_graph, forward_graph
+from autograder.workbook.drawing import NO_GRADIENT_COLOURS, STATUS_COLOURS, draw_forward_graph, forward_graph
 from tests.workbook_runs import KINDS, checked, expected_status
 
 EX0, EX1, EX4, EX5 = notebook(0), notebook(1), notebook(4), notebook(5)
@@ -154,8 +154,9 @@ def test_tensor_statuses_name_the_tensors_of_the_gradient_items(ex1_namespace):
 @pytest.fixture
 def ex0_namespace(master_answers):
     """The graphs of notebook 00 under its variable names, every answer cell of the master run on them."""
-    graphs = {"g": scalar.neuron(**scalar.NEURON_INPUTS), "gx": scalar.neuron_exp(**scalar.NEURON_INPUTS),
-              "gr": scalar.reuse(**scalar.REUSE_INPUTS)}
+    graphs = {"g": expression_graphs.neuron(**expression_graphs.NEURON_INPUTS),
+              "gx": expression_graphs.neuron_exp(**expression_graphs.NEURON_INPUTS),
+              "gr": expression_graphs.reuse(**expression_graphs.REUSE_INPUTS)}
     by_graph = {"neuron": "g", "neuron_exp": "gx", "reuse": "gr"}
     for item in items_of(EX0):
         for answer in item.answers:
@@ -169,7 +170,7 @@ def test_scalar_items_pass_fail_and_wait_on_the_notebook_graphs(ex0_namespace):
     assert board.count(PASSED) == len(items_of(EX0))
     ex0_namespace["g"]["w1"].grad = 0.0
     ex0_namespace["g"]["x1"].grad = ex0_namespace["g"]["w1"]  # a Value where a number belongs
-    ex0_namespace["gr"] = scalar.reuse(**scalar.REUSE_INPUTS)  # rebuilt: no .grad set yet
+    ex0_namespace["gr"] = expression_graphs.reuse(**expression_graphs.REUSE_INPUTS)  # rebuilt: no .grad set yet
     board = scoreboard(EX0, ex0_namespace, answers={})
     assert row(board, "ex0_w1_grad").status == FAILED and row(board, "ex0_w1_grad").maxdiff > 0
     assert row(board, "ex0_x1_grad").status == FAILED and "Value" in row(board, "ex0_x1_grad").notes[0]
@@ -179,7 +180,7 @@ def test_scalar_items_pass_fail_and_wait_on_the_notebook_graphs(ex0_namespace):
 
 @pytest.mark.ex0
 def test_a_scalar_item_with_some_nodes_never_set_fails_and_names_them():
-    graph = scalar.neuron_exp(**scalar.NEURON_INPUTS)
+    graph = expression_graphs.neuron_exp(**expression_graphs.NEURON_INPUTS)
     graph["o"].grad = 1.0
     r = row(scoreboard(EX0, {"gx": graph}, answers={}), "ex0_exp_grads")
     assert r.status == FAILED and any("top.grad was never set" in note for note in r.notes)
@@ -301,7 +302,7 @@ def test_ex5_agrees_with_the_test_cells_checks(ex5_namespace, ex5_functions, mis
 # ------------------------------------------------------------------ never raises, never prints
 
 JUNK = {"dlogprobs": "not a tensor", "logprobs": 3, "dC": torch.zeros(2, dtype=torch.int64), "C": torch.ones(2),
-        "g": 5, "gx": {"o": None}, "gr": scalar.reuse(1.0, 2.0), "manual_backward": lambda *a: 1 / 0,
+        "g": 5, "gx": {"o": None}, "gr": expression_graphs.reuse(1.0, 2.0), "manual_backward": lambda *a: 1 / 0,
         "parameters": None, "Xb": "x", "mlp_backward": print, "adam_step": 7, "Xtr": [], "Ytr": None}
 
 

@@ -42,7 +42,8 @@ PRELOAD = ("torch", "numpy", "matplotlib", "matplotlib.figure", "IPython", "ipyk
            # torch.optim's first optimizer imports torch._dynamo: 2 s in every kernel of notebook 05 otherwise
            "torch._dynamo", "torch.optim", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
            "autograder.check", "autograder.workbook.data", "autograder.workbook.model", "autograder.verdict",
-           "autograder.scalar", "autograder.workbook.iris", "autograder.diagnose", "autograder.scoreboard",
+           "autograder.workbook.value", "autograder.workbook.expression_graphs", "autograder.workbook.drawing",
+           "autograder.workbook.iris", "autograder.diagnose", "autograder.scoreboard",
            "autograder.notebook", "autograder.workbook.plots", "autograder.workbook.timing",
            "autograder.grading.judge_child", "autograder.grading.transport", "tqdm.auto")
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 
 import torch
 
-from .. import scalar
 from ..comparison import CheckResult, Comparison, compare
 from ..exercises import Item
 from ..untrusted import run_answer
+from ..workbook import expression_graphs
 from .base import Kind
 from .cases import Case
 
@@ -29,7 +29,7 @@ def grad_issue(name: str, value, assigned: bool = True) -> str | None:
     """Why ``value`` cannot be the gradient of node ``name``, or None (a number, or a tensor made of one)."""
     if not assigned:
         return f"{name}.grad was never set: run your answer cell"
-    return None if isinstance(value, torch.Tensor) else scalar.grad_problem(name, value)
+    return None if isinstance(value, torch.Tensor) else expression_graphs.grad_problem(name, value)
 
 
 def grad_comparison(name: str, value, reference, assigned: bool = True) -> Comparison:
@@ -37,12 +37,13 @@ def grad_comparison(name: str, value, reference, assigned: bool = True) -> Compa
     issue = grad_issue(name, value, assigned)
     if issue:
         return Comparison(f"{name}.grad", False, False, None, None, (), issue, code="unknown")
-    return compare(f"{name}.grad", scalar.grad_tensor(value), torch.as_tensor(reference, dtype=torch.float64))
+    return compare(f"{name}.grad", expression_graphs.grad_tensor(value),
+                   torch.as_tensor(reference, dtype=torch.float64))
 
 
 def scalar_inputs(item: Item, case: Case) -> dict[str, float]:
     """Other numbers for the inputs of the item's graph (nonzero, all different)."""
-    return scalar.random_inputs(item.graph, torch.Generator().manual_seed(case.seed))
+    return expression_graphs.random_inputs(item.graph, torch.Generator().manual_seed(case.seed))
 
 
 class ScalarKind(Kind):
@@ -59,18 +60,18 @@ class ScalarKind(Kind):
         by earlier steps carry their correct gradient. A gradient that is a
         number comes back as a 0-dim float64 tensor, anything else as it is.
         """
-        graph = scalar.GRAPHS[item.graph](**scalar_inputs(item, case))
-        correct = scalar.torch_grads(graph.output)
+        graph = expression_graphs.GRAPHS[item.graph](**scalar_inputs(item, case))
+        correct = expression_graphs.torch_grads(graph.output)
         namespace = {"math": math, **graph}
         for answer, provided in zip(item.answers, item.provided):
             for name in provided:
                 graph[name].grad = correct[graph[name]]
             run_answer(sources[answer], answer, namespace)
-        return [scalar.grad_tensor(graph[name].grad) for name in item.nodes]
+        return [expression_graphs.grad_tensor(graph[name].grad) for name in item.nodes]
 
     def reference(self, item: Item, case: Case) -> list[torch.Tensor]:
-        graph = scalar.GRAPHS[item.graph](**scalar_inputs(item, case))
-        correct = scalar.torch_grads(graph.output)
+        graph = expression_graphs.GRAPHS[item.graph](**scalar_inputs(item, case))
+        correct = expression_graphs.torch_grads(graph.output)
         return [torch.tensor(correct[graph[name]], dtype=torch.float64) for name in item.nodes]
 
     def compare(self, item: Item, got, expected, case: Case) -> CheckResult:
@@ -90,11 +91,11 @@ class ScalarKind(Kind):
 
     def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
         graph = namespace.get(GRAPH_VARIABLES[item.graph])
-        if not isinstance(graph, scalar.Graph):
+        if not isinstance(graph, expression_graphs.Graph):
             raise LookupError(f"the graph {GRAPH_VARIABLES[item.graph]} is not built")
         nodes = [graph[name] for name in item.nodes]
         if not any(node.grad_assigned for node in nodes):
             raise NotImplementedError
-        reference = scalar.torch_grads(graph.output)
+        reference = expression_graphs.torch_grads(graph.output)
         return CheckResult(tuple(grad_comparison(name, node.grad, reference[node], node.grad_assigned)
                                  for name, node in zip(item.nodes, nodes)))
