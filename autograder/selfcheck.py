@@ -45,7 +45,7 @@ from pathlib import Path
 import nbformat
 
 from .exercises import NOTEBOOKS, Item, items_of
-from .notebook import EX4_STEPS_ENV
+from .workbook.training import EX4_STEPS_ENV
 
 DEFAULT_FOLDER = Path("notebooks")
 NOTEBOOK_SECONDS = 300.0  # per notebook, in its kernel

@@ -27,7 +27,7 @@ from autograder.exercises import NOTEBOOKS, answer_ids, items_of
 from autograder.grading import release
 from autograder.grading.course import RELEASE_DIR, SOLUTIONS
 from autograder.grading.samples import master_solutions
-from autograder.notebook import EX4_STEPS_ENV
+from autograder.workbook.training import EX4_STEPS_ENV
 
 pytestmark = pytest.mark.release
 

@@ -44,7 +44,7 @@ PRELOAD = ("torch", "numpy", "matplotlib", "matplotlib.figure", "IPython", "ipyk
            "autograder.check", "autograder.workbook.data", "autograder.workbook.model", "autograder.verdict",
            "autograder.workbook.value", "autograder.workbook.expression_graphs", "autograder.workbook.drawing",
            "autograder.workbook.iris", "autograder.diagnose", "autograder.scoreboard",
-           "autograder.notebook", "autograder.workbook.plots", "autograder.workbook.timing",
+           "autograder.workbook.display", "autograder.workbook.plots", "autograder.workbook.timing",
            "autograder.grading.judge_child", "autograder.grading.transport", "tqdm.auto")
 
 
