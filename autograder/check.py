@@ -2,7 +2,7 @@
 
 Every one calls its kind's ``check`` (``autograder.kinds``), so the test cell,
 the progress table and the hidden judge judge an answer the same way; the
-comparisons themselves are ``autograder.comparison``'s.
+comparisons themselves are ``autograder.diagnosis.comparison``'s.
 
 * notebook 00: ``check_grad``, ``check_grads`` (a scalar ``Value``'s ``.grad``)
 * notebooks 01-03: ``cmp`` (one gradient tensor against autograd's)
@@ -18,7 +18,7 @@ import sys
 
 import torch
 
-from .comparison import CheckResult, drift_lines
+from .diagnosis.comparison import CheckResult, drift_lines
 from .kinds import KINDS
 from .kinds.ex4 import CHECK_STEPS
 from .kinds.scalar import grad_issue

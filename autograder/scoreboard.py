@@ -22,7 +22,7 @@ cell runs (the hidden checks on unseen inputs are ``make check``'s job):
   what their test cells check (one batch against autograd, a few training
   steps against autograd or ``torch.optim.Adam``);
 * **❌ failed** otherwise, with the reason and the likely cause (the hints of
-  ``autograder.diagnose``) under the row. An answer cell that was run but
+  ``autograder.diagnosis.diagnose``) under the row. An answer cell that was run but
   stopped with an error before assigning its variable is failed, not "not
   attempted".
 

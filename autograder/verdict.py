@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .cells import recorded_answers
-from .diagnose import hardcoded_size
-from .diagnosis_codes import Diagnosis
+from .diagnosis.codes import Diagnosis
+from .diagnosis.diagnose import hardcoded_size
+from .diagnosis.hints import pointer
 from .exercises import ITEMS_BY_ID, Item
-from .hints import pointer
 from .kinds import KINDS, student_output
 from .kinds.cases import HIDDEN_CASES, NOTEBOOK_SIZES
 from .scan import scan_answers
@@ -51,7 +51,7 @@ class Verdict:
     passed: bool
     message: str  # one or more lines meant for the student
     flags: list[str] = field(default_factory=list)  # reasons the work is not the student's own
-    diagnosis: str = ""  # the code of the likely mistake (``diagnosis_codes.CODES``); "" when none was made
+    diagnosis: str = ""  # the code of the likely mistake (``diagnosis.codes.CODES``); "" when none was made
 
     def report(self) -> str:
         head = f"{self.grade_id}: {'passed' if self.passed else 'FAILED'} the hidden check"

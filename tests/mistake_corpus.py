@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder.cells import find_answers
-from autograder.comparison import compare
-from autograder.diagnose import context_of
-from autograder.diagnosis_codes import CODES
+from autograder.diagnosis.codes import CODES
+from autograder.diagnosis.comparison import compare
+from autograder.diagnosis.diagnose import context_of
 from autograder.exercises import ITEMS_BY_ID
 from autograder.verdict import judge_item
 from autograder.workbook import model

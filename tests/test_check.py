@@ -15,9 +15,10 @@ import random
 import pytest
 import torch
 
-from autograder import check, comparison
+from autograder import check
 from autograder.check import cmp
-from autograder.comparison import ZERO_LEVEL, compare
+from autograder.diagnosis import comparison
+from autograder.diagnosis.comparison import ZERO_LEVEL, compare
 from autograder.exercises import EX1_LINES, ITEMS, exercise_number
 from autograder.workbook import model
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from autograder import scan
-from autograder.diagnosis_codes import CODES_BY_NAME
+from autograder.diagnosis.codes import CODES_BY_NAME
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, items_of, max_score, notebook
 from autograder.grading import class_report, cli, export, late, mistakes, report
 from autograder.grading.export import ExportError, ExportRow, RosterEntry, StudentGrade

@@ -13,9 +13,9 @@ import torch
 
 from autograder import scoreboard
 from autograder.check import cmp
-from autograder.comparison import ROUNDING_NOTE, TRACKED_NOTE, compare
-from autograder.diagnose import context_of, diagnose
-from autograder.diagnosis_codes import CODES, CODES_BY_NAME, NO_HINT, codes_markdown
+from autograder.diagnosis.codes import CODES, CODES_BY_NAME, NO_HINT, codes_markdown
+from autograder.diagnosis.comparison import ROUNDING_NOTE, TRACKED_NOTE, compare
+from autograder.diagnosis.diagnose import context_of, diagnose
 from tests import mistake_corpus
 from tests.mistake_corpus import ANSWERS, LINES, diagnose_answer, diagnose_line, problems_with, run_lines
 
@@ -67,7 +67,7 @@ def test_the_codes_are_one_table_shown_in_the_readme():
     assert len(CODES_BY_NAME) == len(CODES)
     assert all(code.meaning and code.message for code in CODES)
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    assert codes_markdown() in readme, "README's hints table differs from diagnosis_codes.CODES: paste codes_markdown()"
+    assert codes_markdown() in readme, "README's hints table differs from diagnosis.codes.CODES: paste codes_markdown()"
 
 
 # --------------------------------------------------------------- no wrong way round

@@ -9,9 +9,10 @@ import nbformat
 import pytest
 import torch
 
-from autograder import cells, check, hints
-from autograder.comparison import Comparison
-from autograder.diagnosis_codes import CODES
+from autograder import cells, check
+from autograder.diagnosis import hints
+from autograder.diagnosis.codes import CODES
+from autograder.diagnosis.comparison import Comparison
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, answer_ids, items_of, notebook_of_answer
 from autograder.kinds import gradient as gradient_kind
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autograder import check
-from autograder.comparison import parameter_drift
+from autograder.diagnosis.comparison import parameter_drift
 from autograder.exercises import ITEMS_BY_ID
 from autograder.kinds import student_output
 from autograder.kinds.cases import HIDDEN_CASES

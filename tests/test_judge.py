@@ -492,8 +492,8 @@ def test_hidden_check_without_recorded_cells_fails_clearly(monkeypatch):
 def test_a_verdict_carries_the_diagnosis_code_into_the_results_and_the_feedback(judge_with):
     from dataclasses import asdict
 
+    from autograder.diagnosis.hints import pointer
     from autograder.grading import report
-    from autograder.hints import pointer
 
     wrong = judge_with("ex1_dlogprobs", ex1_line_loss=answer("ex1_line_loss", """
         dlogprobs = torch.zeros_like(logprobs)

@@ -16,7 +16,8 @@ import matplotlib
 import pytest
 import torch
 
-from autograder import check, comparison
+from autograder import check
+from autograder.diagnosis import comparison
 from autograder.exercises import EX1_LINES, NOTEBOOKS, exercise_number, items_of, notebook
 from autograder.scoreboard import FAILED, NOT_ATTEMPTED, PASSED, STATUSES, Row, Scoreboard, scoreboard
 from autograder.workbook import expression_graphs, iris, model

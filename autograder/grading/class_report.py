@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..diagnosis_codes import CODES_BY_NAME
+from ..diagnosis.codes import CODES_BY_NAME
 from ..exercises import ASSIGNMENT, ITEMS, ITEMS_BY_ID, NOTEBOOKS, max_score
 from . import late, mistakes, report
 from .export import StudentGrade, class_grades, describe_delay, number
@@ -134,7 +134,7 @@ def message_for(code: str, example: str = "") -> str:
     """The plain-language meaning of a diagnosis code.
 
     Comparison codes are explained by the table of diagnosis codes
-    (``autograder.diagnosis_codes``); ``unknown`` by the hint a student with
+    (``autograder.diagnosis.codes``); ``unknown`` by the hint a student with
     that mistake was shown (``example``: their verdict message).
     """
     if code == mistakes.UNKNOWN:  # no code, but the student may still have been shown a hint

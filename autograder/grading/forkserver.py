@@ -43,7 +43,7 @@ PRELOAD = ("torch", "numpy", "matplotlib", "matplotlib.figure", "IPython", "ipyk
            "torch._dynamo", "torch.optim", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
            "autograder.check", "autograder.workbook.data", "autograder.workbook.model", "autograder.verdict",
            "autograder.workbook.value", "autograder.workbook.expression_graphs", "autograder.workbook.drawing",
-           "autograder.workbook.iris", "autograder.diagnose", "autograder.scoreboard",
+           "autograder.workbook.iris", "autograder.diagnosis.diagnose", "autograder.scoreboard",
            "autograder.workbook.display", "autograder.workbook.plots", "autograder.workbook.timing",
            "autograder.grading.judge_child", "autograder.grading.transport", "tqdm.auto")
 

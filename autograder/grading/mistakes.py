@@ -18,7 +18,7 @@ Every failed item of every student gets one code (``classify``):
 ``<diagnosis code>``        the answer ran and its value was wrong: the code the
                             hidden check's comparison carries as ``diagnosis``
                             (``shape.missing_dim``, ``sign``, ... see
-                            ``autograder.diagnosis_codes``)
+                            ``autograder.diagnosis.codes``)
 ``unknown``                 wrong, and no code says why
 ==========================  ====================================================
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..comparison import CheckResult
+from ..diagnosis.comparison import CheckResult
 from ..exercises import Item
 
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import torch
 
-from ..comparison import CheckResult, compare_all, trained_comparison
-from ..diagnose import context_of
+from ..diagnosis.comparison import CheckResult, compare_all, trained_comparison
+from ..diagnosis.diagnose import context_of
 from ..exercises import ANSWER_FUNCTIONS, Item
 from ..untrusted import autograd_forbidden, load_function
 from ..workbook import model

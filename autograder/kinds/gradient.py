@@ -12,10 +12,10 @@ from collections.abc import Mapping
 
 import torch
 
-from ..comparison import CheckResult, alias_notes, compare
-from ..diagnose import context_of
+from ..diagnosis.comparison import CheckResult, alias_notes, compare
+from ..diagnosis.diagnose import context_of
+from ..diagnosis.hints import pointer_for_check
 from ..exercises import Item
-from ..hints import pointer_for_check
 from ..untrusted import run_answer
 from ..workbook import model
 from .base import Kind

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..comparison import CheckResult, compare_all, trained_comparison
+from ..diagnosis.comparison import CheckResult, compare_all, trained_comparison
 from ..exercises import ANSWER_FUNCTIONS, Item
 from ..untrusted import autograd_forbidden, load_function
 from ..workbook import iris

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..comparison import CheckResult, Comparison, compare
+from ..diagnosis.comparison import CheckResult, Comparison, compare
 from ..exercises import Item
 from ..untrusted import run_answer
 from ..workbook import expression_graphs

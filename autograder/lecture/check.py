@@ -2,7 +2,7 @@
 
 The trusted half. It finds the answers (``parse``), has a sandboxed child
 run them (``child``), computes autograd's gradients itself in the lecture's
-setting (``setting``), compares with ``autograder.comparison.compare`` and
+setting (``setting``), compares with ``autograder.diagnosis.comparison.compare`` and
 judges each gradient: right, wrong (with a diagnosis), missing, not run, or
 scoring nothing because it came from autograd. The child is driven by
 ``runner``; the result and its text report are in ``report``.
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 # Everything this module takes from the rest of the package, in one place.
-from ..comparison import Comparison, compare
+from ..diagnosis.comparison import Comparison, compare
 from ..grading.transport import decode
 from ..workbook.model import PARAM_NAMES
 from . import LectureSettings, setting

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 # Everything this module takes from the rest of the package, in one place.
-from ..comparison import sharing_memory
+from ..diagnosis.comparison import sharing_memory
 from ..grading.transport import encode
 from ..sandbox import limit_memory, results_channel
 from ..untrusted import autograd_forbidden

@@ -13,7 +13,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from ..diagnose import context_of
+from ..diagnosis.diagnose import context_of
 from ..workbook import model
 from ..workbook.data import BLOCK_SIZE, VOCAB_SIZE, make_splits
 

@@ -1,7 +1,7 @@
 """The diagnosis codes: one table of every mistake ``diagnose`` can name, its meaning and its message.
 
 The codes are stable and light to import (no torch): the grading results, the
-feedback, the hints (``autograder.hints``) and the class report
+feedback, the hints (``autograder.diagnosis.hints``) and the class report
 (``autograder.grading.mistakes``) count and look up by them.
 """
 

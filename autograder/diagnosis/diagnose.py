@@ -2,7 +2,7 @@
 
 ``diagnose(name, got, expected, context)`` tries the mistakes people make most
 often in these exercises, in order, and returns the first one that fits as a
-``Diagnosis``: a stable code from ``diagnosis_codes.CODES`` and a one-line message.
+``Diagnosis``: a stable code from ``codes.CODES`` and a one-line message.
 ``context`` is what the checker knows of the forward pass: the forward tensors
 by name, their correct gradients as ``d<name>``, the parameters, ``Xb``,
 ``Yb`` and ``n`` (see ``context_of``); without it only the mistakes that show
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 import torch
 import torch.nn.functional as F
 
-from .diagnosis_codes import NOTHING_FITS, Diagnosis, diagnosis
+from .codes import NOTHING_FITS, Diagnosis, diagnosis
 
 Context = Mapping[str, object]
 
@@ -275,7 +275,7 @@ def _epsilon_shift(name: str, context: Context) -> torch.Tensor | None:
     Re-runs the forward lines from C to bnvar (``exercises.EX1_LINES``) on the
     context's parameters and pushes the change of dbnvar back with autograd.
     """
-    from .exercises import EX1_LINES
+    from ..exercises import EX1_LINES
 
     if name not in EPSILON_REACHES or not all(isinstance(context.get(k), torch.Tensor)
                                                for k in ("C", "W1", "b1", "Xb", "dbnvar")):

@@ -3,7 +3,7 @@
 Above every answer cell the notebooks state the task and keep the derivation
 in collapsed hints, ``<details><summary>Hint N: title</summary>``, each a step
 closer to the answer. When a check fails with a diagnosis code (see
-``autograder.diagnosis_codes``), the hint line points to the hint that addresses that
+``autograder.diagnosis.codes``), the hint line points to the hint that addresses that
 mistake: ``pointer("ex1_dcounts", "branch.missing")`` gives "see hint 2 above:
 the second use of counts".
 
@@ -22,7 +22,7 @@ no pointer: the diagnosis itself says all there is.
 
 from __future__ import annotations
 
-from .exercises import EX1_LINES, ITEMS, ITEMS_BY_ID, Item
+from ..exercises import EX1_LINES, ITEMS, ITEMS_BY_ID, Item
 
 SHAPE_CODES = ("shape.missing_dim", "shape.extra_dim", "shape.broadcast_hidden")
 SHAPE_ALL = SHAPE_CODES + ("shape.transposed",)
@@ -210,7 +210,7 @@ def pointer_for_check(tensor: str, code: str) -> str | None:
 
 
 def _ran_in_this_kernel(notebook: str, variable: str) -> bool:
-    from .cells import recorded_answer
+    from ..cells import recorded_answer
 
     answers = {a for item in ITEMS if item.notebook == notebook and item.variable == variable for a in item.answers}
     try:

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .codes import CODES_BY_NAME, diagnosis
 from .diagnose import alias_diagnosis, diagnose, wrong_order
-from .diagnosis_codes import CODES_BY_NAME, diagnosis
 
 RTOL = 1.5e-6
 ZERO_LEVEL = 1e-6
@@ -59,7 +59,7 @@ class Comparison:
     expected_shape: tuple[int, ...] | None
     problem: str = ""  # why it failed, in one line; empty when ok
     hint: str = ""  # the likely cause (see ``diagnose``), or a note on a pass
-    code: str = ""  # the diagnosis code (``diagnosis_codes.CODES``); "" when the comparison passed
+    code: str = ""  # the diagnosis code (``codes.CODES``); "" when the comparison passed
 
     def line(self) -> str:
         """The report line: the lecture's three columns, then shape and tolerance."""
