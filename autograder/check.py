@@ -21,7 +21,7 @@ import torch
 from .diagnosis.comparison import CheckResult, drift_lines
 from .kinds import KINDS
 from .kinds.ex4 import CHECK_STEPS
-from .kinds.scalar import grad_issue
+from .kinds.scalar_grad import grad_issue
 from .workbook.iris import EPOCHS, PARAM_NAMES
 from .workbook.value import Value
 

@@ -19,7 +19,7 @@ from .base import Kind
 from .ex4 import BackwardFunctionKind, SGDTrainingKind
 from .gradient import GradientKind
 from .iris import AdamStepKind, AdamTrainingKind, MLPBackwardKind
-from .scalar import ScalarKind
+from .scalar_grad import ScalarKind
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     GradientKind(), ScalarKind(), BackwardFunctionKind(), SGDTrainingKind(), MLPBackwardKind(), AdamStepKind(),
