@@ -20,8 +20,8 @@ import torch
 
 from .diagnosis.comparison import CheckResult, drift_lines
 from .kinds import KINDS
-from .kinds.ex4 import CHECK_STEPS
 from .kinds.scalar_grad import grad_issue
+from .kinds.sgd_training import CHECK_STEPS
 from .workbook.iris import EPOCHS, PARAM_NAMES
 from .workbook.value import Value
 
@@ -56,9 +56,9 @@ def check_training(backward, parameters: list[torch.Tensor], steps: int | None =
     """Train copies of ``parameters`` for ``steps`` SGD steps with ``backward`` and with autograd.
 
     Both runs see the same batches (drawn from ``seed``; by default the
-    settings of notebook 04's check, ``kinds.ex4.CHECK_STEPS`` and the
+    settings of notebook 04's check, ``kinds.sgd_training.CHECK_STEPS`` and the
     workbook's seed); prints how far apart each parameter ends up and returns
-    whether all agree within ``kinds.ex4.SGD_TRAINED_RTOL`` of their scale.
+    whether all agree within ``kinds.sgd_training.SGD_TRAINED_RTOL`` of their scale.
     """
     steps = CHECK_STEPS if steps is None else steps
     result = KINDS["sgd_training"].check(backward, parameters, steps, seed)

@@ -15,11 +15,12 @@ only in the sandboxed ``judge_child``); everything else is trusted.
 from __future__ import annotations
 
 from ..exercises import Item
+from .backward_function import BackwardFunctionKind
 from .base import Kind
-from .ex4 import BackwardFunctionKind, SGDTrainingKind
 from .gradient import GradientKind
 from .iris import AdamStepKind, AdamTrainingKind, MLPBackwardKind
 from .scalar_grad import ScalarKind
+from .sgd_training import SGDTrainingKind
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     GradientKind(), ScalarKind(), BackwardFunctionKind(), SGDTrainingKind(), MLPBackwardKind(), AdamStepKind(),
