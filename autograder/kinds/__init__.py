@@ -15,10 +15,12 @@ only in the sandboxed ``judge_child``); everything else is trusted.
 from __future__ import annotations
 
 from ..exercises import Item
+from .adam_step import AdamStepKind
+from .adam_training import AdamTrainingKind
 from .backward_function import BackwardFunctionKind
 from .base import Kind
 from .gradient import GradientKind
-from .iris import AdamStepKind, AdamTrainingKind, MLPBackwardKind
+from .mlp_backward import MLPBackwardKind
 from .scalar_grad import ScalarKind
 from .sgd_training import SGDTrainingKind
 

@@ -2,7 +2,7 @@
 
 Trusted side. A hidden case is a seed and the sizes of the model and batch;
 the kinds build their inputs from it (this module: the MLP of notebooks
-01-04; ``kinds.scalar_grad`` and ``kinds.iris`` their own).
+01-04; ``kinds.scalar_grad`` and ``kinds.iris_cases`` their own).
 """
 
 from __future__ import annotations

@@ -243,7 +243,7 @@ def train_manual(parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tenso
 
 
 # ------------------------------------------------------------------ visible checks
-# The checks themselves are notebook 05's kinds (``autograder.kinds.iris``);
+# The checks themselves are notebook 05's kinds (``autograder.kinds.mlp_backward``, ``adam_step``, ``adam_training``);
 # these print them as the test cells show them.
 
 def in_check_dtype(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -1,0 +1,71 @@
+"""Kind "adam_training" (notebook 05): ``mlp_backward`` and ``adam_step`` together, a whole training run.
+
+Visible check (through ``check.check_adam_training``): the run against
+autograd with ``torch.optim.Adam``, in float64. Hidden check: the same from
+another initialisation (of other widths in one case).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+import torch
+
+from ..diagnosis.comparison import CheckResult, compare_all, trained_comparison
+from ..exercises import Item
+from ..untrusted import autograd_forbidden
+from ..workbook import iris
+from .base import call_directly, call_student, require
+from .cases import Case
+from .iris_cases import IrisKind, answer_functions, case_widths, iris_inputs, notebook_functions
+
+
+def trained(got, expected: list[torch.Tensor], when: str) -> CheckResult:
+    """Trained parameters against the reference run's, each within ``iris.ADAM_TRAINED_RTOL`` of its scale."""
+    return compare_all(iris.PARAM_NAMES, got, expected, "parameters",
+                       functools.partial(trained_comparison, rtol=iris.ADAM_TRAINED_RTOL, when=when))
+
+
+class AdamTrainingKind(IrisKind):
+    name = "adam_training"
+    oracle = "torch.optim.Adam"
+
+    def check(self, backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
+              epochs: int = iris.EPOCHS, call=call_directly) -> CheckResult:
+        """The visible check (``check.check_adam_training``): training with ``backward`` + ``step`` against
+        autograd + ``torch.optim.Adam``.
+
+        Both runs in float64 from copies of ``parameters``; each parameter
+        must end within ``iris.ADAM_TRAINED_RTOL`` of its scale.
+        """
+        parameters, (X,) = iris.in_check_dtype(parameters), iris.in_check_dtype([X])
+        mine, _ = iris.train_manual(parameters, X, Y, lambda *a: call(backward, *a),
+                                    lambda *a, **k: call(step, *a, **k), epochs)
+        reference, _ = iris.train_torch(parameters, X, Y, epochs)
+        return trained(mine, reference, f"after {epochs} epochs")
+
+    def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
+        """The parameters after a whole training run (float64) with both of the student's functions."""
+        backward, step = answer_functions(item, sources)
+        inputs = iris_inputs(case, iris.CHECK_DTYPE)
+        trained_params, _ = iris.train_manual(inputs["parameters"], inputs["Xtr"], inputs["Ytr"], backward, step,
+                                              guard=autograd_forbidden)
+        return trained_params
+
+    def reference(self, item: Item, case: Case) -> list[torch.Tensor]:
+        inputs = iris_inputs(case, iris.CHECK_DTYPE)
+        return iris.train_torch(inputs["parameters"], inputs["Xtr"], inputs["Ytr"])[0]
+
+    def compare(self, item: Item, got, expected, case: Case) -> CheckResult:
+        return trained(got, expected, f"after {iris.EPOCHS} epochs")
+
+    def describe_case(self, item: Item, case: Case) -> str:
+        return f"another initialisation, layers {case_widths(case)}, {iris.EPOCHS} epochs in float64"
+
+    def label(self, item: Item) -> str:
+        return super().label(item) + ", a training run"
+
+    def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
+        backward, step = notebook_functions(item, namespace)
+        return self.check(backward, step, *require(namespace, "parameters", "Xtr", "Ytr"), call=call_student)
