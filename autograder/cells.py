@@ -2,7 +2,7 @@
 
 No code is executed here and torch is not imported: this module only reads
 text. It is shared by both sides of the grader's trust boundary (see
-``autograder.verdict``) and by the release tools.
+``autograder.judge.verdict``) and by the release tools.
 
 * An answer cell starts with the directive line ``#| answer: <answer id>``
   (``ANSWER_DIRECTIVE``); the hidden checks find an answer's code by it, in a
@@ -26,7 +26,7 @@ STUB = re.compile(r"^([ \t]*)(?:# YOUR CODE HERE\n[ \t]*)?raise NotImplementedEr
 HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
 HIDDEN_TESTS_REGION = re.compile(rf"^[ \t]*### {HIDDEN_TESTS_BEGIN}.*?^[ \t]*### {HIDDEN_TESTS_END}[^\n]*\n?",
                                  re.MULTILINE | re.DOTALL)
-HIDDEN_CHECK_CALL = "hidden_check("  # what a hidden test region calls (autograder.verdict.hidden_check)
+HIDDEN_CHECK_CALL = "hidden_check("  # what a hidden test region calls (autograder.judge.verdict.hidden_check)
 
 
 def find_answers(cell_sources: list[str]) -> dict[str, str]:

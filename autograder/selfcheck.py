@@ -10,7 +10,7 @@ hidden check on unseen inputs.
   a time limit per notebook; the student's files are only read. Exercise 4
   trains for ``NINJA_EX4_STEPS`` = 300 steps (the graded checks do not depend
   on the length of the run).
-* The hidden checks are public (``autograder.verdict``), so they run here too,
+* The hidden checks are public (``autograder.judge.verdict``), so they run here too,
   in this process: ``judge_item`` on the answer cells of the notebook as
   saved. That is the student's own code on the student's own machine, which
   is why no sandbox is needed; a time limit still guards against an answer
@@ -252,7 +252,7 @@ class _OutOfTime(BaseException):
 
 def hidden_verdict(item: Item, answers: dict[str, str], seconds: float):
     """``judge_item`` in this process, quietly, with a time limit where signals allow one."""
-    from .verdict import Verdict, judge_item
+    from .judge.verdict import Verdict, judge_item
 
     def expire(signum, frame):
         raise _OutOfTime(f"took longer than {seconds:g} s")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from autograder.cells import find_answers
 from autograder.exercises import ANSWER_FUNCTIONS, EX1_LINES, ITEMS_BY_ID, NOTEBOOKS, notebook
-from autograder.verdict import Verdict, judge_item
+from autograder.judge.verdict import Verdict, judge_item
 from autograder.workbook import model
 from autograder.workbook.data import BLOCK_SIZE, VOCAB_SIZE
 

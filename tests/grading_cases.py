@@ -181,14 +181,14 @@ MONKEYPATCH = """\
 import torch
 import autograder
 import autograder.check
-import autograder.verdict
+import autograder.judge.verdict
 
 def _always(*args, **kwargs):
     return True
 
 cmp = autograder.cmp = autograder.check.cmp = _always
 autograder.diagnosis.comparison.compare = autograder.check.compare = lambda name, got, expected: autograder.diagnosis.comparison.Comparison(name, True, True, 0.0, 1.0, None)
-autograder.verdict.hidden_check = _always
+autograder.judge.verdict.hidden_check = _always
 torch.allclose = torch.equal = _always
 torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)
 """

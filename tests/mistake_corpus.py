@@ -29,7 +29,7 @@ from autograder.diagnosis.codes import CODES
 from autograder.diagnosis.comparison import compare
 from autograder.diagnosis.diagnose import context_of
 from autograder.exercises import ITEMS_BY_ID
-from autograder.verdict import judge_item
+from autograder.judge.verdict import judge_item
 from autograder.workbook import model
 
 

@@ -35,8 +35,8 @@ def imported_names(node: ast.Import | ast.ImportFrom, module: str, is_package: b
     """What one import statement imports: (module, name taken from it or None), names resolved to modules.
 
     ``from . import report`` in ``autograder.grading.grade`` gives
-    ``("autograder.grading.report", None)``; ``from .sandbox import wrap``
-    gives ``("autograder.sandbox", "wrap")``.
+    ``("autograder.grading.report", None)``; ``from ..judge.sandbox import wrap``
+    gives ``("autograder.judge.sandbox", "wrap")``.
     """
     if isinstance(node, ast.Import):
         return [(alias.name, None) for alias in node.names]

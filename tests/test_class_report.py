@@ -23,17 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from autograder import scan
 from autograder.diagnosis.codes import CODES_BY_NAME
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, items_of, max_score, notebook
 from autograder.grading import class_report, cli, export, late, mistakes, report
 from autograder.grading.export import ExportError, ExportRow, RosterEntry, StudentGrade
 from autograder.grading.mistakes import MistakeRow, classify
+from autograder.judge import scan
+from autograder.judge.scan import scan_answers
+from autograder.judge.untrusted import describe_error
+from autograder.judge.verdict import verdict
 from autograder.kinds import KINDS
 from autograder.kinds.cases import HIDDEN_CASES
-from autograder.scan import scan_answers
-from autograder.untrusted import describe_error
-from autograder.verdict import verdict
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "lms"

@@ -23,10 +23,11 @@ import nbformat
 import pytest
 
 from autograder.exercises import ITEMS_BY_ID, items_of, notebook
-from autograder.grading import judge_runner, report
+from autograder.grading import report
 from autograder.grading.grade import GradingError, Settings, cluster_client, grade
 from autograder.grading.samples import filled, master_solutions
 from autograder.grading.worker import is_daemon, version_conflicts
+from autograder.judge import runner
 from tests.dask_tasks import POISON, poison_or_grade
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
@@ -271,7 +272,7 @@ def test_a_memory_bomb_stops_at_the_limit_and_costs_only_its_item():
     right = ITEMS_BY_ID["ex1_dlogprobs"], master_solutions()["ex1_line_loss"]
     answers = {item.answers[0]: code for item, code in (bomb, right)}
     trials = [(bomb[0], 0), (right[0], 0)]
-    outcomes = judge_runner._run_trials(trials, answers, _policy({"data_bytes": 2**30}), item_seconds=30.0)
+    outcomes = runner._run_trials(trials, answers, _policy({"data_bytes": 2**30}), item_seconds=30.0)
     assert outcomes[("ex1_dprobs", 0)] == (None, "ran out of memory (limit 1 GB)")
     value, error = outcomes[("ex1_dlogprobs", 0)]
     assert error is None and tuple(value.shape) == (32, 27)  # torch works under the same limit
@@ -282,7 +283,7 @@ def test_items_not_judged_within_the_budget_score_zero_with_the_reason():
     right = ITEMS_BY_ID["ex1_dlogprobs"], master_solutions()["ex1_line_loss"]
     answers = {item.answers[0]: code for item, code in (hang, right)}
     trials = [(hang[0], 0), (right[0], 0)]
-    spent = judge_runner._run_trials(trials, answers, _policy(), item_seconds=60.0, deadline=time.monotonic() + 0.5)
-    assert spent == {("ex1_dprobs", 0): (None, judge_runner.BUDGET_SPENT),
-                     ("ex1_dlogprobs", 0): (None, judge_runner.BUDGET_SPENT)}
-    assert judge_runner.BUDGET_SPENT == "the submission used up its time budget"
+    spent = runner._run_trials(trials, answers, _policy(), item_seconds=60.0, deadline=time.monotonic() + 0.5)
+    assert spent == {("ex1_dprobs", 0): (None, runner.BUDGET_SPENT),
+                     ("ex1_dlogprobs", 0): (None, runner.BUDGET_SPENT)}
+    assert runner.BUDGET_SPENT == "the submission used up its time budget"

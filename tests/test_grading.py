@@ -28,12 +28,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import sandbox
 from autograder.exercises import ASSIGNMENT, ITEMS, ITEMS_BY_ID, NOTEBOOKS, items_of, max_score
 from autograder.grading import report
 from autograder.grading.grade import Settings, grade
 from autograder.grading.release import LEAK_MARKERS
 from autograder.grading.sanitize import sanitize_file, sanitize_folder
+from autograder.judge import sandbox
 from tests import grading_cases
 from tests.grading_cases import CHEATS, Case, items_using
 
@@ -390,7 +390,7 @@ def test_a_grading_failure_also_replaces_old_scores(graded, tmp_path):
 
 def test_the_judge_survives_answers_that_kill_or_hang_its_process():
     """Code that os._exit()s or never returns costs its own trial; the trials after it still run."""
-    from autograder.grading import judge_runner
+    from autograder.judge import runner
 
     kill = ITEMS_BY_ID["ex2_dlogits"], "import os\nos._exit(3)\n"
     hang = ITEMS_BY_ID["ex3_dhprebn"], "while True:\n    pass\n"
@@ -399,7 +399,7 @@ def test_the_judge_survives_answers_that_kill_or_hang_its_process():
     answers = {item.answers[0]: code for item, code in (kill, hang, right, exit_)}
     trials = [(item, 0) for item, _ in (kill, hang, right, exit_)]
     policy = (_hidden_paths(), _readable_paths(), None)
-    outcomes = judge_runner._run_trials(trials, answers, policy, item_seconds=3.0)
+    outcomes = runner._run_trials(trials, answers, policy, item_seconds=3.0)
     assert outcomes[("ex2_dlogits", 0)][1].startswith("stopped the grader's process")
     assert outcomes[("ex3_dhprebn", 0)][1].startswith("took longer than 3 s")
     value, error = outcomes[("ex1_dlogprobs", 0)]

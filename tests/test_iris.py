@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from autograder import check
 from autograder.diagnosis.comparison import parameter_drift
 from autograder.exercises import ITEMS_BY_ID
+from autograder.judge.scan import scan_answers
+from autograder.judge.untrusted import ForbiddenInAnswer
 from autograder.kinds import student_output
 from autograder.kinds.cases import HIDDEN_CASES
-from autograder.scan import scan_answers
-from autograder.untrusted import ForbiddenInAnswer
 from autograder.workbook import iris
 
 pytestmark = pytest.mark.ex5

@@ -1,4 +1,4 @@
-"""autograder.verdict, scan and untrusted: hidden checks, the code scan and the autograd guard."""
+"""autograder.judge.verdict, scan and untrusted: hidden checks, the code scan and the autograd guard."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import autograder.cells as recording
-import autograder.verdict as judging
+import autograder.judge.verdict as judging
 from autograder.cells import find_answers
 from autograder.exercises import EX1_LINES, ITEMS, ITEMS_BY_ID, exercise_number
+from autograder.judge.scan import scan_answers
+from autograder.judge.untrusted import ForbiddenInAnswer, autograd_forbidden
+from autograder.judge.verdict import HiddenTestFailed, hidden_check, judge_item
 from autograder.kinds import student_output
 from autograder.kinds.cases import HIDDEN_CASES, case_inputs, gradient_namespace
-from autograder.scan import scan_answers
-from autograder.untrusted import ForbiddenInAnswer, autograd_forbidden
-from autograder.verdict import HiddenTestFailed, hidden_check, judge_item
 
 EX1_ITEMS = [item for item in ITEMS if item.notebook == "01_atomic_backprop"]
 
@@ -447,7 +447,7 @@ SHELL_SETUP = """
 import torch
 import torch.nn.functional as F
 from autograder.cells import record_cells
-from autograder.verdict import hidden_check
+from autograder.judge.verdict import hidden_check
 from autograder.workbook.model import chunked_forward, init_params, make_generator
 from autograder.workbook.data import VOCAB_SIZE
 g = make_generator()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder import sandbox
 from autograder.grading.grade import Settings
+from autograder.judge import sandbox
 from autograder.lecture import LectureSettings, check, runner
 from autograder.lecture.grade import ITEM_IDS, grade_folder
 from autograder.lecture.parse import EX1_NAMES, EXPECTED, NotebookError, find_exercises, read_cells

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from autograder import check
 from autograder.exercises import ITEMS, ITEMS_BY_ID, notebook
+from autograder.judge.scan import scan_answers
+from autograder.judge.untrusted import ForbiddenInAnswer
 from autograder.kinds import describe_case, student_output
 from autograder.kinds.cases import HIDDEN_CASES
-from autograder.scan import scan_answers
-from autograder.untrusted import ForbiddenInAnswer
 from autograder.workbook import drawing, expression_graphs
 from autograder.workbook.expression_graphs import NEURON_INPUTS, REUSE_INPUTS
 from autograder.workbook.value import Value, topological_order

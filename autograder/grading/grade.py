@@ -37,7 +37,7 @@ from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import sandbox
+from ..judge import sandbox
 from . import class_report, report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
 from .errors import GradingError

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..exercises import EX1_LINES, ITEMS, ITEMS_BY_ID
-from ..scan import flag_code
+from ..judge.scan import flag_code
 from .report import csv_cell
 
 MISTAKES_CSV = "mistakes.csv"

@@ -7,7 +7,7 @@ checkout. For every student a worker:
 
 1. writes the submission into a private scratch folder;
 2. sanitizes it onto the released templates (``sanitize``);
-3. judges every item in a sandboxed child (``judge_runner``);
+3. judges every item in a sandboxed child (``judge.runner``);
 4. runs nbgrader's real autograde on its own copy of the gradebook, with the
    notebook kernels in the sandbox (``BoundedExecute``) and the verdicts
    written into the test cells (``ApplyVerdicts``);
@@ -42,11 +42,11 @@ from pathlib import Path
 
 import nbformat
 
-from .. import sandbox
 from ..exercises import ASSIGNMENT, ITEMS
+from ..judge import sandbox
+from ..judge.forkserver import ForkServer, kernel_argv
+from ..judge.runner import judge_submission
 from .course import ensure_tools_on_path, nbgrader_config
-from .forkserver import ForkServer, kernel_argv
-from .judge_runner import judge_submission
 from .sanitize import sanitize_folder
 
 INTERNAL_ID = "student"  # nbgrader globs paths: a real id like "a[1]" would not match itself

@@ -9,7 +9,7 @@ a class here and an entry in KINDS; a notebook made of existing kinds needs
 only its items in ``autograder.exercises``.
 
 Trust: ``Kind.run`` executes student code (untrusted; in grading it is called
-only in the sandboxed ``judge_child``); everything else is trusted.
+only in the sandboxed ``judge.child``); everything else is trusted.
 """
 
 from __future__ import annotations

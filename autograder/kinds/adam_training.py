@@ -14,7 +14,7 @@ import torch
 
 from ..diagnosis.comparison import CheckResult, compare_all, trained_comparison
 from ..exercises import Item
-from ..untrusted import autograd_forbidden
+from ..judge.untrusted import autograd_forbidden
 from ..workbook import iris
 from .base import call_directly, call_student, require
 from .cases import Case

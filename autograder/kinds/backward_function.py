@@ -14,7 +14,7 @@ import torch
 from ..diagnosis.comparison import CheckResult, compare_all
 from ..diagnosis.diagnose import context_of
 from ..exercises import ANSWER_FUNCTIONS, Item
-from ..untrusted import autograd_forbidden, load_function
+from ..judge.untrusted import autograd_forbidden, load_function
 from ..workbook import model
 from .base import Kind, call_directly, call_student, require, student_function
 from .cases import Case, case_inputs

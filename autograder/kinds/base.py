@@ -6,8 +6,8 @@ registry (``autograder.kinds.KINDS``) maps the name an item carries
 (``Item.kind``) to the object that implements it. Each object knows:
 
 * ``run``: the student's output on a hidden case. UNTRUSTED: it executes
-  answer code (through ``autograder.untrusted``), so grading calls it only
-  in the sandboxed child (``autograder.grading.judge_child``);
+  answer code (through ``autograder.judge.untrusted``), so grading calls it only
+  in the sandboxed child (``autograder.judge.child``);
 * ``reference``: what a correct answer gives on that case (trusted:
   autograd or ``torch.optim`` as the oracle);
 * ``compare``: a ``comparison.CheckResult`` of output against reference;

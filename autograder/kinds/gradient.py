@@ -16,7 +16,7 @@ from ..diagnosis.comparison import CheckResult, alias_notes, compare
 from ..diagnosis.diagnose import context_of
 from ..diagnosis.hints import pointer_for_check
 from ..exercises import Item
-from ..untrusted import run_answer
+from ..judge.untrusted import run_answer
 from ..workbook import model
 from .base import Kind
 from .cases import Case, gradient_namespace, reference_gradients

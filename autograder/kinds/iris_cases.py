@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 
 from ..exercises import ANSWER_FUNCTIONS, Item
-from ..untrusted import load_function
+from ..judge.untrusted import load_function
 from ..workbook import iris
 from .base import Kind, student_function
 from .cases import Case

@@ -15,7 +15,7 @@ import torch
 
 from ..diagnosis.comparison import CheckResult, Comparison, compare
 from ..exercises import Item
-from ..untrusted import run_answer
+from ..judge.untrusted import run_answer
 from ..workbook import expression_graphs
 from .base import Kind
 from .cases import Case

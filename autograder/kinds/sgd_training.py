@@ -15,7 +15,7 @@ import torch
 
 from ..diagnosis.comparison import CheckResult, compare_all, trained_comparison
 from ..exercises import ANSWER_FUNCTIONS, Item
-from ..untrusted import autograd_forbidden
+from ..judge.untrusted import autograd_forbidden
 from ..workbook import model
 from .backward_function import load_backward, notebook_inputs
 from .base import Kind, call_directly, call_student, student_function

@@ -19,7 +19,7 @@ import torch
 
 # Everything this module takes from the rest of the package, in one place.
 from ..diagnosis.comparison import Comparison, compare
-from ..grading.transport import decode
+from ..judge.transport import decode
 from ..workbook.model import PARAM_NAMES
 from . import LectureSettings, setting
 from .parse import EXERCISES, EXPECTED, NotebookError, Plan, find_exercises, read_cells

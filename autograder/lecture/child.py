@@ -5,7 +5,7 @@ Started by ``runner`` (sandboxed when the machine allows) as
 (the statements of each exercise, see ``runner.build_request``), writes
 ``{"ready": true}`` once torch is loaded, then one JSON line per exercise:
 the values the learner's code left under the expected names (raw tensors,
-see ``grading.transport``) and the statements that raised. It decides
+see ``judge.transport``) and the statements that raised. It decides
 nothing: the parent compares, with references it computes itself.
 
 Each exercise runs in a fresh namespace, statement by statement; a statement
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 # Everything this module takes from the rest of the package, in one place.
 from ..diagnosis.comparison import sharing_memory
-from ..grading.transport import encode
-from ..sandbox import limit_memory, results_channel
-from ..untrusted import autograd_forbidden
+from ..judge.sandbox import limit_memory, results_channel
+from ..judge.transport import encode
+from ..judge.untrusted import autograd_forbidden
 from ..workbook import model
 from . import setting
 from .parse import EX1_NAMES, EXPECTED, GRADS_LIST

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 # Everything this module takes from the rest of the package, in one place.
-from .. import sandbox
-from ..grading.judge_runner import child_env
+from ..judge import sandbox
+from ..judge.runner import child_env
 from ..workbook.data import NAMES_ENV
 from . import LectureSettings
 from .parse import EXERCISES, Plan, definitions_for

@@ -5,8 +5,8 @@ answer. It lists why a set of answer cells is not a derivation of the
 student's own: reading ``.grad`` (autograd's answer), calling ``backward``,
 ``torch.autograd`` or ``torch.optim``, reaching outside the notebook (files,
 processes, the interpreter), or typing in numbers. An item whose answers are
-flagged is not run at all (see ``autograder.verdict``). The lock-out of
-``autograder.untrusted`` stops what this scan cannot see.
+flagged is not run at all (see ``autograder.judge.verdict``). The lock-out of
+``autograder.judge.untrusted`` stops what this scan cannot see.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import ast
 import re
 
-from .cells import answer_id_of
-from .exercises import notebook, notebook_of_answer
+from ..cells import answer_id_of
+from ..exercises import notebook, notebook_of_answer
 
 # Names an answer cell has no use for: they copy autograd's result, switch it
 # back on, or reach outside the notebook (files, processes, the interpreter).

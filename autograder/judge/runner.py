@@ -1,9 +1,9 @@
 """The judge's trusted half: decide every graded item of a submission.
 
 The student's answer cells run in a sandboxed child process
-(``judge_child``, the untrusted half: the kinds' ``run``); this side reads
-their code for forbidden things (``autograder.scan``), computes the
-references itself and decides (``autograder.verdict``). A trial (one item on
+(``child``, the untrusted half: the kinds' ``run``); this side reads
+their code for forbidden things (``autograder.judge.scan``), computes the
+references itself and decides (``autograder.judge.verdict``). A trial (one item on
 one hidden case) that runs past its time limit or kills the child costs that
 item only: the child is replaced and the remaining trials go on, and any other
 item built from the same answer cell is failed with the same reason instead of
@@ -20,13 +20,13 @@ import subprocess
 import sys
 import time
 
-from .. import sandbox
 from ..cells import find_answers
 from ..exercises import Item
 from ..kinds.cases import HIDDEN_CASES
-from ..scan import scan_answers
-from ..verdict import Verdict, verdict
+from . import sandbox
+from .scan import scan_answers
 from .transport import decode
+from .verdict import Verdict, verdict
 
 ITEM_SECONDS = 10.0  # one trial: an item on one hidden case; correct answers take milliseconds
 BUDGET_SPENT = "the submission used up its time budget"
@@ -115,12 +115,12 @@ def _run_child(queue, answers, policy, item_seconds, outcomes, deadline=float("i
 
 
 class _Child:
-    """A sandboxed ``judge_child``: ``stdin`` takes the request, ``stdout`` gives results."""
+    """A sandboxed ``child``: ``stdin`` takes the request, ``stdout`` gives results."""
 
     def __init__(self, hidden: list[str], readable: list[str], fork_server: str | None, limits: dict | None = None):
         if fork_server is None:
             memory = ["--data-bytes", str(limits["data_bytes"])] if limits and limits.get("data_bytes") else []
-            command = sandbox.wrap([sys.executable, "-m", "autograder.grading.judge_child", *memory], hidden, [],
+            command = sandbox.wrap([sys.executable, "-m", "autograder.judge.child", *memory], hidden, [],
                                    readable)
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                              stderr=subprocess.DEVNULL, env=child_env(), cwd="/")
@@ -132,7 +132,7 @@ class _Child:
         result_read, result_write = os.pipe()
         quiet = os.open(os.devnull, os.O_WRONLY)
         policy = {"hidden": hidden, "writable": [], "readable": readable, "home": "/tmp/home"}
-        self._control = spawn(fork_server, {"run": {"call": "autograder.grading.judge_child:main"}, "cwd": "/",
+        self._control = spawn(fork_server, {"run": {"call": "autograder.judge.child:main"}, "cwd": "/",
                                             "env": child_env(), "policy": policy, "limits": limits or {}},
                               [request_read, result_write, quiet])
         for fd in (request_read, result_write, quiet):

@@ -7,16 +7,16 @@ on the notebook's own batch. The hidden check for the same item takes the
 (``kinds.cases.HIDDEN_CASES``: other seeds, and in one case other sizes), with
 every autograd entry point disabled, and compares the result with the
 reference for those inputs. It also reads the code for things an answer must
-not contain (``autograder.scan``).
+not contain (``autograder.judge.scan``).
 
 The trust boundary runs between the modules:
 
-* untrusted: ``autograder.untrusted`` and the kinds' ``run`` execute student
+* untrusted: ``autograder.judge.untrusted`` and the kinds' ``run`` execute student
   code. When a class is graded they run in a sandboxed child process
-  (``autograder.grading.judge_child``), whose outputs come back as data;
-* trusted: ``autograder.scan`` (reads code, never runs it), the kinds'
+  (``autograder.judge.child``), whose outputs come back as data;
+* trusted: ``autograder.judge.scan`` (reads code, never runs it), the kinds'
   ``reference`` and ``compare``, and ``verdict`` here, which decides
-  (``autograder.grading.judge_runner`` drives both sides).
+  (``autograder.judge.runner`` drives both sides).
 
 In a notebook, ``hidden_check`` runs both sides in the kernel (``judge_item``);
 that is what ``nbgrader validate`` and ``pytest --nbval`` exercise on the
@@ -28,13 +28,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .cells import recorded_answers
-from .diagnosis.codes import Diagnosis
-from .diagnosis.diagnose import hardcoded_size
-from .diagnosis.hints import pointer
-from .exercises import ITEMS_BY_ID, Item
-from .kinds import KINDS, student_output
-from .kinds.cases import HIDDEN_CASES, NOTEBOOK_SIZES
+from ..cells import recorded_answers
+from ..diagnosis.codes import Diagnosis
+from ..diagnosis.diagnose import hardcoded_size
+from ..diagnosis.hints import pointer
+from ..exercises import ITEMS_BY_ID, Item
+from ..kinds import KINDS, student_output
+from ..kinds.cases import HIDDEN_CASES, NOTEBOOK_SIZES
 from .scan import scan_answers
 from .untrusted import describe_error
 

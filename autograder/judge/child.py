@@ -1,7 +1,7 @@
 """The judge's untrusted half: runs student answer cells on hidden inputs (the kinds' ``run``).
 
-Started by ``judge_runner`` inside the sandbox as
-``python -m autograder.grading.judge_child``. It reads one JSON request from
+Started by ``runner`` inside the sandbox as
+``python -m autograder.judge.child``. It reads one JSON request from
 stdin (the answer sources and a list of [grade_id, case index] trials), writes
 ``{"ready": true}`` once it has loaded torch and then one JSON line per
 finished trial to its original stdout. Before any
@@ -18,7 +18,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    from ..sandbox import limit_memory, results_channel
+    from .sandbox import limit_memory, results_channel
 
     if argv[:1] == ["--data-bytes"]:  # started without the fork server, which sets the limit itself
         limit_memory(int(argv[1]))
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     from ..exercises import ITEMS_BY_ID
     from ..kinds import student_output
     from ..kinds.cases import HIDDEN_CASES
-    from ..untrusted import describe_error
     from .transport import encode
+    from .untrusted import describe_error
 
     torch.set_num_threads(1)  # many graders share the cores; small tensors gain nothing from threads
     # Loaded: from here on each trial has item_seconds (the start-up has its own allowance).

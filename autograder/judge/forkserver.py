@@ -16,8 +16,8 @@ the child writes where a normally started process would.
 
 Commands (also used as a kernel's argv, see ``kernel_argv``)::
 
-    python -m autograder.grading.forkserver serve SOCKET
-    python -m autograder.grading.forkserver kernel SOCKET POLICY_FILE CONNECTION_FILE
+    python -m autograder.judge.forkserver serve SOCKET
+    python -m autograder.judge.forkserver kernel SOCKET POLICY_FILE CONNECTION_FILE
 """
 
 from __future__ import annotations
@@ -34,18 +34,18 @@ import sys
 import time
 from pathlib import Path
 
-from .. import sandbox
+from . import sandbox
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 PR_SET_PDEATHSIG = 1
 PRELOAD = ("torch", "numpy", "matplotlib", "matplotlib.figure", "IPython", "ipykernel.kernelapp",
            # torch.optim's first optimizer imports torch._dynamo: 2 s in every kernel of notebook 05 otherwise
            "torch._dynamo", "torch.optim", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
-           "autograder.check", "autograder.workbook.data", "autograder.workbook.model", "autograder.verdict",
+           "autograder.check", "autograder.workbook.data", "autograder.workbook.model", "autograder.judge.verdict",
            "autograder.workbook.value", "autograder.workbook.expression_graphs", "autograder.workbook.drawing",
            "autograder.workbook.iris", "autograder.diagnosis.diagnose", "autograder.scoreboard",
            "autograder.workbook.display", "autograder.workbook.plots", "autograder.workbook.timing",
-           "autograder.grading.judge_child", "autograder.grading.transport", "tqdm.auto")
+           "autograder.judge.child", "autograder.judge.transport", "tqdm.auto")
 
 
 # ------------------------------------------------------------------ clients
@@ -56,7 +56,7 @@ class ForkServer:
     def __init__(self, socket_path: Path, env: dict[str, str], log_path: Path):
         self.socket_path = socket_path
         with open(log_path, "ab") as log:  # same process group as its owner, which kills it on the way out
-            self.process = subprocess.Popen([sys.executable, "-m", "autograder.grading.forkserver", "serve",
+            self.process = subprocess.Popen([sys.executable, "-m", "autograder.judge.forkserver", "serve",
                                              str(socket_path)], env=env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
@@ -105,7 +105,7 @@ def wait_exit(connection: socket.socket) -> int:
 
 def kernel_argv(socket_path: Path, policy_file: Path) -> list[str]:
     """A kernelspec argv that starts the kernel through the server."""
-    return [sys.executable, "-m", "autograder.grading.forkserver", "kernel", str(socket_path), str(policy_file),
+    return [sys.executable, "-m", "autograder.judge.forkserver", "kernel", str(socket_path), str(policy_file),
             "{connection_file}"]
 
 
@@ -284,7 +284,7 @@ def main(argv: list[str]) -> None:
     elif argv[:1] == ["kernel"] and len(argv) == 4:
         _kernel_client(*argv[1:])
     else:
-        raise SystemExit("usage: python -m autograder.grading.forkserver serve SOCKET | kernel SOCKET POLICY FILE")
+        raise SystemExit("usage: python -m autograder.judge.forkserver serve SOCKET | kernel SOCKET POLICY FILE")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ gradient raise ``ForbiddenInAnswer``.
 
 The trust boundary: what comes out of this module is data produced by
 student code. When grading a class, it runs in a sandboxed child process
-(``autograder.grading.judge_child``) and its results cross a pipe as plain
-values (``autograder.grading.transport``); the trusted side
-(``autograder.verdict``, the kinds' ``reference`` and ``compare``) makes
+(``autograder.judge.child``) and its results cross a pipe as plain
+values (``autograder.judge.transport``); the trusted side
+(``autograder.judge.verdict``, the kinds' ``reference`` and ``compare``) makes
 the reference and decides. Nothing here decides whether an answer is right.
 """
 
@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .workbook.value import Value
+from ..workbook.value import Value
 
 
 class ForbiddenInAnswer(RuntimeError):

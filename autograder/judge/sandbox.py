@@ -15,7 +15,7 @@ no root (``unshare --user`` maps the caller to root inside the sandbox only):
 * the sandbox has its own process table: when its first process exits, the
   kernel kills everything it started, daemons included.
 
-``python -m autograder.sandbox POLICY -- COMMAND...`` is the part that runs
+``python -m autograder.judge.sandbox POLICY -- COMMAND...`` is the part that runs
 inside: it sets up the mounts and then executes COMMAND. When user
 namespaces are not available (macOS, some containers), ``available()`` is
 False and the grader says that student code runs with the grader's rights.
@@ -59,7 +59,7 @@ def student_policy(private: list[str] = ()) -> tuple[list[str], list[str]]:
     (other students' work). Readable: the package, its data and the Python
     installation, also where they sit inside a hidden folder.
     """
-    from . import resources
+    from .. import resources
 
     checkout = resources.checkout_root()  # None when running from an installed wheel
     hidden = [*([str(checkout)] if checkout else []), str(Path.home()), "/root", "/home", *private]
@@ -101,7 +101,7 @@ def wrap(command: list[str], hidden: list[str], writable: list[str], readable: l
         return list(command)
     policy = json.dumps({"hidden": _absolute(hidden), "writable": _absolute(writable),
                          "readable": _absolute(readable), "home": env_home})
-    return UNSHARE + [sys.executable, "-m", "autograder.sandbox", policy, "--", *command]
+    return UNSHARE + [sys.executable, "-m", "autograder.judge.sandbox", policy, "--", *command]
 
 
 def _absolute(paths: list[str]) -> list[str]:
@@ -196,7 +196,7 @@ def enter(policy: dict) -> None:
 def main(argv: list[str]) -> None:
     policy, separator, command = json.loads(argv[0]), argv[1], argv[2:]
     if separator != "--" or not command:
-        raise SystemExit("usage: python -m autograder.sandbox POLICY -- COMMAND...")
+        raise SystemExit("usage: python -m autograder.judge.sandbox POLICY -- COMMAND...")
     enter(policy)
     os.execvp(command[0], command)
 
