@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+import time
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ import autograder.cells as recording
 import autograder.judge.verdict as judging
 from autograder.cells import find_answers
 from autograder.exercises import EX1_LINES, ITEMS, ITEMS_BY_ID, exercise_number
+from autograder.judge import protocol
 from autograder.judge.scan import scan_answers
 from autograder.judge.untrusted import ForbiddenInAnswer, autograd_forbidden
 from autograder.judge.verdict import HiddenTestFailed, hidden_check, judge_item
@@ -537,3 +540,57 @@ def test_a_mistake_that_fails_on_every_case_is_not_blamed_on_sizes(judge_with):
         dlogprobs[range(n), Yb] = -1.0 / n**2
         """))
     assert verdict.diagnosis == "scale.1/n" and "notebook's sizes" not in verdict.message
+
+
+# ------------------------------------------------------------------ the child-process protocol
+
+
+def _pipe_with(data: bytes, close: bool = True):
+    """A readable file whose other end has written ``data`` (and is closed, unless ``close`` is False)."""
+    read, write = os.pipe()
+    os.write(write, data)
+    if close:
+        os.close(write)
+    return os.fdopen(read, "rb"), write
+
+
+@pytest.mark.parametrize("data, close, expected", [
+    (b'{"ready": true}\n{"a": 1}\n{"a": 2}\n', True, (2, None)),
+    (b'{"ready": true}\n{"a": 1}\n', True, (1, protocol.Stop.STOPPED)),
+    (b'', True, (0, protocol.Stop.FAILED_TO_START)),
+    (b'', False, (0, protocol.Stop.NOT_STARTED)),
+    (b'{"ready": true}\n{"a": 1}\n', False, (1, protocol.Stop.TIMED_OUT)),
+])
+def test_the_parent_reads_the_ready_line_then_each_reply_or_says_why_it_stopped(data, close, expected):
+    stream, write = _pipe_with(data, close)
+    lines = []
+    try:
+        got = protocol.read_replies(stream, 2, lambda index, line: lines.append((index, line)), startup_seconds=0.2,
+                                    reply_seconds=0.2)
+    finally:
+        stream.close()
+        if not close:
+            os.close(write)
+    assert got == expected
+    assert lines == [(0, b'{"a": 1}'), (1, b'{"a": 2}')][: expected[0]]
+
+
+def test_the_budget_ends_the_wait_once_the_child_is_ready():
+    stream, write = _pipe_with(b'{"ready": true}\n', close=False)
+    try:
+        got = protocol.read_replies(stream, 1, lambda *_: None, startup_seconds=5, reply_seconds=5,
+                                    deadline=time.monotonic() + 0.2)
+    finally:
+        stream.close()
+        os.close(write)
+    assert got == (0, protocol.Stop.BUDGET_SPENT)
+
+
+def test_a_stop_in_words_names_the_parents_trade():
+    words = {stop: protocol.stop_reason(stop, "grader", "answer", 60, timed_out="slow", budget_spent="spent")
+             for stop in protocol.Stop}
+    assert words[protocol.Stop.NOT_STARTED] == "the grader's process did not start within 60 s"
+    assert words[protocol.Stop.FAILED_TO_START] == ("the grader's process failed to start (a problem of the grader, "
+                                                    "not of the answer)")
+    assert words[protocol.Stop.STOPPED] == "stopped the grader's process (os._exit, a crash, or it ran out of memory)"
+    assert (words[protocol.Stop.TIMED_OUT], words[protocol.Stop.BUDGET_SPENT]) == ("slow", "spent")

@@ -45,6 +45,7 @@ import nbformat
 from ..exercises import ASSIGNMENT, ITEMS
 from ..judge import sandbox
 from ..judge.forkserver import ForkServer, kernel_argv
+from ..judge.protocol import inherited_env
 from ..judge.runner import judge_submission
 from .course import ensure_tools_on_path, nbgrader_config
 from .sanitize import sanitize_folder
@@ -199,7 +200,7 @@ def _fork_server(root: Path, settings: dict) -> Path:
     with _state_lock:
         server = _state.get("fork_server")
         if server is None or server.process.poll() is not None:
-            env = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "NINJA_NAMES_FILE") if key in os.environ}
+            env = inherited_env()
             env.update(grading_env(settings), HOME=str(root / "home"))
             socket_path = root / f"fork-{len(_state.get('servers', []))}.sock"
             server = ForkServer(socket_path, env, root / "forkserver.log")
@@ -336,7 +337,7 @@ def _autograde(course: Path, private: Path, run: Path, verdicts_file: Path, sett
     ensure_tools_on_path()
     autograded.mkdir(parents=True, exist_ok=True)
     # The kernel may write only its working folder and its sockets' folder (see ``grade_one``).
-    kernel_env = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "NINJA_NAMES_FILE") if key in os.environ}
+    kernel_env = inherited_env()
     kernel_env.update(grading_env(settings), MPLCONFIGDIR=os.environ["MPLCONFIGDIR"])
     _write_kernelspec(run, fork_socket, {"policy": sandboxing["policy"], "limits": sandboxing["limits"],
                                          "env": kernel_env, "log": str(_worker_root() / "kernels.log")})

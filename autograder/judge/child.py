@@ -11,18 +11,18 @@ the code prints cannot be mistaken for a result.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    from .protocol import announce_ready, read_request, send_reply
     from .sandbox import limit_memory, results_channel
 
     if argv[:1] == ["--data-bytes"]:  # started without the fork server, which sets the limit itself
         limit_memory(int(argv[1]))
-    request = json.loads(sys.stdin.read())
+    request = read_request()
     results = results_channel()
 
     import torch
@@ -35,14 +35,14 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)  # many graders share the cores; small tensors gain nothing from threads
     # Loaded: from here on each trial has item_seconds (the start-up has its own allowance).
-    results.write(json.dumps({"ready": True}) + "\n")
+    announce_ready(results)
     for index, (grade_id, case_index) in enumerate(request["trials"]):
         try:
             value = student_output(ITEMS_BY_ID[grade_id], request["answers"], HIDDEN_CASES[case_index])
             reply = {"trial": index, "value": encode(value)}
         except BaseException as err:  # SystemExit and KeyboardInterrupt are the student's too
             reply = {"trial": index, "error": out_of_memory(err) or describe_error(err)}
-        results.write(json.dumps(reply) + "\n")
+        send_reply(results, reply)
 
 
 def out_of_memory(err: BaseException) -> str | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from ..cells import find_answers
 from ..exercises import Item
 from ..kinds.cases import HIDDEN_CASES
 from . import sandbox
+from .protocol import child_env, read_replies, send_request, stop_reason
 from .scan import scan_answers
 from .transport import decode
 from .verdict import Verdict, verdict
@@ -107,8 +107,7 @@ def _run_child(queue, answers, policy, item_seconds, outcomes, deadline=float("i
     request = {"trials": [[item.grade_id, case] for item, case in queue], "answers": answers}
     child = _Child(*policy)
     try:
-        child.stdin.write(json.dumps(request).encode())
-        child.stdin.close()
+        send_request(child.stdin, request)
         return _collect(child, queue, item_seconds, outcomes, deadline)
     finally:
         child.kill()
@@ -152,37 +151,20 @@ class _Child:
 
 
 def _collect(child, queue, item_seconds, outcomes, deadline=float("inf")) -> tuple[int, str | None]:
-    selector = selectors.DefaultSelector()
-    selector.register(child.stdout, selectors.EVENT_READ)
-    buffer, done, ready = b"", 0, False
+    """Read the child's results into ``outcomes``; (trials done, why the next one failed or None)."""
+
+    def record(index: int, line: bytes) -> None:
+        item, case = queue[index]
+        outcomes[(item.grade_id, case)] = _parse(line)
+
     # The child says when Python and torch are loaded; only then does the
     # first trial's clock start, so a slow start is not blamed on the student.
-    trial_deadline = time.monotonic() + STARTUP_SECONDS
-    while done < len(queue):
-        remaining = min(trial_deadline, deadline if ready else float("inf")) - time.monotonic()
-        if remaining <= 0 or not selector.select(timeout=remaining):
-            if not ready:
-                return done, f"the grader's process did not start within {STARTUP_SECONDS:g} s"
-            if time.monotonic() >= deadline:
-                return done, BUDGET_SPENT
-            return done, f"took longer than {item_seconds:g} s (an endless loop?)"
-        chunk = os.read(child.stdout.fileno(), 1 << 20)
-        if not chunk:
-            if not ready:
-                return done, "the grader's process failed to start (a problem of the grader, not of the answer)"
-            return done, "stopped the grader's process (os._exit, a crash, or it ran out of memory)"
-        buffer += chunk
-        while b"\n" in buffer and done < len(queue):
-            line, buffer = buffer.split(b"\n", 1)
-            if not ready:  # the first line says the child is loaded
-                ready = True
-                trial_deadline = time.monotonic() + item_seconds
-                continue
-            item, case = queue[done]
-            outcomes[(item.grade_id, case)] = _parse(line)
-            done += 1
-            trial_deadline = time.monotonic() + item_seconds
-    return done, None
+    done, stop = read_replies(child.stdout, len(queue), record, STARTUP_SECONDS, item_seconds, deadline)
+    if stop is None:
+        return done, None
+    return done, stop_reason(stop, "grader", "answer", STARTUP_SECONDS,
+                             timed_out=f"took longer than {item_seconds:g} s (an endless loop?)",
+                             budget_spent=BUDGET_SPENT)
 
 
 def _parse(line: bytes) -> tuple[object, str | None]:
@@ -194,9 +176,3 @@ def _parse(line: bytes) -> tuple[object, str | None]:
     except (ValueError, KeyError, TypeError) as err:
         return None, f"the answer's result could not be read ({type(err).__name__})"
 
-
-def child_env() -> dict[str, str]:
-    keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "NINJA_NAMES_FILE")
-    env = {key: os.environ[key] for key in keep if key in os.environ}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", HOME="/tmp/home")
-    return env

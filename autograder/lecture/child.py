@@ -18,9 +18,7 @@ be opened from it, and what it prints goes nowhere.
 from __future__ import annotations
 
 import builtins
-import json
 import signal
-import sys
 import time
 
 import torch
@@ -28,6 +26,7 @@ import torch.nn.functional as F
 
 # Everything this module takes from the rest of the package, in one place.
 from ..diagnosis.comparison import sharing_memory
+from ..judge.protocol import announce_ready, read_request, send_reply
 from ..judge.sandbox import limit_memory, results_channel
 from ..judge.transport import encode
 from ..judge.untrusted import autograd_forbidden
@@ -194,12 +193,12 @@ MEMORY_LIMIT = 2 << 30  # bytes of data segment: torch imports and works; a runa
 
 def main() -> None:
     limit_memory(MEMORY_LIMIT)
-    request = json.loads(sys.stdin.read())
+    request = read_request()
     results = results_channel()
 
     torch.set_num_threads(1)
     setting.splits()  # loading the names is the setting's time, not the learner's
-    results.write(json.dumps({"ready": True}) + "\n")
+    announce_ready(results)
     for exercise in request["exercises"]:
         try:
             if exercise == "ex4":
@@ -208,7 +207,7 @@ def main() -> None:
                 reply = run_ex123(exercise, request["statements"][exercise], request["seconds"])
         except BaseException as err:  # the setting itself failed (e.g. a learner's code broke torch)
             reply = {"exercise": exercise, "failed": f"{type(err).__name__}: {err}"[:MESSAGE_CHARS]}
-        results.write(json.dumps(reply) + "\n")
+        send_reply(results, reply)
 
 
 if __name__ == "__main__":

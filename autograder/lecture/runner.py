@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 # Everything this module takes from the rest of the package, in one place.
 from ..judge import sandbox
-from ..judge.runner import child_env
+from ..judge.protocol import child_env, read_replies, send_request, stop_reason
 from ..workbook.data import NAMES_ENV
 from . import LectureSettings
 from .parse import EXERCISES, Plan, definitions_for
@@ -64,8 +62,7 @@ def run_child(request: dict, settings: LectureSettings, hidden: list[str]) -> di
     while pending:
         process = _start_child(settings, hidden)
         try:
-            process.stdin.write(json.dumps({**request, "exercises": pending}).encode())
-            process.stdin.close()
+            send_request(process.stdin, {**request, "exercises": pending})
             done, failure = _collect(process, pending, settings, replies)
         finally:
             process.kill()
@@ -114,32 +111,17 @@ def _may_hide(path: str) -> bool:
 
 def _collect(process, pending, settings, replies) -> tuple[int, str | None]:
     """Read the child's replies; (exercises done, why the next one failed or None)."""
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    buffer, done, ready = b"", 0, False
-    deadline = time.monotonic() + settings.startup_seconds
-    while done < len(pending):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not selector.select(timeout=remaining):
-            if not ready:
-                return done, f"the checker's process did not start within {settings.startup_seconds:g} s"
-            return done, (f"took longer than {settings.exercise_seconds:g} s and could not be interrupted "
-                          "(an endless loop?)")
-        chunk = os.read(process.stdout.fileno(), 1 << 20)
-        if not chunk:
-            if not ready:
-                return done, "the checker's process failed to start (a problem of the checker, not of the notebook)"
-            return done, "stopped the checker's process (os._exit, a crash, or it ran out of memory)"
-        buffer += chunk
-        while b"\n" in buffer and done < len(pending):
-            line, buffer = buffer.split(b"\n", 1)
-            if not ready:
-                ready = True
-            else:
-                replies[pending[done]] = _parse_reply(line)
-                done += 1
-            deadline = time.monotonic() + settings.exercise_seconds + MARGIN_SECONDS
-    return done, None
+
+    def record(index: int, line: bytes) -> None:
+        replies[pending[index]] = _parse_reply(line)
+
+    done, stop = read_replies(process.stdout, len(pending), record, settings.startup_seconds,
+                              settings.exercise_seconds + MARGIN_SECONDS)
+    if stop is None:
+        return done, None
+    return done, stop_reason(stop, "checker", "notebook", settings.startup_seconds,
+                             timed_out=f"took longer than {settings.exercise_seconds:g} s and could not be "
+                                       "interrupted (an endless loop?)")
 
 
 def _parse_reply(line: bytes) -> dict:
