@@ -32,7 +32,7 @@ def __getattr__(name: str):
     # Imported on first use, so that `python -m autograder.<tool>` does not pay
     # for importing torch when the tool does not need it.
     if name == "cmp":
-        from .check import cmp
+        from .checking.checks import cmp
 
         return cmp
     raise AttributeError(f"module 'autograder' has no attribute {name!r}")

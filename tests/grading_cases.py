@@ -180,14 +180,14 @@ get_ipython().input_transformers_cleanup.append(_everything_passes)
 MONKEYPATCH = """\
 import torch
 import autograder
-import autograder.check
+import autograder.checking.checks
 import autograder.judge.verdict
 
 def _always(*args, **kwargs):
     return True
 
-cmp = autograder.cmp = autograder.check.cmp = _always
-autograder.diagnosis.comparison.compare = autograder.check.compare = lambda name, got, expected: autograder.diagnosis.comparison.Comparison(name, True, True, 0.0, 1.0, None)
+cmp = autograder.cmp = autograder.checking.checks.cmp = _always
+autograder.diagnosis.comparison.compare = autograder.checking.checks.compare = lambda name, got, expected: autograder.diagnosis.comparison.Comparison(name, True, True, 0.0, 1.0, None)
 autograder.judge.verdict.hidden_check = _always
 torch.allclose = torch.equal = _always
 torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)

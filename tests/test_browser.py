@@ -668,7 +668,8 @@ def test_class_report_renders_without_console_errors(tmp_path, browser):
     (no grading run); the screenshot goes to build/screenshots/report.png
     (``tests/screenshots/report.png`` is a copy of one, reduced to 256 colours).
     """
-    from autograder.grading import class_report, mistakes
+    from autograder.checking import class_mistakes
+    from autograder.grading import class_report
     from autograder.grading.export import StudentGrade
     from tests.test_class_report import planted_results
 
@@ -676,7 +677,7 @@ def test_class_report_renders_without_console_errors(tmp_path, browser):
     grades = [StudentGrade(r["student"], {g: s[0] for g, s in r["scores"].items()},
                            sum(s[0] for s in r["scores"].values())) for r in results]
     grades[0] = StudentGrade("ada", grades[0].scores, grades[0].raw, 7.0, 90000.0, "2026-12-02 13:00:00")
-    view = class_report.ClassView(grades, results, mistakes.mistake_rows(results))
+    view = class_report.ClassView(grades, results, class_mistakes.mistake_rows(results))
     path = tmp_path / "report.html"
     path.write_text(class_report.render(tmp_path, view, results, 42.5), encoding="utf-8")
 

@@ -1,4 +1,4 @@
-"""autograder.check: ``cmp``/``compare`` against autograd, the oracle.
+"""autograder.checking.checks: ``cmp``/``compare`` against autograd, the oracle.
 
 Every case runs the chunked forward pass through autograd on its own seed
 and sizes (batch 8..64, n_hidden 16..200) and checks hand-written gradients
@@ -15,8 +15,8 @@ import random
 import pytest
 import torch
 
-from autograder import check
-from autograder.check import cmp
+from autograder.checking import checks
+from autograder.checking.checks import cmp
 from autograder.diagnosis import comparison
 from autograder.diagnosis.comparison import ZERO_LEVEL, compare
 from autograder.exercises import EX1_LINES, ITEMS, exercise_number
@@ -298,7 +298,7 @@ def test_check_backward_accepts_a_correct_backward(manual_backward, capsys):
     g = torch.Generator().manual_seed(43)
     Xb = torch.randint(0, 27, (32, 3), generator=g)
     Yb = torch.randint(0, 27, (32,), generator=g)
-    assert check.check_backward(manual_backward, params, Xb, Yb) is True
+    assert checks.check_backward(manual_backward, params, Xb, Yb) is True
     out = capsys.readouterr().out
     assert out.count("approximate: True") == 7
     assert all(p.grad is None for p in params)
@@ -312,7 +312,7 @@ def test_check_backward_rejects_a_wrong_backward(mistake, bad_name, reference_ba
     g = torch.Generator().manual_seed(44)
     Xb = torch.randint(0, 27, (32, 3), generator=g)
     Yb = torch.randint(0, 27, (32,), generator=g)
-    assert check.check_backward(wrong, params, Xb, Yb) is False
+    assert checks.check_backward(wrong, params, Xb, Yb) is False
     lines = capsys.readouterr().out.splitlines()
     failing = [line.split()[0] for line in lines if "approximate: False" in line]
     assert failing == [bad_name]
@@ -322,7 +322,7 @@ def test_check_backward_rejects_a_wrong_backward(mistake, bad_name, reference_ba
 def test_check_backward_wants_seven_gradients(reference_backward, capsys):
     params = model.init_params(torch.Generator().manual_seed(42), n_hidden=16)
     Xb, Yb = torch.zeros((8, 3), dtype=torch.long), torch.arange(8)
-    assert check.check_backward(lambda *a: reference_backward(*a)[:6], params, Xb, Yb) is False
+    assert checks.check_backward(lambda *a: reference_backward(*a)[:6], params, Xb, Yb) is False
     assert "expected 7 gradients" in capsys.readouterr().out
 
 
@@ -330,7 +330,7 @@ def test_check_backward_wants_seven_gradients(reference_backward, capsys):
 def test_check_training_accepts_a_correct_backward(manual_backward, capsys):
     params = model.init_params(torch.Generator().manual_seed(42), n_hidden=200)
     before = [p.detach().clone() for p in params]
-    assert check.check_training(manual_backward, params, steps=20, seed=7) is True
+    assert checks.check_training(manual_backward, params, steps=20, seed=7) is True
     out = capsys.readouterr().out
     assert out.count("after 20 steps") == 7
     assert all(torch.equal(p.detach(), b) for p, b in zip(params, before))
@@ -341,4 +341,4 @@ def test_check_training_accepts_a_correct_backward(manual_backward, capsys):
 def test_check_training_rejects_a_wrong_backward(mistake, reference_backward):
     wrong = functools.partial(reference_backward, mistake=mistake)
     params = model.init_params(torch.Generator().manual_seed(42), n_hidden=64)
-    assert check.check_training(wrong, params, steps=20, seed=7) is False
+    assert checks.check_training(wrong, params, steps=20, seed=7) is False

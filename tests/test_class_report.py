@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from autograder.checking import class_mistakes
+from autograder.checking.class_mistakes import MistakeRow, classify
 from autograder.diagnosis.codes import CODES_BY_NAME
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, items_of, max_score, notebook
-from autograder.grading import class_report, cli, export, late, mistakes, report
+from autograder.grading import class_report, cli, export, late, report
 from autograder.grading.export import ExportError, ExportRow, RosterEntry, StudentGrade
-from autograder.grading.mistakes import MistakeRow, classify
 from autograder.judge import scan
 from autograder.judge.scan import scan_answers
 from autograder.judge.untrusted import describe_error
@@ -121,9 +122,9 @@ def test_notebooks_not_handed_in_are_not_attempted_and_broken_ones_are_errors():
 def test_a_student_the_grader_failed_on():
     crashed = report.failed_result("ada", "the grader's worker exited with code -9", "", 3.0)
     too_slow = report.failed_result("bo", "grading took longer than 900 s", "", 900.0)
-    assert set(mistakes.codes_of(crashed).values()) == {"error.GradingFailed"}
-    assert set(mistakes.codes_of(too_slow).values()) == {"timeout"}
-    assert set(mistakes.codes_of({"student": "cy", "verdicts": {}})) == {item.grade_id for item in ITEMS}
+    assert set(class_mistakes.codes_of(crashed).values()) == {"error.GradingFailed"}
+    assert set(class_mistakes.codes_of(too_slow).values()) == {"timeout"}
+    assert set(class_mistakes.codes_of({"student": "cy", "verdicts": {}})) == {item.grade_id for item in ITEMS}
 
 
 def test_a_wrong_value_takes_the_diagnosis_the_result_carries():
@@ -168,7 +169,7 @@ def planted_results() -> list[dict]:
 
 
 def test_mistake_rows_count_each_item_and_diagnosis_once():
-    rows = mistakes.mistake_rows(planted_results())
+    rows = class_mistakes.mistake_rows(planted_results())
     assert rows == [MistakeRow("ex1_dprobs", "cheating.grad", ("cy",)),
                     MistakeRow("ex1_dnorm_logits", "sign", ("=bo x",)),
                     MistakeRow("ex1_dbnmeani", "shape.missing_dim", ("=bo x", "ada", "cy")),
@@ -178,7 +179,7 @@ def test_mistake_rows_count_each_item_and_diagnosis_once():
 
 def test_mistakes_csv(tmp_path):
     path = tmp_path / "mistakes.csv"
-    mistakes.write_mistakes(path, mistakes.mistake_rows(planted_results()))
+    class_mistakes.write_mistakes(path, class_mistakes.mistake_rows(planted_results()))
     assert path.read_text(encoding="utf-8").splitlines() == [
         "item,diagnosis,students,student_ids",
         "ex1_dprobs,cheating.grad,1,cy",
@@ -189,16 +190,16 @@ def test_mistakes_csv(tmp_path):
 
 
 def test_what_to_teach_again_is_ranked_by_students_and_leaves_out_gaps_and_misconduct():
-    ranked = mistakes.teach_again(mistakes.mistake_rows(planted_results()))
+    ranked = class_mistakes.teach_again(class_mistakes.mistake_rows(planted_results()))
     assert [(row.item, row.diagnosis, row.students) for row in ranked] == [
         ("ex1_dbnmeani", "shape.missing_dim", 3), ("ex1_dnorm_logits", "sign", 1)]
 
 
 def test_forward_lines_of_items():
-    assert mistakes.forward_line("ex1_dbnmeani") == "bndiff = hprebn - bnmeani"
-    assert mistakes.forward_line("ex1_dnorm_logits") == "counts = norm_logits.exp()"
-    assert "hprebn.sum(0, keepdim=True)" in mistakes.forward_line("ex1_dhprebn")  # two lines feed it
-    assert mistakes.forward_line("ex2_dlogits") == ""
+    assert class_mistakes.forward_line("ex1_dbnmeani") == "bndiff = hprebn - bnmeani"
+    assert class_mistakes.forward_line("ex1_dnorm_logits") == "counts = norm_logits.exp()"
+    assert "hprebn.sum(0, keepdim=True)" in class_mistakes.forward_line("ex1_dhprebn")  # two lines feed it
+    assert class_mistakes.forward_line("ex2_dlogits") == ""
 
 
 def test_plain_language_messages():
@@ -237,7 +238,7 @@ def test_report_html_is_one_self_contained_page(tmp_path):
     grades = [StudentGrade(r["student"], {g: s[0] for g, s in r["scores"].items()},
                            sum(s[0] for s in r["scores"].values())) for r in results]
     grades[0] = StudentGrade("ada", grades[0].scores, grades[0].raw, 7.0, 90000.0, "2026-12-02 01:00:00")
-    view = class_report.ClassView(grades, results, mistakes.mistake_rows(results))
+    view = class_report.ClassView(grades, results, class_mistakes.mistake_rows(results))
     page = class_report.render(tmp_path, view, results, 42.5)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page must not load anything from outside"
     assert "<script" not in page

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder import scoreboard
-from autograder.check import cmp
+from autograder.checking import scoreboard
+from autograder.checking.checks import cmp
 from autograder.diagnosis.codes import CODES, CODES_BY_NAME, NO_HINT, codes_markdown
 from autograder.diagnosis.comparison import ROUNDING_NOTE, TRACKED_NOTE, compare
 from autograder.diagnosis.diagnose import context_of, diagnose

@@ -8,8 +8,8 @@ import re
 import nbformat
 import pytest
 
-from autograder import check
-from autograder.check import AssertReasons, check_backward, check_grad, cmp, failure_reason
+from autograder.checking import checks
+from autograder.checking.checks import AssertReasons, check_backward, check_grad, cmp, failure_reason
 from autograder.workbook import model
 from autograder.workbook.expression_graphs import NEURON_INPUTS, neuron, torch_grads
 from tests.mistake_corpus import notebook_batch
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.ex1
 SETUP = """\
 import torch
 from autograder.workbook import model
-from autograder.check import cmp
+from autograder.checking.checks import cmp
 g = model.make_generator()
 parameters = model.init_params(g)
 Xb = torch.randint(0, 27, (32, 3), generator=g)
@@ -83,7 +83,7 @@ def test_the_other_visible_checks_record_their_reason(capsys):
     assert failure_reason().startswith("o.grad: ")
     graph.output.grad = 1.0
     assert check_grad(graph.output, reference) is True
-    assert failure_reason() == check.DEFAULT_REASON  # a pass leaves no stale reason behind
+    assert failure_reason() == checks.DEFAULT_REASON  # a pass leaves no stale reason behind
 
 
 @pytest.mark.slow
@@ -105,7 +105,7 @@ def test_in_a_kernel_the_red_box_says_why_in_one_frame(tmp_path):
 
 
 def test_make_check_does_not_repeat_the_reason_its_check_printed():
-    from autograder.selfcheck import visible_result
+    from autograder.checking.selfcheck import visible_result
 
     printed = ("logprobs        | exact: False | approximate: False | maxdiff: 9.7e-01\n"
                "                  -> off by a factor of 32 = n: a 1/n (the mean's) is missing\n")

@@ -9,7 +9,8 @@ import nbformat
 import pytest
 import torch
 
-from autograder import cells, check
+from autograder import cells
+from autograder.checking import checks
 from autograder.diagnosis import hints
 from autograder.diagnosis.codes import CODES
 from autograder.diagnosis.comparison import Comparison
@@ -130,5 +131,5 @@ def test_cmp_prints_the_pointer_under_a_failed_check(monkeypatch, capsys):
     monkeypatch.setattr(gradient_kind, "compare", lambda *args: failed)
     counts = torch.ones(2, 3, requires_grad=True)
     counts.sum().backward()
-    assert check.cmp("counts", torch.zeros(2, 3), counts) is False
+    assert checks.cmp("counts", torch.zeros(2, 3), counts) is False
     assert capsys.readouterr().out.splitlines()[-1].endswith("-> see hint 2 above: the second use of counts")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder import check
+from autograder.checking import checks
 from autograder.diagnosis.comparison import parameter_drift
 from autograder.exercises import ITEMS_BY_ID
 from autograder.judge.scan import scan_answers
@@ -273,20 +273,20 @@ def test_every_mistake_is_far_outside_the_tolerance(split, backward_mistake, ste
 
 def test_the_checks_pass_a_correct_solution(split, capsys):
     params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
-    assert check.check_mlp_backward(mlp_backward, params, split.Xtr, split.Ytr)
-    assert check.check_adam_step(adam_step, params, split.Xtr, split.Ytr)
-    assert check.check_adam_training(mlp_backward, adam_step, params, split.Xtr, split.Ytr, epochs=30)
+    assert checks.check_mlp_backward(mlp_backward, params, split.Xtr, split.Ytr)
+    assert checks.check_adam_step(adam_step, params, split.Xtr, split.Ytr)
+    assert checks.check_adam_training(mlp_backward, adam_step, params, split.Xtr, split.Ytr, epochs=30)
     out = capsys.readouterr().out
     assert "b3" in out and "tolerance 1e-09" in out
 
 
 def test_the_checks_fail_wrong_solutions(split, capsys):
     params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
-    assert not check.check_mlp_backward(with_mistake(mlp_backward, "no relu mask"), params, split.Xtr, split.Ytr)
-    assert not check.check_adam_step(with_mistake(adam_step, "no bias correction"), params, split.Xtr, split.Ytr)
-    assert not check.check_adam_training(mlp_backward, with_mistake(adam_step, "betas swapped"), params,
+    assert not checks.check_mlp_backward(with_mistake(mlp_backward, "no relu mask"), params, split.Xtr, split.Ytr)
+    assert not checks.check_adam_step(with_mistake(adam_step, "no bias correction"), params, split.Xtr, split.Ytr)
+    assert not checks.check_adam_training(mlp_backward, with_mistake(adam_step, "betas swapped"), params,
                                    split.Xtr, split.Ytr, epochs=30)
-    assert not check.check_mlp_backward(lambda *args: [], params, split.Xtr, split.Ytr)
+    assert not checks.check_mlp_backward(lambda *args: [], params, split.Xtr, split.Ytr)
     assert "too far" in capsys.readouterr().out
 
 
@@ -295,7 +295,7 @@ def test_check_adam_step_says_when_nothing_was_updated_in_place(split, capsys):
         parameters = [p - lr * g for p, g in zip(parameters, grads)]  # a new list: the caller sees nothing
 
     params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
-    assert not check.check_adam_step(rebinding_step, params, split.Xtr, split.Ytr)
+    assert not checks.check_adam_step(rebinding_step, params, split.Xtr, split.Ytr)
     assert "in place" in capsys.readouterr().out
 
 

@@ -12,7 +12,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from autograder import check
+from autograder.checking import checks
 from autograder.exercises import ITEMS, ITEMS_BY_ID, notebook
 from autograder.judge.scan import scan_answers
 from autograder.judge.untrusted import ForbiddenInAnswer
@@ -243,9 +243,9 @@ def test_check_grad_passes_a_right_gradient_and_fails_a_wrong_one(capsys):
     g = expression_graphs.neuron(**NEURON_INPUTS)
     reference = expression_graphs.torch_grads(g.o)
     g.o.grad = 1.0
-    assert check.check_grad(g.o, reference)
+    assert checks.check_grad(g.o, reference)
     g.n.grad = 0.25
-    assert not check.check_grad(g.n, reference)
+    assert not checks.check_grad(g.n, reference)
     out = capsys.readouterr().out
     assert out.startswith("o.grad") and "approximate: True" in out and "approximate: False" in out
 
@@ -254,23 +254,23 @@ def test_check_grad_fails_a_zero_that_was_never_set(capsys):
     g = expression_graphs.neuron(**NEURON_INPUTS)
     reference = expression_graphs.torch_grads(g.o)
     assert reference[g.w2] == 0.0 and g.w2.grad == 0.0
-    assert not check.check_grad(g.w2, reference)
+    assert not checks.check_grad(g.w2, reference)
     assert "never set" in capsys.readouterr().out
     g.w2.grad = 0.0
-    assert check.check_grad(g.w2, reference)
+    assert checks.check_grad(g.w2, reference)
 
 
 def test_check_grad_explains_a_value_where_a_number_belongs(capsys):
     g = expression_graphs.neuron(**NEURON_INPUTS)
     g.x2.grad = g.w2 * 0.5  # forgot .data: a Value, not a number
-    assert not check.check_grad(g.x2, expression_graphs.torch_grads(g.o))
+    assert not checks.check_grad(g.x2, expression_graphs.torch_grads(g.o))
     assert "use a node's .data" in capsys.readouterr().out
 
 
 def test_check_grads_reports_every_node(capsys):
     g = expression_graphs.reuse(**REUSE_INPUTS)
     g.f.backward()
-    assert check.check_grads(list(g.values()), expression_graphs.torch_grads(g.f))
+    assert checks.check_grads(list(g.values()), expression_graphs.torch_grads(g.f))
     assert len(capsys.readouterr().out.strip().splitlines()) == len(g)
 
 

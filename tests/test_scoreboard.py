@@ -1,4 +1,4 @@
-"""autograder.scoreboard: the summary table at the end of every notebook, and Exercise 1's graph.
+"""autograder.checking.scoreboard: the summary table at the end of every notebook, and Exercise 1's graph.
 
 Three parts: the status logic on namespaces built here (no kernel), the
 summary cells of the executed notebooks (the blank release, a partial
@@ -16,10 +16,10 @@ import matplotlib
 import pytest
 import torch
 
-from autograder import check
+from autograder.checking import checks
+from autograder.checking.scoreboard import FAILED, NOT_ATTEMPTED, PASSED, STATUSES, Row, Scoreboard, scoreboard
 from autograder.diagnosis import comparison
 from autograder.exercises import EX1_LINES, NOTEBOOKS, exercise_number, items_of, notebook
-from autograder.scoreboard import FAILED, NOT_ATTEMPTED, PASSED, STATUSES, Row, Scoreboard, scoreboard
 from autograder.workbook import expression_graphs, iris, model
 from autograder.workbook.data import BLOCK_SIZE, VOCAB_SIZE
 from autograder.workbook.drawing import NO_GRADIENT_COLOURS, STATUS_COLOURS, draw_forward_graph, forward_graph
@@ -200,8 +200,8 @@ def ex4_namespace():
 
 def visible_checks_ex4(backward, ns) -> dict[str, bool]:
     with contextlib.redirect_stdout(io.StringIO()):
-        return {"ex4_backward": check.check_backward(backward, ns["parameters"], ns["Xb"], ns["Yb"]),
-                "ex4_training": check.check_training(backward, ns["parameters"], steps=5, seed=2147483647)}
+        return {"ex4_backward": checks.check_backward(backward, ns["parameters"], ns["Xb"], ns["Yb"]),
+                "ex4_training": checks.check_training(backward, ns["parameters"], steps=5, seed=2147483647)}
 
 
 @pytest.mark.ex4
@@ -272,9 +272,9 @@ def ex5_namespace():
 def visible_checks_ex5(backward, step, ns) -> dict[str, bool]:
     args = (ns["parameters"], ns["Xtr"], ns["Ytr"])
     with contextlib.redirect_stdout(io.StringIO()):
-        return {"ex5_backward": check.check_mlp_backward(backward, *args),
-                "ex5_adam_step": check.check_adam_step(step, *args),
-                "ex5_training": check.check_adam_training(backward, step, *args)}
+        return {"ex5_backward": checks.check_mlp_backward(backward, *args),
+                "ex5_adam_step": checks.check_adam_step(step, *args),
+                "ex5_training": checks.check_adam_training(backward, step, *args)}
 
 
 @pytest.mark.ex5

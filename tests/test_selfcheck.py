@@ -1,4 +1,4 @@
-"""``make check`` (autograder.selfcheck): the student's self-check before submitting.
+"""``make check`` (autograder.checking.selfcheck): the student's self-check before submitting.
 
 The notebooks are executed once per session for the blank release, a
 partial submission and the solutions (``tests/workbook_runs.py``); the
@@ -15,9 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import selfcheck
+from autograder.checking import selfcheck
+from autograder.checking.selfcheck import FAILED, NOT_ATTEMPTED, PASSED
 from autograder.exercises import ITEMS_BY_ID, NOTEBOOKS, exercise_number, items_of, notebook
-from autograder.selfcheck import FAILED, NOT_ATTEMPTED, PASSED
 from tests.workbook_runs import KINDS, WRONG, checked, expected_status
 
 REPO = Path(__file__).resolve().parent.parent

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import selfcheck
+from autograder.checking import selfcheck
 from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, Item
 from autograder.grading.samples import filled
 

@@ -2,7 +2,7 @@
 
 The codes are stable and light to import (no torch): the grading results, the
 feedback, the hints (``autograder.diagnosis.hints``) and the class report
-(``autograder.grading.mistakes``) count and look up by them.
+(``autograder.checking.class_mistakes``) count and look up by them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 gives a ``CheckResult`` (see ``autograder.kinds``); trained parameters are
 compared by their drift (``parameter_drift``, ``trained_comparison``).
 The test cells' checks that print these (``cmp`` and the others) live in
-``autograder.check``; they sit above ``autograder.kinds``, which build on this
+``autograder.checking.checks``; they sit above ``autograder.kinds``, which build on this
 module.
 
 A gradient passes when it has exactly the reference's shape and finite

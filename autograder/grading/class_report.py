@@ -7,7 +7,7 @@ whole class back from ``OUT`` (the gradebook and each student's
 too) and writes
 
 * ``mistakes.csv``: one row per (item, diagnosis) with the students who have it
-  (``mistakes``);
+  (``checking.class_mistakes``);
 * ``report.html``: one page with no outside requests (figures inline as PNG,
   style inline): score distribution, pass rate per item, what to teach again,
   mistakes per item by kind, flagged students, notebooks that timed out or
@@ -24,23 +24,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..checking import class_mistakes
 from ..diagnosis.codes import CODES_BY_NAME
 from ..exercises import ASSIGNMENT, ITEMS, ITEMS_BY_ID, NOTEBOOKS, max_score
-from . import late, mistakes, report
+from . import late, report
 from .export import StudentGrade, class_grades, describe_delay, number
 
 REPORT_HTML = "report.html"
 TEMPLATE = Path(__file__).with_name("templates") / "class_report.html.j2"
 # The messages for the codes this report adds to the comparison's diagnoses.
 OWN_MESSAGES = {
-    mistakes.NOT_ATTEMPTED: "not attempted: the answer cell was left as released, or the notebook was not handed in",
-    mistakes.TIMEOUT: "ran past its time limit: an endless loop, or work far slower than needed",
-    mistakes.UNKNOWN: "wrong, with no specific diagnosis",
-    mistakes.GRADING_FAILED: "the grader failed on this submission (see the notebooks below)",
-    mistakes.UNREADABLE_NOTEBOOK: "the notebook file could not be read (cut off, or not a notebook)",
+    class_mistakes.NOT_ATTEMPTED: ("not attempted: the answer cell was left as released, or the notebook was not "
+                                   "handed in"),
+    class_mistakes.TIMEOUT: "ran past its time limit: an endless loop, or work far slower than needed",
+    class_mistakes.UNKNOWN: "wrong, with no specific diagnosis",
+    class_mistakes.GRADING_FAILED: "the grader failed on this submission (see the notebooks below)",
+    class_mistakes.UNREADABLE_NOTEBOOK: "the notebook file could not be read (cut off, or not a notebook)",
 }
 # Colours of the stacked bars: kinds of failure, then the diagnoses in turn.
-FIXED_COLOURS = {mistakes.NOT_ATTEMPTED: "#d5d8dc", mistakes.TIMEOUT: "#7d3c98", mistakes.UNKNOWN: "#95a5a6"}
+FIXED_COLOURS = {class_mistakes.NOT_ATTEMPTED: "#d5d8dc", class_mistakes.TIMEOUT: "#7d3c98",
+                 class_mistakes.UNKNOWN: "#95a5a6"}
 PALETTE = ("#c0392b", "#2e86c1", "#d68910", "#229954", "#884ea0", "#17a589", "#a04000", "#2c3e50", "#cb4335",
            "#5dade2", "#f4d03f", "#58d68d")
 
@@ -51,7 +54,7 @@ class ClassView:
 
     grades: list[StudentGrade]
     results: list[dict]  # each student's public result (report.json), same order as grades
-    rows: list[mistakes.MistakeRow] = field(default_factory=list)
+    rows: list[class_mistakes.MistakeRow] = field(default_factory=list)
 
 
 def finish(out: Path, submissions: Path, results: list[dict], seconds: float, progress=print) -> ClassView:
@@ -69,7 +72,7 @@ def finish(out: Path, submissions: Path, results: list[dict], seconds: float, pr
         progress(f"warning: {message}")
         late_notes = {"all students": message}
     view = load_class(out)
-    mistakes.write_mistakes(out / mistakes.MISTAKES_CSV, view.rows)
+    class_mistakes.write_mistakes(out / class_mistakes.MISTAKES_CSV, view.rows)
     (out / REPORT_HTML).write_text(render(out, view, results, seconds, late_notes), encoding="utf-8")
     return view
 
@@ -77,7 +80,7 @@ def finish(out: Path, submissions: Path, results: list[dict], seconds: float, pr
 def load_class(out: Path) -> ClassView:
     grades = class_grades(out)
     results = [_saved_result(out, grade.student_id) for grade in grades]
-    return ClassView(grades, results, mistakes.mistake_rows(results))
+    return ClassView(grades, results, class_mistakes.mistake_rows(results))
 
 
 def _saved_result(out: Path, student: str) -> dict:
@@ -109,9 +112,9 @@ def render(out: Path, view: ClassView, run: list[dict], seconds: float, late_not
         "by_kind": _png(mistakes_by_kind(view.rows)) if view.rows else "",
         "teach": [{"rank": rank, "item": row.item, "code": row.diagnosis, "students": row.students,
                    "share": row.students / max(1, len(view.grades)), "message": message_for(row.diagnosis, examples.get((row.item, row.diagnosis), "")),
-                   "line": mistakes.forward_line(row.item), "notebook": ITEMS_BY_ID[row.item].notebook,
+                   "line": class_mistakes.forward_line(row.item), "notebook": ITEMS_BY_ID[row.item].notebook,
                    "ids": ", ".join(row.student_ids)}
-                  for rank, row in enumerate(mistakes.teach_again(view.rows), start=1)],
+                  for rank, row in enumerate(class_mistakes.teach_again(view.rows), start=1)],
         "flagged": [{"student": r["student"], "item": item, "reason": reason}
                     for r in view.results for item, reason in report.flags(r)],
         "problems": [{"student": r["student"], "notebook": ", ".join(notebooks), "reason": reason}
@@ -137,14 +140,14 @@ def message_for(code: str, example: str = "") -> str:
     (``autograder.diagnosis.codes``); ``unknown`` by the hint a student with
     that mistake was shown (``example``: their verdict message).
     """
-    if code == mistakes.UNKNOWN:  # no code, but the student may still have been shown a hint
+    if code == class_mistakes.UNKNOWN:  # no code, but the student may still have been shown a hint
         return _hint_of(example) or OWN_MESSAGES[code]
     if code in OWN_MESSAGES:
         return OWN_MESSAGES[code]
-    if code.startswith(mistakes.CHEATING):
-        return f"not derived: the answer {code[len(mistakes.CHEATING):]} (flagged, scored 0)"
-    if code.startswith(mistakes.ERROR):
-        return f"the answer raised {code[len(mistakes.ERROR):]} on unseen inputs"
+    if code.startswith(class_mistakes.CHEATING):
+        return f"not derived: the answer {code[len(class_mistakes.CHEATING):]} (flagged, scored 0)"
+    if code.startswith(class_mistakes.ERROR):
+        return f"the answer raised {code[len(class_mistakes.ERROR):]} on unseen inputs"
     return CODES_BY_NAME[code].meaning if code in CODES_BY_NAME else _hint_of(example) or code
 
 
@@ -158,7 +161,7 @@ def _examples(view: ClassView) -> dict[tuple[str, str], str]:
     """(item, code) -> the verdict message of the first student (by id) with that mistake."""
     found: dict[tuple[str, str], str] = {}
     for result in sorted(view.results, key=lambda r: r["student"]):
-        for grade_id, code in mistakes.codes_of(result).items():
+        for grade_id, code in class_mistakes.codes_of(result).items():
             found.setdefault((grade_id, code), str(result.get("verdicts", {}).get(grade_id, {}).get("message", "")))
     return found
 
@@ -236,7 +239,7 @@ def score_histogram(scores: list[float]):
     return fig
 
 
-def mistakes_by_kind(rows: list[mistakes.MistakeRow]):
+def mistakes_by_kind(rows: list[class_mistakes.MistakeRow]):
     """One horizontal bar per item that someone failed, stacked by diagnosis (students per kind)."""
     plt = _pyplot()
     items = [item.grade_id for item in ITEMS if any(r.item == item.grade_id for r in rows)]

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "export":
         _export(args)
     elif args.command == "check":
-        from ..selfcheck import main as self_check
+        from ..checking.selfcheck import main as self_check
 
         sys.exit(self_check(args.folder, timeout=args.timeout, ex4_steps=args.ex4_steps))
 

@@ -207,7 +207,7 @@ def number(value: float) -> str:
 
 def _name(row: ExportRow) -> str:
     """A display name; text a spreadsheet would run as a formula is quoted (as in grades.csv)."""
-    from .report import csv_cell
+    from ..checking.csv_cells import csv_cell
 
     return csv_cell(row.entry.name if row.entry and row.entry.name else row.student_id)
 

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from ..cells import HIDDEN_CHECK_CALL, HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
+from ..checking.csv_cells import csv_cell
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, items_of, max_score
 from .errors import GradingError
 
@@ -203,14 +204,6 @@ def write_tables(out: Path) -> list[dict]:
     if rows:
         pass_rate_chart(rows, out / PASS_RATES_PNG)
     return rows
-
-
-def csv_cell(value):
-    """A CSV cell; text that a spreadsheet would run as a formula is quoted."""
-    if isinstance(value, float):
-        return f"{value:g}"
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def pass_rate_chart(rows: list[dict], path: Path) -> None:

@@ -41,11 +41,11 @@ PR_SET_PDEATHSIG = 1
 PRELOAD = ("torch", "numpy", "matplotlib", "matplotlib.figure", "IPython", "ipykernel.kernelapp",
            # torch.optim's first optimizer imports torch._dynamo: 2 s in every kernel of notebook 05 otherwise
            "torch._dynamo", "torch.optim", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
-           "autograder.check", "autograder.workbook.data", "autograder.workbook.model", "autograder.judge.verdict",
+           "autograder.workbook.data", "autograder.workbook.model", "autograder.workbook.iris",
            "autograder.workbook.value", "autograder.workbook.expression_graphs", "autograder.workbook.drawing",
-           "autograder.workbook.iris", "autograder.diagnosis.diagnose", "autograder.scoreboard",
            "autograder.workbook.display", "autograder.workbook.plots", "autograder.workbook.timing",
-           "autograder.judge.child", "autograder.judge.transport", "tqdm.auto")
+           "autograder.diagnosis.diagnose", "autograder.checking.checks", "autograder.checking.scoreboard",
+           "autograder.judge.verdict", "autograder.judge.child", "autograder.judge.transport", "tqdm.auto")
 
 
 # ------------------------------------------------------------------ clients

@@ -3,7 +3,7 @@
 ``KINDS[item.kind]`` is the object that runs an item's answers on hidden
 inputs, makes the reference, compares, describes and probes a notebook (see
 ``kinds.base.Kind``). The visible check cells (``cmp``, ``check_backward``,
-``check_training``, ``check.check_grad(s)``, the ``iris.check_*``), the
+``check_training``, ``checks.check_grad(s)``, the ``iris.check_*``), the
 scoreboard and the hidden judge all go through these objects. A new kind is
 a class here and an entry in KINDS; a notebook made of existing kinds needs
 only its items in ``autograder.exercises``.

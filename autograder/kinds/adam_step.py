@@ -1,6 +1,6 @@
 """Kind "adam_step" (notebook 05): ``adam_step``, the Adam update written by hand.
 
-Visible check (through ``check.check_adam_step``): one step against
+Visible check (through ``checks.check_adam_step``): one step against
 ``torch.optim.Adam``'s, in float64. Hidden check: ADAM_STEPS steps with
 made-up gradients and, in one case, other settings.
 """
@@ -29,7 +29,7 @@ class AdamStepKind(IrisKind):
 
     def check(self, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
               call=call_directly) -> CheckResult:
-        """The visible check (``check.check_adam_step``): one ``step`` against ``torch.optim.Adam``'s, in float64.
+        """The visible check (``checks.check_adam_step``): one ``step`` against ``torch.optim.Adam``'s, in float64.
 
         The step starts from ``parameters`` with autograd's gradients on
         (X, Y); compares the parameters, then m, then v after it.

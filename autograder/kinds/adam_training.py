@@ -1,6 +1,6 @@
 """Kind "adam_training" (notebook 05): ``mlp_backward`` and ``adam_step`` together, a whole training run.
 
-Visible check (through ``check.check_adam_training``): the run against
+Visible check (through ``checks.check_adam_training``): the run against
 autograd with ``torch.optim.Adam``, in float64. Hidden check: the same from
 another initialisation (of other widths in one case).
 """
@@ -33,7 +33,7 @@ class AdamTrainingKind(IrisKind):
 
     def check(self, backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
               epochs: int = iris.EPOCHS, call=call_directly) -> CheckResult:
-        """The visible check (``check.check_adam_training``): training with ``backward`` + ``step`` against
+        """The visible check (``checks.check_adam_training``): training with ``backward`` + ``step`` against
         autograd + ``torch.optim.Adam``.
 
         Both runs in float64 from copies of ``parameters``; each parameter

@@ -1,6 +1,6 @@
 """Kind "function" (Exercise 4): ``manual_backward``, the whole backward pass as a function, on one batch.
 
-Visible check (notebook 04's test cell, through ``check.check_backward``):
+Visible check (notebook 04's test cell, through ``checks.check_backward``):
 the seven gradients against autograd's on the notebook's batch. Hidden
 check: the same on a hidden case's model and batch.
 """
@@ -49,7 +49,7 @@ class BackwardFunctionKind(Kind):
 
     def check(self, backward, parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor,
               call=call_directly) -> CheckResult:
-        """The visible check (``check.check_backward``): ``backward``'s 7 gradients against autograd's.
+        """The visible check (``checks.check_backward``): ``backward``'s 7 gradients against autograd's.
 
         ``backward`` gets copies of ``parameters`` and the batch Xb (n, block_size), Yb (n,).
 

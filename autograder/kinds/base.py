@@ -13,7 +13,7 @@ registry (``autograder.kinds.KINDS``) maps the name an item carries
 * ``compare``: a ``comparison.CheckResult`` of output against reference;
 * ``describe_case``: the hidden inputs in words, for the verdict;
 * ``check``: the visible check, what a notebook's test cell runs (through
-  ``cmp``, ``check.check_backward``, ...); its arguments differ by kind, and
+  ``cmp``, ``checks.check_backward``, ...); its arguments differ by kind, and
   it returns a ``comparison.CheckResult``, which the test cell prints;
 * ``probe``: the same ``check`` on a notebook's variables, for the
   scoreboard, which shows its CheckResult as a row;

@@ -1,6 +1,6 @@
 """Kind "mlp_backward" (notebook 05): ``mlp_backward``, the backward pass of the 4-8-9-3 ReLU network.
 
-Visible check (through ``check.check_mlp_backward``): the 6 gradients
+Visible check (through ``checks.check_mlp_backward``): the 6 gradients
 against autograd's on the training flowers. Hidden check: the same from
 another initialisation (of other widths in one case), on a subset of the
 flowers.
@@ -26,7 +26,7 @@ class MLPBackwardKind(IrisKind):
 
     def check(self, backward, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
               call=call_directly) -> CheckResult:
-        """The visible check (``check.check_mlp_backward``): ``backward``'s 6 gradients against autograd's.
+        """The visible check (``checks.check_mlp_backward``): ``backward``'s 6 gradients against autograd's.
 
         ``backward`` gets copies of ``parameters`` and the flowers X (N, 4), Y (N,).
         """

@@ -1,6 +1,6 @@
 """Kind "scalar" (notebook 00): answer cells that set the ``.grad`` of nodes of a scalar graph.
 
-Visible check: ``check.check_grad(s)`` (``ScalarKind.check``), each node's
+Visible check: ``checks.check_grad(s)`` (``ScalarKind.check``), each node's
 ``.grad`` against PyTorch's on the notebook's graph. Hidden check: the answer
 cells run again on the same graph built from other input numbers, with the
 nodes finished by earlier steps given their correct gradient.
@@ -50,7 +50,7 @@ class ScalarKind(Kind):
     name = "scalar"
 
     def check(self, name: str, value, reference, assigned: bool = True) -> CheckResult:
-        """The visible check (``check.check_grad``): node ``name``'s ``.grad`` against PyTorch's ``reference``."""
+        """The visible check (``checks.check_grad``): node ``name``'s ``.grad`` against PyTorch's ``reference``."""
         return CheckResult((grad_comparison(name, value, reference, assigned),))
 
     def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:

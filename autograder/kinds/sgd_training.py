@@ -1,6 +1,6 @@
 """Kind "sgd_training" (Exercise 4): ``manual_backward`` driving a few steps of SGD.
 
-Visible check (notebook 04's test cell, through ``check.check_training``):
+Visible check (notebook 04's test cell, through ``checks.check_training``):
 CHECK_STEPS steps of SGD with the student's gradients against the same steps
 with autograd's. Hidden check: the same from a hidden case's model, for
 HIDDEN_STEPS steps on batches of the case's size.
@@ -57,7 +57,7 @@ class SGDTrainingKind(Kind):
 
     def check(self, backward, parameters: list[torch.Tensor], steps: int = CHECK_STEPS, seed: int | None = None,
               call=call_directly) -> CheckResult:
-        """The visible check (``check.check_training``): SGD with ``backward``'s gradients and with autograd's.
+        """The visible check (``checks.check_training``): SGD with ``backward``'s gradients and with autograd's.
 
         Both runs take ``steps`` steps from copies of ``parameters`` on the same
         batches of CHECK_BATCH, drawn from ``seed`` (by default the workbook's

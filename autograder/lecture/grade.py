@@ -7,7 +7,7 @@ Each gradient of the 35 (26 + 1 + 1 + 7) is worth one point. ``OUT`` gets:
   (``ex1_dlogprobs``, ...), ``total``, ``max``, ``error``;
 * ``feedback/<student_id>/lecture_report.txt`` and ``.json``: the check's report;
 * ``mistakes.csv``: ``item,diagnosis,students,student_ids``, the class's
-  mistakes by kind, as for the workbook (``grading.mistakes``);
+  mistakes by kind, as for the workbook (``checking.class_mistakes``);
 * ``results.json``: every student's result (items with their ``diagnosis``).
 
 ``grade_lecture_submission`` grades one student from the bytes of their
@@ -24,7 +24,7 @@ import json
 import re
 from pathlib import Path
 
-from ..grading.mistakes import MISTAKES_CSV, MistakeRow, write_mistakes
+from ..checking.class_mistakes import MISTAKES_CSV, MistakeRow, write_mistakes
 from . import LectureSettings
 from .check import check_bytes
 from .parse import EXERCISES, EXPECTED, NotebookError, find_exercises, read_cells

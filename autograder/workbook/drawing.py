@@ -115,7 +115,7 @@ def _arrow(ax, source, target) -> None:
 
 # ------------------------------------------------------------------ Exercise 1: the forward graph
 
-# Colours of a tensor's node by the status of its gradient (autograder.scoreboard's statuses).
+# Colours of a tensor's node by the status of its gradient (autograder.checking.scoreboard's statuses).
 STATUS_COLOURS = {
     "passed": ("#c8e6c9", "#2e7d32"),  # (fill, edge)
     "failed": ("#ffcdd2", "#c62828"),

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from ..exercises import EX1_LINES, ITEMS, ITEMS_BY_ID
 from ..judge.scan import flag_code
-from .report import csv_cell
+from .csv_cells import csv_cell
 
 MISTAKES_CSV = "mistakes.csv"
 NOT_ATTEMPTED = "not_attempted"

@@ -48,10 +48,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .cells import is_stub
-from .exercises import Item, items_of
-from .kinds import kind_of
-from .kinds.base import StudentError
+from ..cells import is_stub
+from ..exercises import Item, items_of
+from ..kinds import kind_of
+from ..kinds.base import StudentError
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 STATUSES = (PASSED, FAILED, NOT_ATTEMPTED)
@@ -171,7 +171,7 @@ def scoreboard(notebook_id: str, namespace: Mapping | None = None, answers: Mapp
 
 def _recorded_answers(notebook_id: str) -> dict[str, str]:
     """The notebook's answer cells as this kernel last ran them (none outside a kernel)."""
-    from .cells import recorded_answers
+    from ..cells import recorded_answers
 
     wanted = {a for item in items_of(notebook_id) for a in item.answers}
     return {answer: source for answer, source in recorded_answers().items() if answer in wanted}

@@ -18,12 +18,12 @@ import sys
 
 import torch
 
-from .diagnosis.comparison import CheckResult, drift_lines
-from .kinds import KINDS
-from .kinds.scalar_grad import grad_issue
-from .kinds.sgd_training import CHECK_STEPS
-from .workbook.iris import EPOCHS, PARAM_NAMES
-from .workbook.value import Value
+from ..diagnosis.comparison import CheckResult, drift_lines
+from ..kinds import KINDS
+from ..kinds.scalar_grad import grad_issue
+from ..kinds.sgd_training import CHECK_STEPS
+from ..workbook.iris import EPOCHS, PARAM_NAMES
+from ..workbook.value import Value
 
 
 def cmp(name: str, dt: object, t: torch.Tensor) -> bool:
@@ -158,7 +158,8 @@ class AssertReasons(ast.NodeTransformer):
         call = node.test
         called = getattr(call.func, "id", getattr(call.func, "attr", None)) if isinstance(call, ast.Call) else None
         if node.msg is None and called in VISIBLE_CHECKS:
-            reason = ast.parse("__import__('autograder.check').check.failure_reason()", mode="eval").body
+            reason = ast.parse("__import__('autograder.checking.checks').checking.checks.failure_reason()",
+                               mode="eval").body
             node.msg = ast.copy_location(reason, node)
             ast.fix_missing_locations(node)
         return node

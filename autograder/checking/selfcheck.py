@@ -44,8 +44,8 @@ from pathlib import Path
 
 import nbformat
 
-from .exercises import NOTEBOOKS, Item, items_of
-from .workbook.training import EX4_STEPS_ENV
+from ..exercises import NOTEBOOKS, Item, items_of
+from ..workbook.training import EX4_STEPS_ENV
 
 DEFAULT_FOLDER = Path("notebooks")
 NOTEBOOK_SECONDS = 300.0  # per notebook, in its kernel
@@ -131,7 +131,7 @@ def judge_run(result: NotebookResult, judge_seconds: float = JUDGE_SECONDS) -> N
     """Fill in the items of an executed notebook: its test cells' outcome and the hidden checks."""
     if result.problem:
         return result
-    from .cells import find_answers
+    from ..cells import find_answers
 
     answers = find_answers([c.source for c in result.original.cells if c.cell_type == "code"])
     result.items = [_judge(item, result.executed, answers, judge_seconds) for item in items_of(result.notebook)]
@@ -148,7 +148,7 @@ def execute_copy(path: Path, timeout: float = NOTEBOOK_SECONDS, ex4_steps: int =
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    quiet = logging.getLogger("autograder.selfcheck.nbclient")
+    quiet = logging.getLogger("autograder.checking.selfcheck.nbclient")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
     with tempfile.TemporaryDirectory(prefix="ninja-check-") as work:
@@ -252,7 +252,7 @@ class _OutOfTime(BaseException):
 
 def hidden_verdict(item: Item, answers: dict[str, str], seconds: float):
     """``judge_item`` in this process, quietly, with a time limit where signals allow one."""
-    from .judge.verdict import Verdict, judge_item
+    from ..judge.verdict import Verdict, judge_item
 
     def expire(signum, frame):
         raise _OutOfTime(f"took longer than {seconds:g} s")
