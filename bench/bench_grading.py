@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder.grading.grade import Settings, grade
+from autograder.engine.cluster import Settings
+from autograder.grading.grade import grade
 from autograder.grading.samples import make_samples
 from bench.common import REPO, Row
 

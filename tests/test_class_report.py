@@ -519,7 +519,8 @@ def planted_submission(edits: dict[str, tuple[str, str]]) -> dict:
 @pytest.fixture(scope="module")
 def planted_class(tmp_path_factory):
     """The planted class, graded once (two jobs, short limits)."""
-    from autograder.grading.grade import Settings, grade
+    from autograder.engine.cluster import Settings
+    from autograder.grading.grade import grade
     from tests.grading_cases import save
 
     root = tmp_path_factory.mktemp("planted")

@@ -22,11 +22,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.engine.cluster import Settings, cluster_client
+from autograder.engine.errors import GradingError
+from autograder.engine.versions import version_conflicts
 from autograder.exercises import ITEMS_BY_ID, items_of, notebook
 from autograder.grading import report
-from autograder.grading.grade import GradingError, Settings, cluster_client, grade
+from autograder.grading.grade import grade
 from autograder.grading.samples import filled, master_solutions
-from autograder.grading.worker import is_daemon, version_conflicts
+from autograder.grading.worker import is_daemon
 from autograder.judge import runner
 from tests.dask_tasks import POISON, poison_or_grade
 

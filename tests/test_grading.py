@@ -28,9 +28,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.engine.cluster import Settings
 from autograder.exercises import ASSIGNMENT, ITEMS, ITEMS_BY_ID, NOTEBOOKS, items_of, max_score
 from autograder.grading import report
-from autograder.grading.grade import Settings, grade
+from autograder.grading.grade import grade
 from autograder.grading.release import LEAK_MARKERS
 from autograder.grading.sanitize import sanitize_file, sanitize_folder
 from autograder.judge import sandbox

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.grading.grade import Settings
+from autograder.engine.cluster import Settings
 from autograder.judge import sandbox
 from autograder.lecture import LectureSettings, check, runner
 from autograder.lecture.grade import ITEM_IDS, grade_folder

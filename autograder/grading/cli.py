@@ -116,7 +116,7 @@ def _demo(out: Path | None, settings) -> None:
 def _grading_options(parser: argparse.ArgumentParser, **overrides) -> None:
     from dataclasses import replace
 
-    from .grade import Settings
+    from ..engine.cluster import Settings
 
     defaults = replace(Settings(), **overrides)
     parser.add_argument("--jobs", type=int, default=defaults.workers,
@@ -140,7 +140,7 @@ def _grading_options(parser: argparse.ArgumentParser, **overrides) -> None:
 
 
 def _settings(args):
-    from .grade import Settings
+    from ..engine.cluster import Settings
 
     return Settings(workers=args.jobs, scheduler=args.scheduler, regrade=args.regrade,
                     notebook_seconds=args.notebook_timeout, item_seconds=args.item_timeout,
@@ -149,8 +149,8 @@ def _settings(args):
 
 
 def _grade(submissions: Path, out: Path, settings) -> list:
+    from ..engine.errors import GradingError
     from . import report
-    from .errors import GradingError
     from .grade import grade
 
     try:
@@ -249,7 +249,7 @@ def _run_lecture_command(args) -> int:
     settings = LectureSettings(exercise_seconds=args.exercise_timeout, ex4_steps=args.ex4_steps)
     if args.command == "check-lecture":
         return check_lecture(args.notebook, args.json_out, settings)
-    from .grade import Settings
+    from ..engine.cluster import Settings
 
     engine = Settings(scheduler=args.scheduler, **({"workers": args.jobs} if args.jobs else {}))
     return grade_lecture(args.submissions, args.out, settings, engine)

@@ -18,54 +18,31 @@
 Students are graded on a Dask cluster, one task per student (see
 ``worker.grade_student``): an embedded ``LocalCluster`` of ``--jobs``
 single-threaded worker processes, or the cluster behind ``--scheduler`` /
-``DASK_SCHEDULER_ADDRESS``. A task gets the submission's files as bytes and
+``DASK_SCHEDULER_ADDRESS`` (``engine.cluster``). A task gets the submission's files as bytes and
 returns the result as data; this process alone writes ``OUT``, one result at a
 time, as they arrive.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
 import tempfile
 import time
 from concurrent.futures import CancelledError
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..engine.cluster import Settings, check_worker_versions, cluster_client
+from ..engine.errors import GradingError
+from ..engine.versions import VersionMismatch, versions
 from ..judge import sandbox
 from . import class_report, report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
-from .errors import GradingError
 
-SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
-CONNECT_SECONDS = 20.0  # to reach a --scheduler before giving up
 CHECKPOINTS = "checkpoints"
 MAX_FILE_BYTES = 50 * 2**20  # a submitted file larger than this is not sent (sanitize rejects it anyway)
-
-
-@dataclass(frozen=True)
-class Settings:
-    workers: int = os.cpu_count() or 1  # --jobs: worker processes of the embedded cluster
-    notebook_seconds: float = 120.0  # per notebook, in the student's kernel
-    item_seconds: float = 10.0  # --item-timeout: per item and hidden case, in the judge
-    student_seconds: float = 120.0  # the whole of one student's grading; what is not judged by then scores 0
-    memory_gb: float = 4.0  # data segment of each sandboxed process of a student (0: no limit)
-    ex4_steps: int = 300  # Exercise 4's training run while grading (the lecture's is 200,000; no check depends on it)
-    tries: int = 3  # a student whose grading kills the worker this many times is recorded as failed
-    scheduler: str | None = None  # a Dask scheduler's address; None: DASK_SCHEDULER_ADDRESS or an embedded cluster
-    regrade: bool = False  # grade every student again, even those with a result in OUT
-    keep_work: bool = False  # keep the workers' folders (for debugging the grader)
-
-    def for_workers(self) -> dict:
-        """What a worker needs to know (the rest is the driver's business)."""
-        return {key: value for key, value in asdict(self).items()
-                if key in ("notebook_seconds", "item_seconds", "student_seconds", "memory_gb", "ex4_steps",
-                           "keep_work")}
 
 
 def grade(submissions: Path, out: Path, settings: Settings = Settings(), progress=print, task=None) -> list[dict]:
@@ -78,7 +55,7 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
     ``if __name__ == "__main__":``: the embedded cluster's worker processes
     import the main module again.
     """
-    from .worker import grade_student, versions
+    from .worker import grade_student
 
     started = time.monotonic()
     ensure_tools_on_path()
@@ -156,8 +133,6 @@ def _outcome(future, student: str, settings: Settings) -> dict:
     """The student's result, or a failed result that says why there is none."""
     from distributed import KilledWorker
 
-    from .worker import VersionMismatch
-
     started = time.monotonic()
     try:
         return future.result()
@@ -175,72 +150,6 @@ def _outcome(future, student: str, settings: Settings) -> dict:
     except Exception as err:
         return {**report.failed_result(student, f"the grader failed on this submission ({type(err).__name__}: "
                                        f"{str(err)[:300]})", "", time.monotonic() - started), "failed": True}
-
-
-# -------------------------------------------------------------- the cluster
-
-@contextlib.contextmanager
-def cluster_client(settings: Settings, progress=print):
-    """A Dask client of the cluster to grade on: ``settings.scheduler``, the environment's, or an embedded one."""
-    import dask
-    from distributed import Client, LocalCluster
-
-    address = settings.scheduler or os.environ.get(SCHEDULER_VARIABLE)
-    # Workers start sandboxes and a fork server: a daemonic process may not have
-    # children, so the embedded cluster's workers are not daemonic.
-    config = {"distributed.worker.daemon": False,
-              "distributed.scheduler.allowed-failures": max(0, settings.tries - 1),
-              "distributed.comm.timeouts.connect": f"{CONNECT_SECONDS:g}s",
-              "distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
-              "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": False,
-              "distributed.admin.system-monitor.gil.enabled": False}
-    with dask.config.set(config), contextlib.ExitStack() as stack:
-        if address:
-            try:
-                client = stack.enter_context(Client(address, timeout=CONNECT_SECONDS, set_as_default=False))
-            except (OSError, TimeoutError) as err:
-                raise GradingError(f"cannot reach the Dask scheduler at {address} within {CONNECT_SECONDS:g} s "
-                                   f"({type(err).__name__}: {err}); nothing was written") from None
-            progress(f"grading on the Dask cluster at {address} "
-                     f"({len(client.scheduler_info(n_workers=-1).get('workers', {}))} workers now)")
-        else:
-            # The scheduler's HTTP server always runs (on loopback, a free port); it
-            # serves the dashboard only when bokeh is installed.
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=max(1, settings.workers), threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address="127.0.0.1:0", memory_limit=0, silence_logs=40))
-            client = stack.enter_context(Client(cluster, set_as_default=False))
-            progress(f"grading on an embedded Dask cluster of {settings.workers} worker processes")
-        link = _dashboard(client) if address or importlib.util.find_spec("bokeh") else None
-        if link:
-            progress(f"dashboard: {link}")
-        yield client
-
-
-def _dashboard(client) -> str | None:
-    """The scheduler's dashboard, if it runs one (it needs bokeh on the scheduler)."""
-    from urllib.parse import urlparse
-
-    try:
-        port = client.scheduler_info().get("services", {}).get("dashboard")
-    except Exception:  # an old or unusual scheduler: no dashboard to show
-        return None
-    host = urlparse(client.scheduler.address).hostname if port else None
-    return f"http://{host}:{port}/status" if host else None
-
-
-def check_worker_versions(client, mine: dict[str, str]) -> None:
-    """Refuse a cluster with a worker that grades with other code or another torch."""
-    from .worker import version_conflicts, versions
-
-    try:
-        theirs = client.run(versions)
-    except Exception as err:  # e.g. a worker without the package at all
-        raise GradingError(f"the workers could not report their versions ({type(err).__name__}: {err}); "
-                           "they need the installed package with its grading extra and the pinned torch") from None
-    conflicts = [c for worker, found in sorted(theirs.items()) for c in version_conflicts(mine, found, f"worker {worker}")]
-    if conflicts:
-        raise GradingError("refusing to grade with workers of other versions: " + "; ".join(conflicts))
 
 
 # ---------------------------------------------------- submissions and templates

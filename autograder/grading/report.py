@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..cells import HIDDEN_CHECK_CALL, HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
 from ..checking.csv_cells import csv_cell
+from ..engine.errors import GradingError
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, items_of, max_score
-from .errors import GradingError
 
 HIDDEN_MARKERS = (HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END, HIDDEN_CHECK_CALL)
 

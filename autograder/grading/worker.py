@@ -25,8 +25,6 @@ students it grades, so torch is imported once per worker, not per student.
 from __future__ import annotations
 
 import atexit
-import functools
-import hashlib
 import json
 import multiprocessing
 import os
@@ -42,6 +40,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..engine.versions import VersionMismatch, version_conflicts, versions
 from ..exercises import ASSIGNMENT, ITEMS
 from ..judge import sandbox
 from ..judge.forkserver import ForkServer, kernel_argv
@@ -53,38 +52,6 @@ from .sanitize import sanitize_folder
 INTERNAL_ID = "student"  # nbgrader globs paths: a real id like "a[1]" would not match itself
 KERNEL_NAME = "backprop-ninja-sandbox"
 LINK_TARGET = "/nonexistent-link-target"  # what a student's symbolic link becomes on the worker
-
-
-class VersionMismatch(RuntimeError):
-    """This worker runs other grading code or another torch than the grader that sent the task."""
-
-
-@functools.lru_cache(maxsize=1)
-def versions() -> dict[str, str]:
-    """What decides a grade besides the submission: this package's code and torch's version.
-
-    The package is identified by a digest of its source files, so two
-    installs grade alike exactly when they hold the same code.
-    """
-    import torch
-
-    package = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    try:
-        from importlib.metadata import version
-
-        release = version("backprop-ninja")
-    except Exception:  # a checkout on sys.path, not an installed distribution
-        release = "checkout"
-    return {"package": f"{release} (code {digest.hexdigest()[:12]})", "torch": torch.__version__}
-
-
-def version_conflicts(mine: dict[str, str], theirs: dict[str, str], where: str) -> list[str]:
-    """One sentence per component whose version differs, naming both."""
-    return [f"{where} has {name} {theirs.get(name)}, the grader has {mine[name]}"
-            for name in sorted(mine) if theirs.get(name) != mine[name]]
 
 
 def grade_student(task: dict, templates: dict) -> dict:

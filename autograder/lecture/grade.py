@@ -12,7 +12,7 @@ Each gradient of the 35 (26 + 1 + 1 + 7) is worth one point. ``OUT`` gets:
 
 ``grade_lecture_submission`` grades one student from the bytes of their
 files. The students are graded on the workbook's engine, a Dask cluster
-(``grading.grade.cluster_client``: embedded, or ``--scheduler``), one task per
+(``engine.cluster.cluster_client``: embedded, or ``--scheduler``), one task per
 student; a student whose notebook is broken or hostile gets their error and 0,
 never stopping the rest, and this process alone writes ``OUT``.
 """
@@ -101,12 +101,12 @@ def grade_folder(submissions: Path, out: Path, settings: LectureSettings = Lectu
                  progress=print, engine=None) -> dict[str, dict]:
     """Grade every student in ``submissions`` into ``out``; returns student_id -> result.
 
-    ``engine`` (``grading.grade.Settings``) says where: its ``workers`` and
+    ``engine`` (``engine.cluster.Settings``) says where: its ``workers`` and
     ``scheduler``, as for ``grade``; by default an embedded cluster.
     """
     from distributed import as_completed
 
-    from ..grading.grade import Settings, cluster_client
+    from ..engine.cluster import Settings, cluster_client
 
     students = student_files(submissions)
     if not students:
