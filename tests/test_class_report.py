@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from autograder import cli
 from autograder.checking import class_mistakes
 from autograder.checking.class_mistakes import MistakeRow, classify
 from autograder.diagnosis.codes import CODES_BY_NAME
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, items_of, max_score, notebook
-from autograder.grading import class_report, cli, export, late, report
+from autograder.grading import class_report, export, late, report
 from autograder.grading.export import ExportError, ExportRow, RosterEntry, StudentGrade
 from autograder.judge import scan
 from autograder.judge.scan import scan_answers

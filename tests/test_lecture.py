@@ -126,7 +126,7 @@ def test_taint_follows_grad_reads_and_a_clean_second_attempt_clears_it():
 
 
 def test_cli_knows_both_commands():
-    from autograder.grading.cli import main
+    from autograder.cli import main
 
     for command in ("check-lecture", "grade-lecture"):
         with pytest.raises(SystemExit) as exit_:

@@ -33,9 +33,9 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from autograder import resources
+from autograder import cli, resources
 from autograder.exercises import NOTEBOOKS, items_of, notebook
-from autograder.grading import cli, course, release
+from autograder.grading import course, release
 from autograder.grading.release import INSTALL_ID, ReleaseError
 from autograder.grading.samples import filled, make_samples
 
@@ -179,7 +179,7 @@ def test_notebooks_writes_the_release_and_never_overwrites_work(tmp_path, capsys
 def test_notebooks_needs_neither_nbgrader_nor_torch(tmp_path):
     """A student's pip install has no [grading] extra; fetching the notebooks must not need it."""
     absent = "import sys\nfor name in ('nbgrader', 'nbconvert', 'torch'):\n    sys.modules[name] = None\n"
-    fetch = f"from autograder.grading import cli\ncli.main(['notebooks', {str(tmp_path / 'nbs')!r}])\n"
+    fetch = f"from autograder import cli\ncli.main(['notebooks', {str(tmp_path / 'nbs')!r}])\n"
     done = subprocess.run([sys.executable, "-c", absent + fetch], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert sorted(p.stem for p in (tmp_path / "nbs").iterdir()) == sorted(NOTEBOOKS)

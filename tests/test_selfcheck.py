@@ -124,7 +124,7 @@ def test_a_folder_that_is_not_there_or_a_notebook_that_cannot_be_read_exits_1(tm
 
 
 def test_the_command_line_has_a_check_subcommand(capsys):
-    from autograder.grading.cli import main
+    from autograder.cli import main
 
     with pytest.raises(SystemExit) as done:
         main(["check", "--help"])

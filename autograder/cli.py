@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "export":
         _export(args)
     elif args.command == "check":
-        from ..checking.selfcheck import main as self_check
+        from .checking.selfcheck import main as self_check
 
         sys.exit(self_check(args.folder, timeout=args.timeout, ex4_steps=args.ex4_steps))
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
 # ------------------------------------------------------------------ export (grades for an LMS)
 
 def _export_command(commands) -> None:
-    from .export import DEFAULT_ASSIGNMENT, FORMATS
+    from .grading.export import DEFAULT_ASSIGNMENT, FORMATS
 
     export = commands.add_parser("export", help="write OUT's grades as a Canvas, Moodle or long CSV file")
     export.add_argument("out", type=Path, help="a folder that `grade` wrote (its gradebook.db)")
@@ -78,7 +78,7 @@ def _export_command(commands) -> None:
 
 
 def _export(args) -> None:
-    from .export import ExportError, export
+    from .grading.export import ExportError, export
 
     try:
         summary = export(args.out, args.format, args.output, args.roster, args.assignment, args.assignment_id)
@@ -94,9 +94,9 @@ def _export(args) -> None:
 def _demo(out: Path | None, settings) -> None:
     import shutil
 
-    from . import report
-    from .course import BUILD
-    from .samples import make_samples
+    from .grading import report
+    from .grading.course import BUILD
+    from .grading.samples import make_samples
 
     _need_checkout("demo")
     out = out or BUILD / "demo"
@@ -116,7 +116,7 @@ def _demo(out: Path | None, settings) -> None:
 def _grading_options(parser: argparse.ArgumentParser, **overrides) -> None:
     from dataclasses import replace
 
-    from ..engine.cluster import Settings
+    from .engine.cluster import Settings
 
     defaults = replace(Settings(), **overrides)
     parser.add_argument("--jobs", type=int, default=defaults.workers,
@@ -140,7 +140,7 @@ def _grading_options(parser: argparse.ArgumentParser, **overrides) -> None:
 
 
 def _settings(args):
-    from ..engine.cluster import Settings
+    from .engine.cluster import Settings
 
     return Settings(workers=args.jobs, scheduler=args.scheduler, regrade=args.regrade,
                     notebook_seconds=args.notebook_timeout, item_seconds=args.item_timeout,
@@ -149,9 +149,9 @@ def _settings(args):
 
 
 def _grade(submissions: Path, out: Path, settings) -> list:
-    from ..engine.errors import GradingError
-    from . import report
-    from .grade import grade
+    from .engine.errors import GradingError
+    from .grading import report
+    from .grading.grade import grade
 
     try:
         results = grade(submissions, out, settings)
@@ -168,7 +168,7 @@ def _grade(submissions: Path, out: Path, settings) -> list:
 
 
 def _need_checkout(command: str) -> None:
-    from .. import resources
+    from . import resources
 
     if resources.checkout_root() is None:
         sys.exit(f"error: `{command}` works on the masters in solutions/, so it needs a checkout of the repository "
@@ -176,7 +176,7 @@ def _need_checkout(command: str) -> None:
 
 
 def _copy_notebooks(dest: Path, force: bool) -> None:
-    from .release import ReleaseError, copy_release
+    from .grading.release import ReleaseError, copy_release
 
     try:
         written = copy_release(dest, overwrite=force)
@@ -187,8 +187,8 @@ def _copy_notebooks(dest: Path, force: bool) -> None:
 
 
 def _colab_links(repository: str | None, ref: str | None) -> None:
-    from . import course
-    from .release import ReleaseError, colab_links
+    from .grading import course
+    from .grading.release import ReleaseError, colab_links
 
     repository = repository or course.REPOSITORY_URL
     if not repository:
@@ -203,8 +203,8 @@ def _colab_links(repository: str | None, ref: str | None) -> None:
 
 
 def _release(package_spec: str | None = None) -> None:
-    from . import course
-    from .release import ReleaseError, generate_release, leaked_markers
+    from .grading import course
+    from .grading.release import ReleaseError, generate_release, leaked_markers
 
     _need_checkout("release")
     try:
@@ -221,7 +221,7 @@ def _release(package_spec: str | None = None) -> None:
 # ------------------------------------------------ notebooks in the lecture's own format (issue 16)
 
 def _lecture_commands(commands) -> None:
-    from ..lecture import EX4_STEPS, EXERCISE_SECONDS
+    from .lecture import EX4_STEPS, EXERCISE_SECONDS
 
     check = commands.add_parser("check-lecture", help="check the answers in a notebook of the lecture's own format")
     check.add_argument("notebook", type=Path, help="a .ipynb (or a .py exported from Colab) in the lecture's format")
@@ -242,14 +242,14 @@ def _lecture_commands(commands) -> None:
 
 
 def _run_lecture_command(args) -> int:
-    from ..lecture import LectureSettings
-    from ..lecture.check import main as check_lecture
-    from ..lecture.grade import main as grade_lecture
+    from .lecture import LectureSettings
+    from .lecture.check import main as check_lecture
+    from .lecture.grade import main as grade_lecture
 
     settings = LectureSettings(exercise_seconds=args.exercise_timeout, ex4_steps=args.ex4_steps)
     if args.command == "check-lecture":
         return check_lecture(args.notebook, args.json_out, settings)
-    from ..engine.cluster import Settings
+    from .engine.cluster import Settings
 
     engine = Settings(scheduler=args.scheduler, **({"workers": args.jobs} if args.jobs else {}))
     return grade_lecture(args.submissions, args.out, settings, engine)
