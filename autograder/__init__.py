@@ -1,20 +1,25 @@
-"""Backprop Ninja: the shared code of the workbook.
+"""Backprop Ninja: the workbook's own code, its checks and its graders.
 
-* ``data``: the names list, vocabulary and train/dev/test tensors
-* ``model``: parameters, the chunked and fused forward passes, evaluation
-* ``scalar``: the scalar ``Value`` of notebook 00, its graphs and their drawing
-* ``iris``: the iris data, network, Adam reference and checks of notebook 05
-* ``check``: ``cmp``, which compares a hand-derived gradient with autograd's
-* ``training``: the bookkeeping of notebook 04's training loop (curve, validation, replay)
-* ``exercises``: the registry of answer cells and graded items
-* ``kinds``: how each kind of graded item is run, referenced, compared and shown
-* ``cells``: the answer directive, stubs and hidden-test markers; recording cells
-* ``untrusted``: running answer code with autograd locked out (the untrusted side)
-* ``scan``: static checks of answer code
-* ``verdict``: hidden checks on inputs the student never saw
-* ``selfcheck``: ``make check``, a student's check of the notebooks before handing in
-* ``grading``: the release and autograding pipeline around nbgrader
-  (``python -m autograder --help``)
+Its folders are its trades, bottom to top; each imports only those below it
+(the table is ``ALLOWED`` in ``tests/test_architecture.py``):
+
+* ``resources``, ``exercises``, ``cells``: where the package's files are, the
+  registry of answer cells and graded items, the markup of the cells;
+* ``workbook/``: what a student's kernel imports: the data, the model, the
+  scalar ``Value`` of notebook 00, plots and drawings, training, timing;
+* ``diagnosis/``: an answer compared with its reference, the likely mistake,
+  its code and the hint that addresses it;
+* ``kinds/``: one module per kind of graded item: how it is run on hidden
+  inputs, referenced, compared and shown;
+* ``judge/``: answer cells run again on hidden inputs, in a sandboxed child
+  process, and the verdicts;
+* ``checking/``: the test cells' checks (``cmp``, ...), the scoreboard, the
+  self-check (``backprop-ninja check``), the class's mistakes;
+* ``engine/``: the Dask cluster that grades, for both graders above it;
+* ``grading/``: the release and the autograding of a class with nbgrader;
+  ``lecture/``: notebooks in the lecture's own format, checked and graded;
+* ``cli``: the command line (``python -m autograder --help``), which imports
+  a package only when a command needs it.
 """
 
 import sys

@@ -1,9 +1,12 @@
-"""The shape of the package: no import cycles, no reaching into another module's privates, a torch-free CLI.
+"""The shape of the package: imports that flow one way, no cycles, no reaching into privates, a torch-free CLI.
 
 The import graph is read from the source with ``ast`` (every ``import``, at
 the top of a module or inside a function, since a cycle through a lazy import
 is still a cycle a reader has to untangle), so nothing here imports the
 package.
+
+The folders of ``autograder/`` are its trades, bottom to top; ``ALLOWED``
+says which of them each may import, so that every arrow points down.
 """
 
 from __future__ import annotations
@@ -116,6 +119,72 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
+# ------------------------------------------------------------------ the allowed directions
+
+# The three top-level modules at the bottom: everything may import them, they import nothing of the package.
+BOTTOM = {"resources", "exercises", "cells"}
+# What each part of the package (a folder, or a module at the top level) may import besides itself, bottom to top.
+ALLOWED: dict[str, set[str]] = {
+    "resources": set(),
+    "exercises": set(),
+    "cells": set(),
+    "workbook": BOTTOM,  # what a student's kernel imports
+    "diagnosis": BOTTOM | {"workbook"},  # comparison, diagnose, codes, hints
+    "kinds": BOTTOM | {"workbook", "diagnosis"},  # one module per kind of graded item (and see UPWARD)
+    "judge": BOTTOM | {"workbook", "diagnosis", "kinds"},  # the hidden checks, their processes and sandbox
+    "checking": BOTTOM | {"workbook", "diagnosis", "kinds", "judge"},  # the test cells' checks, scoreboard, self-check
+    "engine": BOTTOM | {"workbook", "diagnosis", "kinds", "judge", "checking"},  # the Dask cluster both graders use
+    # The two graders, side by side: neither imports the other.
+    "grading": BOTTOM | {"workbook", "diagnosis", "kinds", "judge", "checking", "engine"},
+    "lecture": BOTTOM | {"workbook", "diagnosis", "kinds", "judge", "checking", "engine"},
+    # The entry points, at the top: they import a package when a command (or ``cmp``) needs it (see LAZY).
+    "cli": BOTTOM | {"workbook", "diagnosis", "kinds", "judge", "checking", "engine", "grading", "lecture"},
+    "__main__": {"cli"},
+    "__init__": {"checking"},  # the lazy ``autograder.cmp``
+}
+# The one arrow allowed to point up, for now: the kinds run a student's answer (``run``) through the judge's
+# ``untrusted`` (run_answer, load_function, autograd_forbidden). It goes when running answers leaves the kinds.
+UPWARD = {"kinds": {"autograder.judge.untrusted"}}
+# Modules that import the package only inside functions, so that ``--help`` (and ``import autograder``) stay light.
+LAZY = {"autograder", "autograder.cli"}
+MAX_TOP_LEVEL_MODULES = 6
+
+
+def part_of(module: str) -> str:
+    """``autograder.judge.runner`` -> ``judge``; ``autograder.cli`` -> ``cli``; ``autograder`` -> ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def direction_violations(graph: dict[str, set[str]], allowed: dict[str, set[str]],
+                         upward: dict[str, set[str]]) -> list[str]:
+    """'<module> -> <imported module>' for every import that ``allowed`` (and ``upward``) does not permit."""
+    found = []
+    for module, imports in sorted(graph.items()):
+        part = part_of(module)
+        if part not in allowed:
+            found.append(f"{module}: {part} is not in the table of allowed directions (add it)")
+            continue
+        for target in sorted(imports):
+            other = part_of(target)
+            if other != part and other not in allowed[part] and target not in upward.get(part, set()):
+                permitted = ", ".join(sorted(allowed[part])) or "nothing of the package"
+                found.append(f"{module} -> {target} ({part} may import {permitted})")
+    return found
+
+
+def eager_imports(path: Path, module: str, modules: dict[str, Path]) -> list[str]:
+    """The package's modules that ``path`` imports at its top level (not inside a function)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for source, _ in imported_names(node, module, path.name == "__init__.py", set(modules)):
+                if source in modules and source != module:
+                    found.append(source)
+    return found
+
+
 # ------------------------------------------------------------------ the tests
 
 
@@ -124,6 +193,47 @@ def test_no_import_cycles_in_the_package():
     assert "autograder.grading.grade" in graph and graph["autograder.grading.grade"], "the graph missed imports"
     cycles = find_cycles(graph)
     assert not cycles, "import cycles in autograder/:\n  " + "\n  ".join(" -> ".join(c) for c in cycles)
+
+
+def test_imports_flow_down_the_table_of_allowed_directions():
+    violations = direction_violations(import_graph(package_modules()), ALLOWED, UPWARD)
+    assert not violations, "imports against the allowed directions (see ALLOWED):\n  " + "\n  ".join(violations)
+
+
+def test_the_one_upward_arrow_is_still_needed():
+    """UPWARD lists only arrows that exist: when the kinds stop importing the judge, the exception goes too."""
+    graph = import_graph(package_modules())
+    for part, targets in UPWARD.items():
+        for target in targets:
+            assert any(part_of(m) == part and target in imports for m, imports in graph.items()), \
+                f"no module of {part} imports {target} any more: remove it from UPWARD"
+
+
+def test_the_command_line_imports_the_packages_lazily():
+    modules = package_modules()
+    for module in LAZY:
+        assert not eager_imports(modules[module], module, modules), f"{module} imports the package at its top level"
+
+
+def test_at_most_six_modules_sit_at_the_top_level():
+    top = sorted(path.stem for path in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, f"{len(top)} modules at the top of autograder/: {', '.join(top)}"
+    assert set(top) <= set(ALLOWED), f"top-level modules missing from ALLOWED: {sorted(set(top) - set(ALLOWED))}"
+
+
+def test_the_direction_detector_sees_an_upward_import(tmp_path):
+    package = tmp_path / "pkg"
+    for folder in ("low", "high"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "low" / "a.py").write_text("def f():\n    from ..high import b\n    return b\n")
+    (package / "high" / "b.py").write_text("from ..low import a\n")
+    graph = import_graph(package_modules(package))
+    allowed = {"low": set(), "high": {"low"}, "__init__": set()}
+    assert direction_violations(graph, allowed, {}) == ["pkg.low.a -> pkg.high.b (low may import nothing of the package)"]
+    assert direction_violations(graph, allowed, {"low": {"pkg.high.b"}}) == []
+    assert direction_violations(graph, {"high": {"low"}, "__init__": set()}, {})[0].startswith("pkg.low:")
 
 
 def test_no_module_uses_another_modules_private_names():

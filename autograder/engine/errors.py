@@ -1,7 +1,9 @@
 """The error a grading batch stops with (bad folders, an incompatible gradebook, a bad cluster).
 
-It has a module of its own so that ``grade`` (which raises it) and ``report``
-(which raises it about a gradebook) need not import each other.
+It lives in the engine, below ``grading`` and ``lecture``: ``cluster`` raises
+it (an unreachable scheduler, workers of other versions), and so do
+``grading.grade`` (bad folders) and ``grading.report`` (an incompatible
+gradebook), which need not import each other for it.
 """
 
 

@@ -1,15 +1,22 @@
-"""The kinds of graded item, by name: the one place that knows how each kind is checked.
+"""The kinds of graded item, by name: one module per kind, the one place that knows how each kind is checked.
 
 ``KINDS[item.kind]`` is the object that runs an item's answers on hidden
 inputs, makes the reference, compares, describes and probes a notebook (see
-``kinds.base.Kind``). The visible check cells (``cmp``, ``check_backward``,
-``check_training``, ``checks.check_grad(s)``, the ``iris.check_*``), the
-scoreboard and the hidden judge all go through these objects. A new kind is
-a class here and an entry in KINDS; a notebook made of existing kinds needs
-only its items in ``autograder.exercises``.
+``base.Kind``): ``gradient`` (a gradient tensor, Exercises 1-3),
+``scalar_grad`` (the ``.grad`` of a scalar node, notebook 00),
+``backward_function`` and ``sgd_training`` (Exercise 4's ``manual_backward``,
+alone and driving SGD), ``mlp_backward``, ``adam_step`` and ``adam_training``
+(notebook 05). Their hidden inputs are ``cases`` (and ``iris_cases``). The
+test cells' checks (``checking.checks``), the scoreboard and the hidden judge
+all go through these objects. A new kind is a module here and an entry in
+KINDS; a notebook made of existing kinds needs only its items in
+``autograder.exercises``.
 
 Trust: ``Kind.run`` executes student code (untrusted; in grading it is called
 only in the sandboxed ``judge.child``); everything else is trusted.
+
+May import: ``diagnosis``, ``workbook`` and the top-level ``resources``, ``exercises`` and ``cells``; for now also
+``judge.untrusted``, which runs an answer (the one import that points up).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ block inside the Exercise 4 training loop. This package
   reports (``report``), and
 * grades a folder of such notebooks (``grade``).
 
+May import: ``engine``, ``checking``, ``judge``, ``kinds``, ``diagnosis``, ``workbook`` and the top-level
+``resources``, ``exercises`` and ``cells``; never ``grading``.
+
 Here, torch-free so the CLI can show them in ``--help``: the defaults of
 ``check-lecture`` and ``grade-lecture`` and the settings they make.
 """
