@@ -29,7 +29,7 @@ __all__ = ["cmp"]
 # jsonschema (under nbformat and nbgrader) imports rfc3987_syntax only to check
 # "iri" string formats, which notebooks never use, and that module builds a
 # parser grammar at import: 3 s for every process that reads a notebook
-# (grading, make check). Skip it.
+# (grading, backprop-ninja check). Skip it.
 sys.modules.setdefault("rfc3987_syntax", None)
 
 

@@ -1,4 +1,4 @@
-"""``make check`` (autograder.checking.selfcheck): the student's self-check before submitting.
+"""``backprop-ninja check`` (autograder.checking.selfcheck): the student's self-check before submitting.
 
 The notebooks are executed once per session for the blank release, a
 partial submission and the solutions (``tests/workbook_runs.py``); the

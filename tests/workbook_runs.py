@@ -1,8 +1,8 @@
-"""The workbook as three students hand it in, each run once through ``make check``'s machinery.
+"""The workbook as three students hand it in, each run once through the self-check's machinery.
 
 ``tests/test_scoreboard.py`` and ``tests/test_selfcheck.py`` both need the
 notebooks executed, which takes seconds per notebook; ``checked(kind)`` gives
-one submission's folder run through ``make check``'s steps (execute a copy of
+one submission's folder run through the self-check's steps (execute a copy of
 each notebook, then judge its items), done once per test session for all
 kinds together (a process-wide cache, so both test modules share it), with
 the executed copies kept. The submissions are made from the student release with
@@ -62,7 +62,7 @@ def filled_answers(kind: str) -> set[str]:
 
 
 def expected_status(kind: str, item: Item) -> str:
-    """What the scoreboard and make check must make of ``item`` in submission ``kind``."""
+    """What the scoreboard and the self-check must make of ``item`` in submission ``kind``."""
     if not set(item.answers) <= filled_answers(kind):
         return selfcheck.NOT_ATTEMPTED
     if kind == "partial" and set(item.answers) & set(WRONG):
@@ -114,7 +114,7 @@ def _root() -> Path:
 
 
 def checked(kind: str, notebooks: tuple[str, ...] = NOTEBOOKS) -> Run:
-    """Submission ``kind`` written to a folder and checked with ``make check``'s machinery.
+    """Submission ``kind`` written to a folder and checked with the self-check's machinery.
 
     Only ``notebooks`` are run (``make test EX=2`` needs one); the folder
     holds all six. The first call runs every kind at once (see ``_check_all``).

@@ -5,11 +5,11 @@ a row per graded item of the notebook (``exercises.items_of``) with its name,
 the shape of the tensor it checks, its maxdiff and its status. JupyterLab
 shows it as an HTML table (``_repr_html_``); ``str()``/``repr()`` give the
 same table as plain text, which is what an executed notebook keeps as
-``text/plain`` and what ``make check`` prints.
+``text/plain`` and what ``backprop-ninja check`` prints.
 
 How the status is decided. The scoreboard repeats the notebook's *visible*
 checks, silently, on the notebook's variables as they are when the summary
-cell runs (the hidden checks on unseen inputs are ``make check``'s job):
+cell runs (the hidden checks on unseen inputs are ``backprop-ninja check``'s job):
 
 * **not attempted** when one of the item's answer cells still holds the
   released stub (``raise NotImplementedError()``) as the kernel last ran it,
@@ -42,6 +42,7 @@ import contextlib
 import html
 import inspect
 import io
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 STATUSES = (PASSED, FAILED, NOT_ATTEMPTED)
 SYMBOLS = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: ""}
 FOOTNOTE = ("Checked like the test cells, on this notebook's own variables. When grading, the answer "
-            "cells run again on unseen inputs: `make check` tries that too.")
+            "cells run again on unseen inputs: `backprop-ninja check` tries that too, on a saved copy of this "
+            "notebook (`make check` in a checkout of the repository).")
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,12 @@ class Scoreboard:
         return (f"<p><b>{html.escape(self.headline())}</b></p>"
                 "<table><thead><tr><th>item</th><th>name</th><th>shape</th><th>status</th><th>maxdiff</th>"
                 f"<th style='text-align:left'>why</th></tr></thead><tbody>{''.join(body)}</tbody></table>"
-                f"<p style='font-size:90%'>{html.escape(FOOTNOTE).replace('`make check`', '<code>make check</code>')}</p>")
+                f"<p style='font-size:90%'>{_code_spans(html.escape(FOOTNOTE))}</p>")
+
+
+def _code_spans(text: str) -> str:
+    """`name` as <code>name</code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
 def _shape(shape) -> str:

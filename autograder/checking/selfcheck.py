@@ -1,4 +1,4 @@
-"""``make check``: a student's self-check before submitting.
+"""``backprop-ninja check``: a student's self-check before submitting (``make check`` in a checkout).
 
 ``python -m autograder check [FOLDER]`` (FOLDER defaults to ``notebooks``)
 runs every notebook of the workbook found in FOLDER and prints, per notebook,
@@ -279,8 +279,8 @@ def hidden_verdict(item: Item, answers: dict[str, str], seconds: float):
 # ------------------------------------------------------------------ reporting
 
 def report(results: list[NotebookResult], source: Path, ex4_steps: int = EX4_STEPS) -> str:
-    """The text ``make check`` prints."""
-    lines = [f"make check: each notebook in {source} runs on a copy ({EX4_STEPS_ENV}={ex4_steps}); "
+    """The text ``backprop-ninja check`` prints."""
+    lines = [f"backprop-ninja check: each notebook in {source} runs on a copy ({EX4_STEPS_ENV}={ex4_steps}); "
              "your files are not changed.", ""]
     width = max(len(r.notebook) for r in results) if results else 0
     for result in results:
@@ -332,7 +332,7 @@ def main(folder: Path = DEFAULT_FOLDER, timeout: float = NOTEBOOK_SECONDS, ex4_s
     out = out or sys.stdout
     folder = Path(folder)
     if not folder.exists():
-        print(f"make check: {folder} does not exist", file=out)
+        print(f"backprop-ninja check: {folder} does not exist", file=out)
         return 1
     results = check_folder(folder, timeout, ex4_steps, jobs=jobs)
     print(report(results, folder, ex4_steps), file=out, flush=True)

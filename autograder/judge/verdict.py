@@ -98,7 +98,7 @@ def _typed_in_size(item: Item, failed: int, sources: Mapping[str, str]) -> Diagn
 
 
 def judge_item(item: Item, answers: dict[str, str]) -> Verdict:
-    """Judge one item in this process (trusted code only, e.g. the masters, or ``make check``)."""
+    """Judge one item in this process (trusted code only, e.g. the masters, or ``backprop-ninja check``)."""
     missing = [a for a in item.answers if a not in answers]
     if missing:
         return Verdict(item.grade_id, False, f"answer cell not found: no code cell starts with '#| answer: {missing[0]}'")
