@@ -18,7 +18,7 @@ from autograder.judge.scan import scan_answers
 from autograder.judge.untrusted import ForbiddenInAnswer
 from autograder.kinds import student_output
 from autograder.kinds.cases import HIDDEN_CASES
-from autograder.workbook import iris
+from autograder.workbook import iris, model
 
 pytestmark = pytest.mark.ex5
 
@@ -233,13 +233,13 @@ def test_train_torch_is_the_blogs_loop(split):
 
 
 def test_the_notebooks_run_learns_and_generalises(split):
-    params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
+    params = iris.init_mlp(torch.Generator().manual_seed(model.SEED))
     trained, losses = iris.train_manual(params, split.Xtr, split.Ytr, mlp_backward, adam_step)
     assert len(losses) == iris.EPOCHS
     assert losses[-1] < losses[9] / 5  # the blog: ~1.13 at epoch 10, ~0.065 at epoch 100
     assert iris.accuracy(trained, split.Xte, split.Yte) >= 0.9
     assert all(torch.equal(p.detach(), q.detach()) for p, q in zip(params, iris.init_mlp(
-        torch.Generator().manual_seed(iris.INIT_SEED))))  # the arguments are left alone
+        torch.Generator().manual_seed(model.SEED))))  # the arguments are left alone
 
 
 # ------------------------------------------------------------------ the tolerance of the training check
@@ -261,7 +261,7 @@ def test_correct_training_stays_far_inside_the_tolerance(split, seed, h1, h2):
     (None, "no bias correction"), (None, "eps under the root"), (None, "betas swapped"),
 ])
 def test_every_mistake_is_far_outside_the_tolerance(split, backward_mistake, step_mistake):
-    params = init(iris.INIT_SEED)
+    params = init(model.SEED)
     backward = with_mistake(mlp_backward, backward_mistake)
     step = with_mistake(adam_step, step_mistake)
     mine, _ = iris.train_manual(params, split.Xtr.double(), split.Ytr, backward, step)
@@ -272,7 +272,7 @@ def test_every_mistake_is_far_outside_the_tolerance(split, backward_mistake, ste
 # ------------------------------------------------------------------ the visible checks
 
 def test_the_checks_pass_a_correct_solution(split, capsys):
-    params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
+    params = iris.init_mlp(torch.Generator().manual_seed(model.SEED))
     assert checks.check_mlp_backward(mlp_backward, params, split.Xtr, split.Ytr)
     assert checks.check_adam_step(adam_step, params, split.Xtr, split.Ytr)
     assert checks.check_adam_training(mlp_backward, adam_step, params, split.Xtr, split.Ytr, epochs=30)
@@ -281,7 +281,7 @@ def test_the_checks_pass_a_correct_solution(split, capsys):
 
 
 def test_the_checks_fail_wrong_solutions(split, capsys):
-    params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
+    params = iris.init_mlp(torch.Generator().manual_seed(model.SEED))
     assert not checks.check_mlp_backward(with_mistake(mlp_backward, "no relu mask"), params, split.Xtr, split.Ytr)
     assert not checks.check_adam_step(with_mistake(adam_step, "no bias correction"), params, split.Xtr, split.Ytr)
     assert not checks.check_adam_training(mlp_backward, with_mistake(adam_step, "betas swapped"), params,
@@ -294,7 +294,7 @@ def test_check_adam_step_says_when_nothing_was_updated_in_place(split, capsys):
     def rebinding_step(parameters, grads, m, v, t, lr, beta1, beta2, eps):
         parameters = [p - lr * g for p, g in zip(parameters, grads)]  # a new list: the caller sees nothing
 
-    params = iris.init_mlp(torch.Generator().manual_seed(iris.INIT_SEED))
+    params = iris.init_mlp(torch.Generator().manual_seed(model.SEED))
     assert not checks.check_adam_step(rebinding_step, params, split.Xtr, split.Ytr)
     assert "in place" in capsys.readouterr().out
 
@@ -308,7 +308,7 @@ def answer(answer_id: str, body: str) -> str:
 def test_the_second_hidden_case_changes_widths_and_adam_settings():
     first, second = HIDDEN_CASES[:2]
     assert first.mlp_hidden != second.mlp_hidden and first.adam != second.adam
-    assert all(case.seed != iris.INIT_SEED for case in HIDDEN_CASES)
+    assert all(case.seed != model.SEED for case in HIDDEN_CASES)
 
 
 def test_hard_coded_adam_settings_fail_on_the_second_case(master_answers, judge_with):

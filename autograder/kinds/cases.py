@@ -40,7 +40,7 @@ class Case:
         return {"n": self.n, "n_hidden": self.n_hidden, "n_embd": self.n_embd, "block_size": BLOCK_SIZE}
 
 
-# Not the notebooks' seed (2147483647) or sizes (32, 64, 10); the second case
+# Not the notebooks' seed (model.SEED) or sizes (32, 64, 10); the second case
 # also changes the widths of notebook 05's network and Adam's settings.
 HIDDEN_CASES = (Case(seed=1234567, n=32, n_hidden=64, n_embd=10),
                 Case(seed=7654321, n=20, n_hidden=48, n_embd=6, mlp_hidden=(6, 5), adam=(0.003, 0.8, 0.99, 1e-6)))

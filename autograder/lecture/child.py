@@ -138,7 +138,7 @@ def run_ex4(plan: dict, steps: int, seconds: float) -> dict:
     results = []
     for step, parameters, Xb, Yb, _ in setting.ex4_steps(steps):
         params = [p.clone() for p in parameters]
-        lecture_g = model.make_generator(setting.SEED)
+        lecture_g = model.make_generator(model.SEED)
         namespace = _base_namespace()
         namespace.update(torch=torch, F=F, n=setting.BATCH, batch_size=setting.BATCH, n_embd=setting.N_EMBD,
                          n_hidden=setting.EX4_N_HIDDEN, vocab_size=model.VOCAB_SIZE, block_size=model.BLOCK_SIZE,

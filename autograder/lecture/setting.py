@@ -17,7 +17,6 @@ from ..diagnosis.diagnose import context_of
 from ..workbook import model
 from ..workbook.data import BLOCK_SIZE, VOCAB_SIZE, make_splits
 
-SEED = 2147483647
 BATCH = 32
 N_EMBD = 10
 N_HIDDEN = 64
@@ -37,7 +36,7 @@ def ex123_forward():
 
     Returns (parameters, Xb (n, 3), Yb (n,), forward: model.Tensors).
     """
-    g = model.make_generator(SEED)
+    g = model.make_generator(model.SEED)
     parameters = model.init_params(g, n_embd=N_EMBD, n_hidden=N_HIDDEN)
     Xtr, Ytr = splits().Xtr, splits().Ytr
     Xb, Yb = model.sample_batch(Xtr, Ytr, BATCH, g)
@@ -61,7 +60,7 @@ def ex123_namespace(parameters, Xb, Yb, forward) -> dict:
     namespace = {"torch": torch, "F": F, "n": BATCH, "batch_size": BATCH, "n_embd": N_EMBD,
                  "n_hidden": N_HIDDEN, "vocab_size": VOCAB_SIZE, "block_size": BLOCK_SIZE,
                  "Xb": Xb, "Yb": Yb, "parameters": parameters, **dict(zip(model.PARAM_NAMES, parameters))}
-    namespace.update(data_names(), g=model.make_generator(SEED))
+    namespace.update(data_names(), g=model.make_generator(model.SEED))
     namespace.update(forward)
     return namespace
 
@@ -78,7 +77,7 @@ def ex123_context(parameters, forward) -> dict:
 
 def ex4_initial_parameters() -> tuple[list[torch.Tensor], torch.Generator]:
     """Exercise 4's fresh initialisation (H = 200), and the generator that then draws the batches."""
-    g = model.make_generator(SEED)
+    g = model.make_generator(model.SEED)
     parameters = [p.detach() for p in model.init_params(g, n_embd=N_EMBD, n_hidden=EX4_N_HIDDEN)]
     return parameters, g
 

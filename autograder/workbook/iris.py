@@ -34,7 +34,6 @@ CLASSES = ("setosa", "versicolor", "virginica")
 SIZES = (4, 8, 9, 3)  # inputs, hidden 1, hidden 2, classes
 PARAM_NAMES = ("W1", "b1", "W2", "b2", "W3", "b3")
 SPLIT_SEED = 42  # as the names split of the lecture
-INIT_SEED = 2147483647  # the workbook's generator seed
 TEST_FRACTION = 0.2
 LR, EPOCHS = 0.01, 100
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
