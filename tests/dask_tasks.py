@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 from autograder.grading.worker import grade_student
@@ -14,3 +15,8 @@ def poison_or_grade(task: dict, templates: dict) -> dict:
     if POISON in (task["files"] or {}):
         os._exit(1)
     return grade_student(task, templates)
+
+
+def is_daemon() -> bool:
+    """Whether this process is a daemonic multiprocessing child (which may not start children)."""
+    return multiprocessing.current_process().daemon

@@ -29,9 +29,8 @@ from autograder.exercises import ITEMS_BY_ID, items_of, notebook
 from autograder.grading import report
 from autograder.grading.grade import grade
 from autograder.grading.samples import filled, master_solutions
-from autograder.grading.worker import is_daemon
 from autograder.judge import runner
-from tests.dask_tasks import POISON, poison_or_grade
+from tests.dask_tasks import POISON, is_daemon, poison_or_grade
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -149,15 +148,6 @@ def leaked_markers(folder: Path = RELEASE_DIR) -> list[str]:
         text = path.read_text(encoding="utf-8")
         found += [f"{path.name}: {marker}" for marker in LEAK_MARKERS if marker in text]
     return found
-
-
-def release_differences(committed: Path = RELEASE_DIR) -> list[str]:
-    """Names of committed student notebooks that regeneration would change, add or remove."""
-    with tempfile.TemporaryDirectory() as scratch:
-        fresh = Path(scratch) / "notebooks"
-        # with the spec the committed release was made with (`make release PACKAGE_SPEC=...` is not a difference)
-        generate_release(fresh, Path(scratch) / "course", released_package_spec(committed))
-        return folder_differences(committed, fresh)
 
 
 def folder_differences(committed: Path, fresh: Path) -> list[str]:

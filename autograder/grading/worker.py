@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import multiprocessing
 import os
 import shutil
 import subprocess
@@ -203,11 +202,6 @@ def _shutdown() -> None:
     for server in _state.get("servers", []):
         server.close()
     shutil.rmtree(_state.get("root", "/nonexistent"), ignore_errors=True)
-
-
-def is_daemon() -> bool:
-    """Whether this process is a daemonic multiprocessing child (which may not start children)."""
-    return multiprocessing.current_process().daemon
 
 
 # ------------------------------------------------------------ one student
