@@ -218,7 +218,7 @@ def _release(package_spec: str | None = None) -> None:
         sys.exit("solution or hidden-test text in the release:\n  " + "\n  ".join(leaks))
 
 
-# ------------------------------------------------ notebooks in the lecture's own format (issue 16)
+# ------------------------------------------------ notebooks in the lecture's own format
 
 def _lecture_commands(commands) -> None:
     from .lecture import EX4_STEPS, EXERCISE_SECONDS

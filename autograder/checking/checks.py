@@ -68,9 +68,10 @@ def check_training(backward, parameters: list[torch.Tensor], steps: int | None =
 def check_grad(node: Value, reference: dict[Value, float]) -> bool:
     """Print how ``node.grad`` compares with PyTorch's ``reference[node]``; return whether it passes.
 
-    The tolerance is ``comparison.compare``'s: 1.5e-6 of the gradient's size, or
-    1e-6 when the gradient is 0. A gradient that was never assigned fails
-    even when its starting 0 happens to be right.
+    The tolerance is ``comparison.compare``'s: ``comparison.RTOL`` of the
+    gradient's size, or ``comparison.ZERO_LEVEL`` when the gradient is smaller
+    than that. A gradient that was never assigned fails even when its starting
+    0 happens to be right.
     """
     name = node.name or node.label or "node"
     result = KINDS["scalar"].check(name, node.grad, reference[node], node.grad_assigned)
