@@ -13,7 +13,8 @@ input history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 ASSIGNMENT = "backprop_ninja"
 
@@ -84,30 +85,19 @@ EX0_STEPS = (
 
 @dataclass(frozen=True)
 class Item:
-    """One graded test cell: a gradient (or a function) checked on hidden inputs."""
+    """One graded test cell: a gradient (or a function) checked on hidden inputs.
+
+    ``spec`` holds what only the item's kind reads (its own fields: the
+    variable a gradient item checks, the function an answer cell defines,
+    ...); each kind documents and types them (``autograder.kinds``).
+    """
 
     grade_id: str  # test cell id and gradebook column, e.g. "ex1_dcounts"
     notebook: str  # notebook id, e.g. "01_atomic_backprop"
     answers: tuple[str, ...]  # answer cells whose code makes it, run in this order
     points: int
     kind: str  # how it is checked: a name in autograder.kinds.KINDS
-    variable: str = ""  # for "gradient": the variable the answer cells assign, e.g. "dcounts"
-    # For "gradient": per answer cell, the upstream gradients fed in (correct
-    # values) before it runs, so that a mistake upstream costs only its own item.
-    # For "scalar": per answer cell, the nodes whose .grad is set correctly first.
-    provided: tuple[tuple[str, ...], ...] = ()
-    graph: str = ""  # for "scalar": the expression graph (see Step)
-    nodes: tuple[str, ...] = ()  # for "scalar": the nodes whose .grad is checked
-
-    @property
-    def tensor(self) -> str:
-        """The tensor whose gradient this is: "counts" for "dcounts"."""
-        return self.variable[1:]
-
-
-# The function each function-defining answer cell must define.
-ANSWER_FUNCTIONS = {"ex4_manual_backward": "manual_backward", "ex5_mlp_backward": "mlp_backward",
-                    "ex5_adam_update": "adam_step"}
+    spec: Mapping[str, object] = field(default_factory=dict, hash=False, compare=False)
 
 
 def _ex0_items() -> tuple[Item, ...]:
@@ -119,7 +109,7 @@ def _ex0_items() -> tuple[Item, ...]:
             [(f"ex0_{node}_grad", (node,)) for node in step.nodes]
         for grade_id, nodes in groups:
             items.append(Item(grade_id, notebook(0), (step.answer_id,), step.points, "scalar",
-                              provided=provided, graph=step.graph, nodes=nodes))
+                              {"graph": step.graph, "nodes": nodes, "provided": provided}))
         done[step.graph] = done.get(step.graph, ()) + step.nodes
     return tuple(items)
 
@@ -137,7 +127,7 @@ def _ex1_items() -> tuple[Item, ...]:
         answers = tuple(EX1_LINES[i].answer_id for i in cells)
         # An answer cell may use every gradient finished before it.
         provided = tuple(tuple(g for g in order if completed_at[g] < i) for i in cells)
-        items.append(Item(f"ex1_{grad}", notebook(1), answers, 1, "gradient", grad, provided))
+        items.append(Item(f"ex1_{grad}", notebook(1), answers, 1, "gradient", {"variable": grad, "provided": provided}))
     return tuple(items)
 
 
@@ -166,13 +156,15 @@ def exercise_number(notebook_id: str) -> int:
 
 
 ITEMS: tuple[Item, ...] = _ex0_items() + _ex1_items() + (
-    Item("ex2_dlogits", notebook(2), ("ex2_dlogits_fused",), 4, "gradient", "dlogits", ((),)),
-    Item("ex3_dhprebn", notebook(3), ("ex3_dhprebn_fused",), 6, "gradient", "dhprebn", (("dhpreact",),)),
-    Item("ex4_backward", notebook(4), ("ex4_manual_backward",), 6, "function"),
-    Item("ex4_training", notebook(4), ("ex4_manual_backward",), 4, "sgd_training"),
-    Item("ex5_backward", notebook(5), ("ex5_mlp_backward",), 4, "mlp_backward"),
-    Item("ex5_adam_step", notebook(5), ("ex5_adam_update",), 3, "adam_step"),
-    Item("ex5_training", notebook(5), ("ex5_mlp_backward", "ex5_adam_update"), 3, "adam_training"),
+    Item("ex2_dlogits", notebook(2), ("ex2_dlogits_fused",), 4, "gradient", {"variable": "dlogits", "provided": ((),)}),
+    Item("ex3_dhprebn", notebook(3), ("ex3_dhprebn_fused",), 6, "gradient",
+         {"variable": "dhprebn", "provided": (("dhpreact",),)}),
+    Item("ex4_backward", notebook(4), ("ex4_manual_backward",), 6, "function", {"functions": ("manual_backward",)}),
+    Item("ex4_training", notebook(4), ("ex4_manual_backward",), 4, "sgd_training", {"functions": ("manual_backward",)}),
+    Item("ex5_backward", notebook(5), ("ex5_mlp_backward",), 4, "mlp_backward", {"functions": ("mlp_backward",)}),
+    Item("ex5_adam_step", notebook(5), ("ex5_adam_update",), 3, "adam_step", {"functions": ("adam_step",)}),
+    Item("ex5_training", notebook(5), ("ex5_mlp_backward", "ex5_adam_update"), 3, "adam_training",
+         {"functions": ("mlp_backward", "adam_step")}),
 )
 
 ITEMS_BY_ID = {item.grade_id: item for item in ITEMS}
@@ -188,6 +180,11 @@ PRACTICE_ANSWERS = {
 
 def items_of(notebook: str) -> tuple[Item, ...]:
     return tuple(item for item in ITEMS if item.notebook == notebook)
+
+
+def items_with_answer(answer_id: str) -> tuple[Item, ...]:
+    """The graded items built from answer cell ``answer_id``."""
+    return tuple(item for item in ITEMS if answer_id in item.answers)
 
 
 def answer_ids(notebook_id: str) -> tuple[str, ...]:

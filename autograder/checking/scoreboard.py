@@ -208,12 +208,12 @@ def _row(item: Item, namespace: Mapping, answers: Mapping[str, str]) -> Row:
     try:
         name, shape = kind.label(item), kind.shape(item, namespace)
     except Exception:  # e.g. a tensor whose .shape is not a tuple of ints
-        name, shape = item.variable or item.grade_id, None
+        name, shape = item.grade_id, None
     base = dict(grade_id=item.grade_id, name=name, shape=shape, points=item.points, tensor=kind.tensor(item))
     if unwritten(item, answers):
         return Row(status=NOT_ATTEMPTED, **base)
     try:
-        result = kind.probe(item, namespace, answers)
+        result = kind.probe(item, namespace, answers).result
     except NotImplementedError:
         return Row(status=NOT_ATTEMPTED, **base)
     except StudentError as err:

@@ -22,7 +22,7 @@ no pointer: the diagnosis itself says all there is.
 
 from __future__ import annotations
 
-from ..exercises import EX1_LINES, ITEMS, ITEMS_BY_ID, Item
+from ..exercises import EX1_LINES, ITEMS_BY_ID, Item
 
 SHAPE_CODES = ("shape.missing_dim", "shape.extra_dim", "shape.broadcast_hidden")
 SHAPE_ALL = SHAPE_CODES + ("shape.transposed",)
@@ -157,21 +157,10 @@ def hint_at(grade_id: str, code: str) -> tuple[str, int] | None:
     return hint if isinstance(hint, tuple) else (item.answers[-1], hint)
 
 
-def pointer(key: str, code: str, notebook: str | None = None) -> str | None:
-    """The hint line for a failed check, e.g. "see hint 1 above: broadcasting"; None when no hint fits.
-
-    ``key`` is a graded item id ("ex1_dcounts") or the gradient variable it
-    checks ("dcounts"). A variable checked in several notebooks ("dlogits" in
-    01 and 02) needs ``notebook``, unless every candidate points the same way.
-    """
-    texts = {_text(item, code) for item in _items_for(key, notebook)}
-    return texts.pop() if len(texts) == 1 else None
-
-
-def _items_for(key: str, notebook: str | None) -> list[Item]:
-    if key in ITEMS_BY_ID:
-        return [ITEMS_BY_ID[key]]
-    return [item for item in ITEMS if item.variable == key and notebook in (None, item.notebook)]
+def pointer(grade_id: str, code: str) -> str | None:
+    """The hint line for a failed check of item ``grade_id``, e.g. "see hint 1 above: broadcasting"; None when none fits."""
+    item = ITEMS_BY_ID.get(grade_id)
+    return None if item is None else _text(item, code)
 
 
 def _text(item: Item, code: str) -> str | None:
@@ -190,32 +179,30 @@ def _forward_line(answer_id: str) -> str:
     return next((line.code for line in EX1_LINES if line.answer_id == answer_id), answer_id)
 
 
-def pointer_for_check(tensor: str, code: str) -> str | None:
-    """The hint line for ``cmp(tensor, ...)`` in a running notebook, or None.
+def pointer_for_check(grade_ids: list[str], code: str) -> str | None:
+    """The hint line for a visible check that may belong to any of ``grade_ids`` (a running notebook), or None.
 
-    ``cmp`` knows the tensor, not the notebook. Where the gradient is checked
-    in several notebooks, the one whose answer cells this kernel has run (see
-    ``cells.record_cells``) decides. Never raises: a hint line is a courtesy.
+    A visible check knows its tensor, not its notebook: ``dlogits`` is checked
+    in notebooks 01 and 02. When the candidates point different ways, the one
+    whose answer cells this kernel has run (see ``cells.record_cells``)
+    decides. Never raises: a hint line is a courtesy.
     """
     try:
-        variable = f"d{tensor}"
-        found = pointer(variable, code)
-        if found is not None or not code:
-            return found
-        candidates = {item.notebook for item in _items_for(variable, None)}
-        ran = [nb for nb in candidates if _ran_in_this_kernel(nb, variable)]
-        return pointer(variable, code, ran[0]) if len(ran) == 1 else None
+        texts = {pointer(grade_id, code) for grade_id in grade_ids}
+        if len(texts) == 1 or not code:
+            return texts.pop() if len(texts) == 1 else None
+        ran = [grade_id for grade_id in grade_ids if _ran_in_this_kernel(ITEMS_BY_ID[grade_id])]
+        return pointer(ran[0], code) if len(ran) == 1 else None
     except Exception:
         return None
 
 
-def _ran_in_this_kernel(notebook: str, variable: str) -> bool:
+def _ran_in_this_kernel(item: Item) -> bool:
     from ..cells import recorded_answer
 
-    answers = {a for item in ITEMS if item.notebook == notebook and item.variable == variable for a in item.answers}
     try:
-        for answer in answers:
+        for answer in item.answers:
             recorded_answer(answer)
     except LookupError:
         return False
-    return bool(answers)
+    return True

@@ -12,13 +12,12 @@ from collections.abc import Mapping
 
 import torch
 
-from ..diagnosis.comparison import CheckResult, compare_all, trained_comparison
+from ..diagnosis.comparison import CheckResult, compare_all, drift_lines, trained_comparison
 from ..exercises import Item
-from ..judge.untrusted import autograd_forbidden
 from ..workbook import iris
-from .base import call_directly, call_student, require
+from .base import AnswerRunner, Report, call_directly, call_student, require, visible_check
 from .cases import Case
-from .iris_cases import IrisKind, answer_functions, case_widths, iris_inputs, notebook_functions
+from .iris_cases import IrisKind, case_widths, iris_inputs
 
 
 def trained(got, expected: list[torch.Tensor], when: str) -> CheckResult:
@@ -31,10 +30,21 @@ class AdamTrainingKind(IrisKind):
     name = "adam_training"
     oracle = "torch.optim.Adam"
 
+    @visible_check
+    def check_adam_training(self, backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
+                            epochs: int = iris.EPOCHS) -> Report:
+        """Train copies of ``parameters`` with ``backward`` + ``step`` and with autograd + ``torch.optim.Adam``.
+
+        Both runs are in float64 and start from the same values; one line per
+        parameter says how far apart they end up, relative to its scale, and
+        the check passes when all are within ``iris.ADAM_TRAINED_RTOL``.
+        """
+        result = self.check(backward, step, parameters, X, Y, epochs)
+        return Report(result, tuple(drift_lines(result, f"after {epochs} epochs")))
+
     def check(self, backward, step, parameters: list[torch.Tensor], X: torch.Tensor, Y: torch.Tensor,
               epochs: int = iris.EPOCHS, call=call_directly) -> CheckResult:
-        """The visible check (``checks.check_adam_training``): training with ``backward`` + ``step`` against
-        autograd + ``torch.optim.Adam``.
+        """Training with ``backward`` + ``step`` against autograd + ``torch.optim.Adam``.
 
         Both runs in float64 from copies of ``parameters``; each parameter
         must end within ``iris.ADAM_TRAINED_RTOL`` of its scale.
@@ -45,12 +55,12 @@ class AdamTrainingKind(IrisKind):
         reference, _ = iris.train_torch(parameters, X, Y, epochs)
         return trained(mine, reference, f"after {epochs} epochs")
 
-    def run(self, item: Item, sources: Mapping[str, str], case: Case) -> list:
+    def run(self, item: Item, sources: Mapping[str, str], case: Case, inputs: Mapping, runner: AnswerRunner) -> list:
         """The parameters after a whole training run (float64) with both of the student's functions."""
-        backward, step = answer_functions(item, sources)
-        inputs = iris_inputs(case, iris.CHECK_DTYPE)
-        trained_params, _ = iris.train_manual(inputs["parameters"], inputs["Xtr"], inputs["Ytr"], backward, step,
-                                              guard=autograd_forbidden)
+        backward, step = self.load_functions(item, sources, runner)
+        data = iris_inputs(case, iris.CHECK_DTYPE)
+        trained_params, _ = iris.train_manual(data["parameters"], data["Xtr"], data["Ytr"], backward, step,
+                                              guard=runner.forbidden)
         return trained_params
 
     def reference(self, item: Item, case: Case) -> list[torch.Tensor]:
@@ -66,6 +76,7 @@ class AdamTrainingKind(IrisKind):
     def label(self, item: Item) -> str:
         return super().label(item) + ", a training run"
 
-    def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
-        backward, step = notebook_functions(item, namespace)
-        return self.check(backward, step, *require(namespace, "parameters", "Xtr", "Ytr"), call=call_student)
+    def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> Report:
+        backward, step = self.notebook_functions(item, namespace)
+        result = self.check(backward, step, *require(namespace, "parameters", "Xtr", "Ytr"), call=call_student)
+        return Report(result, tuple(drift_lines(result, f"after {iris.EPOCHS} epochs")))

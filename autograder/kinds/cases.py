@@ -2,17 +2,20 @@
 
 Trusted side. A hidden case is a seed and the sizes of the model and batch;
 the kinds build their inputs from it (this module: the MLP of notebooks
-01-04; ``kinds.scalar_grad`` and ``kinds.iris_cases`` their own).
+01-04; ``kinds.scalar_grad`` and ``kinds.iris_cases`` their own, from the
+same seed). ``reference_gradients`` is computed once per case and process:
+every student of a batch is judged on the same cases.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ..workbook import iris, model
+from ..workbook import model
 from ..workbook.data import BLOCK_SIZE, VOCAB_SIZE
 
 
@@ -21,16 +24,14 @@ class Case:
     """One set of hidden inputs: a seed and the sizes of the model and batch.
 
     ``seed`` also draws the scalar inputs of notebook 00 and the
-    initialisation of notebook 05, whose network has hidden widths
-    ``mlp_hidden`` and whose Adam check uses ``adam`` = (lr, beta1, beta2, eps).
+    initialisation of notebook 05 (whose own settings per case are in
+    ``kinds.iris_cases``).
     """
 
     seed: int
     n: int  # batch size (notebook 05: rows of the backward check)
     n_hidden: int
     n_embd: int
-    mlp_hidden: tuple[int, int] = (8, 9)
-    adam: tuple[float, float, float, float] = (iris.LR, iris.BETA1, iris.BETA2, iris.EPS)
 
     def describe(self) -> str:
         return f"batch {self.n}, n_hidden {self.n_hidden}, n_embd {self.n_embd}"
@@ -40,10 +41,10 @@ class Case:
         return {"n": self.n, "n_hidden": self.n_hidden, "n_embd": self.n_embd, "block_size": BLOCK_SIZE}
 
 
-# Not the notebooks' seed (model.SEED) or sizes (32, 64, 10); the second case
-# also changes the widths of notebook 05's network and Adam's settings.
+# Not the notebooks' seed (model.SEED) or sizes (32, 64, 10); the second case also changes
+# the sizes (and, in kinds.iris_cases, notebook 05's widths and Adam's settings).
 HIDDEN_CASES = (Case(seed=1234567, n=32, n_hidden=64, n_embd=10),
-                Case(seed=7654321, n=20, n_hidden=48, n_embd=6, mlp_hidden=(6, 5), adam=(0.003, 0.8, 0.99, 1e-6)))
+                Case(seed=7654321, n=20, n_hidden=48, n_embd=6))
 NOTEBOOK_SIZES = HIDDEN_CASES[0].sizes()  # the notebooks' batch and model sizes: only the seed differs
 
 
@@ -56,8 +57,8 @@ def case_inputs(case: Case) -> dict:
     return {"parameters": params, "Xb": Xb, "Yb": Yb}
 
 
-def reference_gradients(case: Case) -> dict[str, torch.Tensor]:
-    """Autograd's gradient of every chunked-forward tensor and parameter, as "d<name>"."""
+@functools.lru_cache(maxsize=len(HIDDEN_CASES))
+def _reference_gradients(case: Case) -> dict[str, torch.Tensor]:
     inputs = case_inputs(case)
     params = [p.clone().requires_grad_(True) for p in inputs["parameters"]]
     with torch.enable_grad():
@@ -66,6 +67,11 @@ def reference_gradients(case: Case) -> dict[str, torch.Tensor]:
     grads = {f"d{name}": t.grad for name, t in fw.items() if name != "loss"}
     grads.update({f"d{name}": p.grad for name, p in zip(model.PARAM_NAMES, params)})
     return grads
+
+
+def reference_gradients(case: Case) -> dict[str, torch.Tensor]:
+    """Autograd's gradient of every chunked-forward tensor and parameter, as "d<name>" (copies)."""
+    return {name: grad.clone() for name, grad in _reference_gradients(case).items()}
 
 
 def gradient_namespace(case: Case) -> dict:

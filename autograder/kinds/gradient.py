@@ -1,25 +1,49 @@
 """Kind "gradient" (Exercises 1-3): answer cells that assign one gradient tensor, ``d<name>``.
 
-Visible check: ``cmp`` (``GradientKind.check``), the student's tensor against
-autograd's ``<name>.grad`` from the notebook's forward pass. Hidden check:
-the answer cells run again on a hidden case's forward pass, with the correct
-upstream gradients fed in, so a mistake upstream costs only its own item.
+Item fields (``Item.spec``): ``variable``, the gradient the answer cells
+assign ("dcounts"), and ``provided``, per answer cell the upstream gradients
+fed in with their correct values before it runs, so that a mistake upstream
+costs only its own item.
+
+Visible check: ``cmp``, the student's tensor against autograd's ``<name>.grad``
+from the notebook's forward pass. Hidden check: the answer cells run again
+on a hidden case's forward pass; the judge hands the child the correct
+upstream gradients (``inputs``) and computes the reference itself.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
 from ..diagnosis.comparison import CheckResult, alias_notes, compare
 from ..diagnosis.diagnose import context_of
 from ..diagnosis.hints import pointer_for_check
-from ..exercises import Item
-from ..judge.untrusted import run_answer
+from ..exercises import ITEMS, Item
 from ..workbook import model
-from .base import Kind
+from .base import AnswerRunner, Kind, Report, visible_check
 from .cases import Case, gradient_namespace, reference_gradients
+
+QUANTITIES = "mlp"  # the namespace of the gradients this kind hands in and checks (``Kind.given``)
+
+
+@dataclass(frozen=True)
+class GradientItem:
+    variable: str  # "dcounts"
+    provided: tuple[tuple[str, ...], ...]  # per answer cell, the upstream gradients fed in
+
+    @property
+    def tensor(self) -> str:
+        """The tensor whose gradient this is: "counts" for "dcounts"."""
+        return self.variable[1:]
+
+
+def spec(item: Item) -> GradientItem:
+    return GradientItem(item.spec["variable"], tuple(tuple(p) for p in item.spec["provided"]))
 
 
 def forward_context(t: torch.Tensor) -> dict | None:
@@ -28,63 +52,115 @@ def forward_context(t: torch.Tensor) -> dict | None:
     return None if forward is None else context_of(forward, forward.inputs)
 
 
+@functools.lru_cache(maxsize=8)
 def hidden_context(case: Case) -> dict:
-    """The hidden case's forward pass and correct gradients, for ``diagnose``'s hints."""
+    """The hidden case's forward pass and correct gradients, for ``diagnose``'s hints (trusted side only).
+
+    The same for every student judged on the case: made once per process, and only read.
+    """
     context = {k: v for k, v in gradient_namespace(case).items() if isinstance(v, (torch.Tensor, int))}
     context.update(reference_gradients(case))
     return context
+
+
+def names_read(source: str) -> set[str]:
+    """Every identifier in ``source``: an upstream gradient the cell never names is not handed to it."""
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source))
 
 
 class GradientKind(Kind):
     name = "gradient"
     shapes_follow_sizes = True
 
+    @visible_check
+    def cmp(self, name: str, dt: object, t: torch.Tensor, *, namespace: Mapping | None = None) -> Report:
+        """Compare ``dt``, your gradient of the tensor ``t`` (named ``name``), with autograd's ``t.grad``.
+
+        ``cmp("logprobs", dlogprobs, logprobs)``: ``t`` must have taken part in
+        a ``loss.backward()`` with ``retain_grad()`` (the forward helpers do
+        that). The line names the largest difference, the expected shape and
+        the tolerance; a failure names the likely mistake and the hint for it.
+        """
+        if not isinstance(t, torch.Tensor) or t.grad is None:
+            raise ValueError(f"{name}: the reference has no .grad; run the forward pass and loss.backward() first")
+        result = self.check(name, dt, t, namespace or {})
+        return Report(result, tuple(result.lines()))
+
     def check(self, name: str, got: object, tensor: torch.Tensor, namespace: Mapping) -> CheckResult:
-        """The visible check (``cmp``): ``got``, the student's d<name>, against ``tensor.grad``.
+        """``got``, the student's d<name>, against ``tensor.grad``.
 
         Notes point to the collapsed hint for the diagnosed mistake, and name
         the other gradient variables of ``namespace`` that share ``got``'s
         memory (unless the diagnosis already says so).
         """
         result = compare(name, got, tensor.grad, forward_context(tensor))
-        pointer = pointer_for_check(name, result.code) if not result.ok else None
+        pointer = pointer_for_check(self.items_checking(name), result.code) if not result.ok else None
         aliases = [] if result.code == "alias" else alias_notes(f"d{name}", got, namespace)  # said once is enough
         notes = ([pointer] if pointer else []) + aliases
         return CheckResult((result,), notes=tuple(notes))
 
-    def run(self, item: Item, sources: Mapping[str, str], case: Case):
+    @staticmethod
+    def items_checking(tensor: str) -> list[str]:
+        """The graded items whose gradient is that of ``tensor`` (``dlogits``: Exercises 1 and 2)."""
+        return [item.grade_id for item in ITEMS if item.kind == GradientKind.name and spec(item).tensor == tensor]
+
+    # ---- the hidden check
+    def given(self, item: Item) -> frozenset[str]:
+        return frozenset(f"{QUANTITIES}:{name}" for names in spec(item).provided for name in names)
+
+    def computes(self, item: Item) -> frozenset[str]:
+        return frozenset({f"{QUANTITIES}:{spec(item).variable}"})
+
+    def inputs(self, item: Item, case: Case, sources: Mapping[str, str] | None = None) -> dict:
+        """The correct upstream gradients the answer cells are fed; only those their code names, when known."""
+        wanted = {name for names in spec(item).provided for name in names}
+        if sources is not None:
+            read = set().union(*(names_read(sources.get(a, "")) for a in item.answers))
+            wanted &= read
+        correct = reference_gradients(case)
+        return {name: correct[name] for name in sorted(wanted)}
+
+    def run(self, item: Item, sources: Mapping[str, str], case: Case, inputs: Mapping, runner: AnswerRunner):
+        details = spec(item)
         namespace = gradient_namespace(case)
-        correct = reference_gradients(case)  # the upstream gradients fed in
-        for answer, provided in zip(item.answers, item.provided):
-            namespace.update({name: correct[name].clone() for name in provided})
-            run_answer(sources[answer], answer, namespace)
-        if item.variable not in namespace:
-            raise NameError(f"the answer cells never assign {item.variable}")
-        return namespace[item.variable]
+        for answer, provided in zip(item.answers, details.provided):
+            namespace.update({name: inputs[name].clone() for name in provided if name in inputs})
+            runner.run_cell(sources[answer], answer, namespace)
+        if details.variable not in namespace:
+            raise NameError(f"the answer cells never assign {details.variable}")
+        return namespace[details.variable]
 
     def reference(self, item: Item, case: Case) -> torch.Tensor:
-        return reference_gradients(case)[item.variable]
+        return reference_gradients(case)[spec(item).variable]
 
     def compare(self, item: Item, got, expected, case: Case) -> CheckResult:
-        return CheckResult((compare(item.tensor, got, expected, hidden_context(case)),))
+        return CheckResult((compare(spec(item).tensor, got, expected, hidden_context(case)),))
 
+    # ---- the notebook
     def label(self, item: Item) -> str:
-        return item.variable
+        return spec(item).variable
 
     def shape(self, item: Item, namespace: Mapping) -> tuple[int, ...] | None:
-        tensor = namespace.get(item.tensor)
+        tensor = namespace.get(spec(item).tensor)
         return tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else None
 
     def tensor(self, item: Item) -> str:
-        return item.tensor
+        return spec(item).tensor
 
-    def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> CheckResult:
-        if item.variable not in namespace:
+    def probe(self, item: Item, namespace: Mapping, answers: Mapping[str, str]) -> Report:
+        details = spec(item)
+        if details.variable not in namespace:
             if all(a in answers for a in item.answers):  # the cells ran, yet the variable never came to be
-                return CheckResult(problem=f"{item.variable} is not defined: its answer cell stopped with an "
-                                           "error before assigning it (an earlier answer missing?)")
+                result = CheckResult(problem=f"{details.variable} is not defined: its answer cell stopped with an "
+                                             "error before assigning it (an earlier answer missing?)")
+                return Report(result, tuple(result.lines()))
             raise NotImplementedError
-        reference = namespace.get(item.tensor)
+        reference = namespace.get(details.tensor)
         if not isinstance(reference, torch.Tensor) or reference.grad is None:
-            raise LookupError(f"{item.tensor}.grad is missing")
-        return self.check(item.tensor, namespace[item.variable], reference, namespace)
+            raise LookupError(f"{details.tensor}.grad is missing")
+        result = self.check(details.tensor, namespace[details.variable], reference, namespace)
+        return Report(result, tuple(result.lines()))
+
+    def cheating_answer(self, item: Item, answer_id: str, solution: str) -> str:
+        names = re.findall(r"^(d[A-Za-z0-9_]+)\s*\+?=", solution, re.M)
+        return "".join(f"{name} = {name[1:]}.grad.clone()\n" for name in dict.fromkeys(names)) or solution

@@ -1,29 +1,46 @@
 """Notebook 05's hidden inputs, and what its three kinds (``mlp_backward``, ``adam_step``, ``adam_training``) share.
 
-A hidden case gives an initialisation of its own widths (``Case.mlp_hidden``)
-and a subset of the training flowers (``iris_inputs``), and for the Adam
-update ADAM_STEPS lists of made-up gradients (``adam_gradients``).
+A hidden case (``kinds.cases.HIDDEN_CASES``) gives, through its seed, an
+initialisation of the widths ``IRIS_SETTINGS`` names for it and a subset of
+the training flowers (``iris_inputs``), and for the Adam update ADAM_STEPS
+lists of made-up gradients (``adam_gradients``) with the Adam settings
+``IRIS_SETTINGS`` names for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
-from ..exercises import ANSWER_FUNCTIONS, Item
-from ..judge.untrusted import load_function
 from ..workbook import iris
-from .base import Kind, student_function
-from .cases import Case
+from .base import FunctionsKind
+from .cases import HIDDEN_CASES, Case
 
 ADAM_STEPS = 3  # steps of the hidden check of the Adam update: t = 1 alone would hide stale moments
+
+
+@dataclass(frozen=True)
+class IrisSetting:
+    """What notebook 05's kinds take from a hidden case besides its seed and batch size."""
+
+    mlp_hidden: tuple[int, int]  # the two hidden layers' widths
+    adam: tuple[float, float, float, float]  # lr, beta1, beta2, eps
+
+
+# The first case keeps the notebook's network and settings; the second changes both.
+IRIS_SETTINGS = {HIDDEN_CASES[0].seed: IrisSetting((8, 9), (iris.LR, iris.BETA1, iris.BETA2, iris.EPS)),
+                 HIDDEN_CASES[1].seed: IrisSetting((6, 5), (0.003, 0.8, 0.99, 1e-6))}
+
+
+def setting(case: Case) -> IrisSetting:
+    return IRIS_SETTINGS[case.seed]
 
 
 def iris_inputs(case: Case, dtype: torch.dtype = torch.float32) -> dict:
     """An initialisation of the case's widths, the training flowers and a subset of ``case.n`` rows of them."""
     g = torch.Generator().manual_seed(case.seed)
-    params = [p.detach().to(dtype) for p in iris.init_mlp(g, (4, *case.mlp_hidden, 3))]
+    params = [p.detach().to(dtype) for p in iris.init_mlp(g, (4, *setting(case).mlp_hidden, 3))]
     X, Y = iris.load_iris()
     split = iris.split_iris(X, Y)
     rows = torch.randperm(len(split.Ytr), generator=g)[: case.n]
@@ -46,21 +63,20 @@ def adam_gradients(case: Case, parameters: list[torch.Tensor]) -> list[list[torc
 
 def case_widths(case: Case) -> str:
     """The case's layer widths, "4-6-5-3"."""
-    return "-".join(map(str, (4, *case.mlp_hidden, 3)))
+    return "-".join(map(str, (4, *setting(case).mlp_hidden, 3)))
 
 
-def answer_functions(item: Item, sources: Mapping[str, str]) -> list:
-    """UNTRUSTED: the functions the item's answer cells define, in the order of ``item.answers``."""
-    return [load_function(sources[a], a, ANSWER_FUNCTIONS[a]) for a in item.answers]
+# What the copies_grad sample hands in for notebook 05: autograd for the backward pass, torch.optim for Adam.
+COPIED = {
+    "mlp_backward": ("for p in parameters:\n    p.grad = None\nfw.loss.backward()\n"
+                     "dW1, db1, dW2, db2, dW3, db3 = [p.grad for p in parameters]\n"),
+    "adam_step": ("for p, grad in zip(parameters, grads):\n    p.grad = grad\n"
+                  "torch.optim.Adam(parameters, lr=lr, betas=(beta1, beta2), eps=eps).step()\n"),
+}
 
 
-def notebook_functions(item: Item, namespace: Mapping) -> list:
-    """The notebook's functions of the item's answer cells, in the order of ``item.answers``."""
-    return [student_function(namespace, ANSWER_FUNCTIONS[a]) for a in item.answers]
+class IrisKind(FunctionsKind):
+    """A kind of notebook 05, whose answer cells each define a function."""
 
-
-class IrisKind(Kind):
-    """A kind of notebook 05, whose answer cells each define a function: labelled by their names."""
-
-    def label(self, item: Item) -> str:
-        return " + ".join(ANSWER_FUNCTIONS[a] for a in item.answers)
+    def cheating_answer(self, item, answer_id: str, solution: str) -> str:
+        return COPIED[dict(zip(item.answers, self.functions(item)))[answer_id]]
