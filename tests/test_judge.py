@@ -17,7 +17,7 @@ from autograder.judge import protocol
 from autograder.judge.scan import scan_answers
 from autograder.judge.untrusted import ForbiddenInAnswer, autograd_forbidden
 from autograder.judge.verdict import HiddenTestFailed, hidden_check, judge_item
-from autograder.kinds import student_output
+from autograder.judge.verdict import output_in_process as student_output
 from autograder.kinds.cases import HIDDEN_CASES, case_inputs, gradient_namespace
 
 EX1_ITEMS = [item for item in ITEMS if item.notebook == "01_atomic_backprop"]
@@ -493,10 +493,9 @@ def test_hidden_check_without_recorded_cells_fails_clearly(monkeypatch):
 
 @pytest.mark.ex1
 def test_a_verdict_carries_the_diagnosis_code_into_the_results_and_the_feedback(judge_with):
-    from dataclasses import asdict
-
     from autograder.diagnosis.hints import pointer
-    from autograder.grading import report
+    from autograder.grading.feedback import index_page
+    from autograder.grading.results import StudentResult
 
     wrong = judge_with("ex1_dlogprobs", ex1_line_loss=answer("ex1_line_loss", """
         dlogprobs = torch.zeros_like(logprobs)
@@ -511,13 +510,15 @@ def test_a_verdict_carries_the_diagnosis_code_into_the_results_and_the_feedback(
     assert wrong.message.endswith(f"-> {pointer('ex1_dlogprobs', 'sign')} (above the answer cell in 01_atomic_backprop)")
     assert (right.passed, right.diagnosis) == (True, "")
     assert not flagged.passed and flagged.flags and flagged.diagnosis == ""
-    # the grading worker stores asdict(verdict) in result.json; report.json and the feedback page show it
-    result = {"student": "s1", "scores": {"ex1_dlogprobs": [0.0, 1.0]},
-              "verdicts": {v.grade_id: asdict(v) for v in (wrong, right, flagged)}}
-    assert result["verdicts"]["ex1_dlogprobs"]["diagnosis"] == "sign"
-    assert "<td><code>sign</code></td>" in report.feedback_page(result)
-    assert report._public(result)["verdicts"]["ex1_dlogprobs"]["diagnosis"] == "sign"
-    assert all(v["diagnosis"] == "" for v in report.failed_result("s2", "broken", "", 0.0)["verdicts"].values())
+    # the grading result carries the verdicts; report.json and the feedback page show the code
+    result = StudentResult("s1", {"ex1_dlogprobs": 0.0, "ex1_dprobs": 1.0},
+                           {v.grade_id: v for v in (wrong, right, flagged)})
+    public = result.public()
+    assert public["verdicts"]["ex1_dlogprobs"]["diagnosis"] == "sign"
+    assert StudentResult.from_public(public).verdicts["ex1_dlogprobs"].diagnosis == "sign"
+    page = index_page("s1", result.scores, public["verdicts"], [], {})
+    assert "<td><code>sign</code></td>" in page
+    assert all(v.diagnosis == "" for v in StudentResult.failure("s2", "broken", 0.0).verdicts.values())
 
 
 @pytest.mark.ex1

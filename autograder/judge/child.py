@@ -1,48 +1,57 @@
 """The judge's untrusted half: runs student answer cells on hidden inputs (the kinds' ``run``).
 
-Started by ``runner`` inside the sandbox as
-``python -m autograder.judge.child``. It reads one JSON request from
-stdin (the answer sources and a list of [grade_id, case index] trials), writes
-``{"ready": true}`` once it has loaded torch and then one JSON line per
-finished trial to its original stdout. Before any
-student code runs, file descriptors 1 and 2 are pointed at /dev/null, so what
-the code prints cannot be mistaken for a result.
+Started by ``runner`` inside the sandbox, warm from the fork server
+(``autograder.judge.child:main``) or as ``python -m autograder.judge.child``.
+Before any student code runs it gives up autograd for good
+(``untrusted.lock_autograd``) and points file descriptors 1 and 2 at
+/dev/null, so nothing the code prints can be mistaken for a result. Then it
+says it is ready and works in lock-step (``protocol``): one trial per line
+on stdin (an item, its answer cells, a hidden case and the inputs the judge
+hands it, such as correct upstream gradients), one result per line on its
+original stdout.
+
+It never holds a reference answer: the judge computes those itself, and
+never hands a child the answer to a trial it will run (``runner``).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    from .protocol import announce_ready, read_request, send_reply
-    from .sandbox import limit_memory, results_channel
+    from .protocol import announce_ready, next_request, send_reply
+    from .sandbox import results_channel
 
-    if argv[:1] == ["--data-bytes"]:  # started without the fork server, which sets the limit itself
-        limit_memory(int(argv[1]))
-    request = read_request()
+    requests = sys.stdin.buffer
     results = results_channel()
 
     import torch
 
-    from ..exercises import ITEMS_BY_ID
-    from ..kinds import student_output
+    from ..exercises import Item
+    from ..kinds import KINDS
     from ..kinds.cases import HIDDEN_CASES
-    from .transport import encode
-    from .untrusted import describe_error
+    from .transport import decode, encode
+    from .untrusted import LOCKED, describe_error, lock_autograd
 
     torch.set_num_threads(1)  # many graders share the cores; small tensors gain nothing from threads
+    lock_autograd()
     # Loaded: from here on each trial has item_seconds (the start-up has its own allowance).
     announce_ready(results)
-    for index, (grade_id, case_index) in enumerate(request["trials"]):
+    while (trial := next_request(requests)) is not None:
         try:
-            value = student_output(ITEMS_BY_ID[grade_id], request["answers"], HIDDEN_CASES[case_index])
-            reply = {"trial": index, "value": encode(value)}
+            item = Item(**{**trial["item"], "answers": tuple(trial["item"]["answers"])})
+            if item.kind not in KINDS:  # a kind defined outside this package registers on import
+                importlib.import_module(trial["kind_module"])
+            inputs = {name: decode(value) for name, value in trial["inputs"].items()}
+            value = KINDS[item.kind].run(item, trial["answers"], HIDDEN_CASES[trial["case"]], inputs, LOCKED)
+            reply = {"value": encode(value)}
         except BaseException as err:  # SystemExit and KeyboardInterrupt are the student's too
-            reply = {"trial": index, "error": out_of_memory(err) or describe_error(err)}
-        send_reply(results, reply)
+            reply = {"error": out_of_memory(err) or describe_error(err)}
+        send_reply(results, {"nonce": trial.get("nonce"), **reply})
 
 
 def out_of_memory(err: BaseException) -> str | None:

@@ -1,23 +1,20 @@
-"""Start sandboxed kernels and judge processes warm, by forking a process that imported torch once.
+"""Start sandboxed judge processes warm, by forking a process that imported torch once.
 
-Importing torch and the notebook stack takes seconds, and grading one student
-starts five fresh processes (a kernel per notebook and the judge). The fork
-server imports everything once; each request forks a *guardian* that enters
-new namespaces and forks the sandboxed process itself::
+Importing torch takes seconds, and grading one student starts a few judge
+children (see ``runner``). The fork server imports everything once; each
+request forks a *guardian* that enters new namespaces and forks the
+sandboxed process itself::
 
     server (trusted, torch imported, single-threaded)
-      └─ guardian (new user, mount, network and pid namespaces)
-           └─ child: pid 1 of its namespace, runs the kernel or the judge
+      └─ guardian (new mount, network and pid namespaces; a user namespace when not root)
+           └─ child: pid 1 of its namespace, confined (``sandbox.confine``), runs the judge's child
 
 The guardian kills the child (and with it everything the child started) when
 the client's connection closes, and reports the child's exit status when it
-ends. A client passes its stdin, stdout and stderr over the Unix socket, so
-the child writes where a normally started process would.
-
-Commands (also used as a kernel's argv, see ``kernel_argv``)::
+ends. A client passes the child's stdin, stdout and stderr over the Unix
+socket.
 
     python -m autograder.judge.forkserver serve SOCKET
-    python -m autograder.judge.forkserver kernel SOCKET POLICY_FILE CONNECTION_FILE
 """
 
 from __future__ import annotations
@@ -36,16 +33,11 @@ from pathlib import Path
 
 from . import sandbox
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 PR_SET_PDEATHSIG = 1
-PRELOAD = ("torch", "numpy", "matplotlib", "matplotlib.figure", "IPython", "ipykernel.kernelapp",
-           # torch.optim's first optimizer imports torch._dynamo: 2 s in every kernel of notebook 05 otherwise
-           "torch._dynamo", "torch.optim", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
-           "autograder.workbook.data", "autograder.workbook.model", "autograder.workbook.iris",
-           "autograder.workbook.value", "autograder.workbook.expression_graphs", "autograder.workbook.drawing",
-           "autograder.workbook.display", "autograder.workbook.plots", "autograder.workbook.timing",
-           "autograder.diagnosis.diagnose", "autograder.checking.checks", "autograder.checking.scoreboard",
-           "autograder.judge.verdict", "autograder.judge.child", "autograder.judge.transport", "tqdm.auto")
+# What a judge child runs, imported once: torch.optim imports torch._dynamo (2 s) on first use.
+PRELOAD = ("torch", "numpy", "torch._dynamo", "torch.optim", "torch.func", "torch.autograd.forward_ad",
+           "autograder.kinds", "autograder.judge.child", "autograder.judge.transport", "autograder.judge.untrusted",
+           "autograder.judge.protocol")
 
 
 # ------------------------------------------------------------------ clients
@@ -103,32 +95,10 @@ def wait_exit(connection: socket.socket) -> int:
     return 1
 
 
-def kernel_argv(socket_path: Path, policy_file: Path) -> list[str]:
-    """A kernelspec argv that starts the kernel through the server."""
-    return [sys.executable, "-m", "autograder.judge.forkserver", "kernel", str(socket_path), str(policy_file),
-            "{connection_file}"]
-
-
-def _kernel_client(socket_path: str, policy_file: str, connection_file: str) -> None:
-    """What jupyter_client starts as "the kernel": it lives and dies with the real one."""
-    request = json.loads(Path(policy_file).read_text())
-    # The kernel gets the grading environment, not the worker's (which may hold the host's secrets).
-    env = request.get("env", dict(os.environ))
-    env.update({key: value for key, value in os.environ.items() if key.startswith("JUPYTER_")})
-    request.update(run={"kernel": os.path.abspath(connection_file)}, cwd=os.getcwd(), env=env)
-    # What the kernel prints outside cells (its banner, warnings) goes to the grader's log, if it keeps one.
-    log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600) if request.get("log") else 2
-    connection = spawn(socket_path, request, [0, log, log])
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(143))  # closing the socket ends the kernel
-    exit_with_parent()
-    sys.exit(wait_exit(connection))
-
-
 def exit_with_parent(interval: float = 0.5) -> None:
     """End this process when the one that started it is gone (a killed grading worker).
 
-    A thread polls the parent's pid: the kernel's fork-server connection then
-    closes and the guardian kills the kernel, so nothing outlives its worker.
+    A thread polls the parent's pid, so that nothing outlives its worker.
     """
     import threading
 
@@ -196,7 +166,7 @@ def _guard(connection: socket.socket, request: dict, fds: list[int]) -> None:
         os.setsid()
         isolated = sandbox.available()
         if isolated:
-            _unshare()
+            sandbox.enter_namespaces()
         child = os.fork()
         if child == 0:
             connection.close()
@@ -210,16 +180,6 @@ def _guard(connection: socket.socket, request: dict, fds: list[int]) -> None:
         except OSError:
             pass
         os._exit(0)
-
-
-def _unshare() -> None:
-    uid, gid = os.getuid(), os.getgid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID) != 0:
-        raise OSError(ctypes.get_errno(), "unshare failed")
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
-    Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
 
 
 def _watch(connection: socket.socket, child: int) -> int:
@@ -236,37 +196,26 @@ def _watch(connection: socket.socket, child: int) -> int:
 
 
 def _child(request: dict, fds: list[int], isolated: bool) -> None:
-    """In the sandboxed child: mounts, then the kernel or the module."""
+    """In the sandboxed child: confined, then the module's function."""
     code = 1
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the guardian gone means we go too
         for target, fd in zip((0, 1, 2), fds):
             os.dup2(fd, target)
-        for fd in fds:
-            if fd > 2:
-                os.close(fd)
-        os.chdir(request.get("cwd", "/"))
-        if isolated:
-            sandbox.mount("proc", "/proc", "proc", sandbox.MS_NOSUID | sandbox.MS_NODEV | sandbox.MS_NOEXEC)
-            sandbox.enter(request["policy"])
-        home = os.environ.get("HOME", "/tmp/home")
+        policy = sandbox.Policy.from_json(request["policy"])
+        limits = sandbox.Limits.from_json(request.get("limits", {}))
         os.environ.clear()
-        os.environ.update(request.get("env", {}), HOME=home, TMPDIR="/tmp")
-        sandbox.limit_memory(request.get("limits", {}).get("data_bytes"))
-        run = request["run"]
-        if "kernel" in run:
-            from ipykernel.kernelapp import launch_new_instance
+        os.environ.update(request.get("env", {}))
+        if isolated:
+            sandbox.confine(policy, limits)
+        else:
+            sandbox.confine_without_namespaces(limits)
+        import importlib
 
-            sys.argv = ["ipykernel_launcher", "-f", run["kernel"]]
-            launch_new_instance()
-            code = 0
-        else:  # "module:function", preloaded, so calling it costs nothing
-            import importlib
-
-            module, function = run["call"].split(":")
-            getattr(importlib.import_module(module), function)()
-            code = 0
+        module, function = request["run"]["call"].split(":")  # preloaded, so calling it costs nothing
+        getattr(importlib.import_module(module), function)()
+        code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:
@@ -274,17 +223,14 @@ def _child(request: dict, fds: list[int], isolated: bool) -> None:
 
         traceback.print_exc()
     finally:
-        sys.stdout.flush() if sys.stdout else None
         os._exit(code)
 
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["serve"] and len(argv) == 2:
         serve(argv[1])
-    elif argv[:1] == ["kernel"] and len(argv) == 4:
-        _kernel_client(*argv[1:])
     else:
-        raise SystemExit("usage: python -m autograder.judge.forkserver serve SOCKET | kernel SOCKET POLICY FILE")
+        raise SystemExit("usage: python -m autograder.judge.forkserver serve SOCKET")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,22 @@
 """How a parent talks with a child process that runs untrusted code: one protocol, for the judge and the lecture checker.
 
-The parent writes one JSON request to the child's stdin and closes it
-(``send_request``; the child: ``read_request``). The child loads what it needs (Python, torch, data),
-says so on a line of its own (``announce_ready``), then writes one JSON line
-per finished unit of work: a trial of the judge, an exercise of the lecture
-checker (``send_reply``). The parent reads them (``read_replies``) with a
-deadline per reply that starts only once the child is ready, so a slow start
-is never blamed on the code it runs, and with an optional overall deadline
-(a student's budget). When a reply does not come, ``Stop`` says why, and
+The child loads what it needs (Python, torch, data) and says so on a line
+of its own (``announce_ready``). Then, in one of two ways:
+
+* all at once (the lecture checker): the parent writes one JSON request to
+  the child's stdin and closes it (``send_request``; the child:
+  ``read_request``), and the child writes one JSON line per finished unit of
+  work (``send_reply``), which the parent reads (``read_replies``);
+* in lock-step (the judge, ``Conversation``): the parent sends one unit of
+  work as a line (``Conversation.ask``), the child answers it with a line
+  (``next_request``, ``send_reply``), and only then comes the next. The child
+  never holds more than the unit it is working on: what the parent hands
+  the next trial is not in its reach while the current one runs.
+
+Every reply has a deadline that starts only once the child is ready, so a
+slow start is never blamed on the code it runs, and an optional overall
+deadline (a student's budget). A reply longer than ``MAX_LINE_BYTES`` stops
+the child. When a reply does not come, ``Stop`` says why, and
 ``stop_reason`` puts that in words.
 
 A child gets a small environment, not its parent's (which may hold the
@@ -26,6 +35,7 @@ import time
 from collections.abc import Callable
 
 READY = {"ready": True}
+MAX_LINE_BYTES = 16 * 2**20  # a reply: the largest answer here is a few hundred kB of tensors
 # What a child keeps of its parent's environment: where programs are, the locale, another names file.
 INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "NINJA_NAMES_FILE")
 
@@ -47,6 +57,12 @@ def send_reply(results, reply: dict) -> None:
     results.write(json.dumps(reply) + "\n")
 
 
+def next_request(requests) -> dict | None:
+    """The next unit of work in lock-step (one line of ``requests``, a binary file), or None at the end."""
+    line = requests.readline(MAX_LINE_BYTES + 1)
+    return json.loads(line) if line.strip() else None
+
+
 # ------------------------------------------------------------------ the parent's side
 
 def send_request(stdin, request: dict) -> None:
@@ -63,6 +79,57 @@ class Stop(enum.Enum):
     TIMED_OUT = "timed out"  # a reply did not come within its allowance
     BUDGET_SPENT = "budget spent"  # the parent's overall deadline passed
     STOPPED = "stopped"  # the child's output ended after its ready line: it exited or was killed
+    TOO_LONG = "too long"  # a reply longer than MAX_LINE_BYTES
+
+
+class Conversation:
+    """The parent's side of the lock-step protocol over a child's stdin (``requests``) and stdout (``replies``).
+
+    ``wait_ready`` once, then ``ask`` for each unit of work; the first Stop
+    ends the conversation (the child is then killed by its owner).
+    """
+
+    def __init__(self, requests, replies):
+        self._requests, self._replies = requests.fileno(), replies.fileno()
+        self._buffer = b""
+
+    def wait_ready(self, startup_seconds: float) -> Stop | None:
+        line = self._line(time.monotonic() + startup_seconds, float("inf"))
+        if isinstance(line, Stop):
+            return {Stop.TIMED_OUT: Stop.NOT_STARTED, Stop.STOPPED: Stop.FAILED_TO_START}.get(line, line)
+        return None
+
+    def ask(self, request: dict, reply_seconds: float, deadline: float = float("inf")) -> bytes | Stop:
+        """Send ``request`` as a line; the reply line, or why none came within ``reply_seconds`` and ``deadline``."""
+        data = json.dumps(request).encode() + b"\n"
+        limit = min(time.monotonic() + reply_seconds, deadline)
+        selector = selectors.DefaultSelector()
+        selector.register(self._requests, selectors.EVENT_WRITE)
+        while data:  # a child that stopped reading must not block the parent: write as it drains
+            remaining = limit - time.monotonic()
+            if remaining <= 0 or not selector.select(timeout=remaining):
+                return Stop.BUDGET_SPENT if time.monotonic() >= deadline else Stop.TIMED_OUT
+            try:
+                data = data[os.write(self._requests, data[: 1 << 16]):]
+            except (BrokenPipeError, ConnectionResetError):
+                return Stop.STOPPED
+        return self._line(time.monotonic() + reply_seconds, deadline)
+
+    def _line(self, reply_deadline: float, deadline: float) -> bytes | Stop:
+        selector = selectors.DefaultSelector()
+        selector.register(self._replies, selectors.EVENT_READ)
+        while b"\n" not in self._buffer:
+            if len(self._buffer) > MAX_LINE_BYTES:
+                return Stop.TOO_LONG
+            remaining = min(reply_deadline, deadline) - time.monotonic()
+            if remaining <= 0 or not selector.select(timeout=remaining):
+                return Stop.BUDGET_SPENT if time.monotonic() >= deadline else Stop.TIMED_OUT
+            chunk = os.read(self._replies, 1 << 20)
+            if not chunk:
+                return Stop.STOPPED
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
 
 
 def read_replies(stream, count: int, on_reply: Callable[[int, bytes], None], startup_seconds: float,
@@ -112,6 +179,7 @@ def stop_reason(stop: Stop, process: str, work: str, startup_seconds: float, tim
         Stop.TIMED_OUT: timed_out,
         Stop.BUDGET_SPENT: budget_spent,
         Stop.STOPPED: f"stopped the {process}'s process (os._exit, a crash, or it ran out of memory)",
+        Stop.TOO_LONG: f"gave the {process} a result larger than {MAX_LINE_BYTES // 2**20} MB",
     }[stop]
 
 

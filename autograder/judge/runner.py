@@ -1,48 +1,73 @@
 """The judge's trusted half: decide every graded item of a submission.
 
-The student's answer cells run in a sandboxed child process
-(``child``, the untrusted half: the kinds' ``run``); this side reads
-their code for forbidden things (``autograder.judge.scan``), computes the
-references itself and decides (``autograder.judge.verdict``). A trial (one item on
-one hidden case) that runs past its time limit or kills the child costs that
-item only: the child is replaced and the remaining trials go on, and any other
-item built from the same answer cell is failed with the same reason instead of
-hanging again. When the student's whole budget (``deadline``) is used up,
-every trial not run yet fails with ``BUDGET_SPENT``.
+The student's answer cells run in a sandboxed child process (``child``, the
+untrusted half: the kinds' ``run``), one trial (an item on one hidden case)
+at a time, in lock-step (``protocol.Conversation``). This side reads their
+code for forbidden things (``scan``), hands each trial its inputs (correct
+upstream gradients, ``Kind.inputs``), computes every reference itself and
+decides (``verdict``).
+
+The answer is never where student code runs. A child is handed the inputs
+of the trials it runs and nothing else, and a trial never runs in a child
+that was handed its answer earlier (as the input of another item: Exercise
+1's ``dlogits`` is the answer of Exercise 2): such a trial starts a new
+child (``Kind.computes`` against ``Kind.given``).
+
+A trial that runs past its time limit, says too much or kills the child
+costs that item only: the child is replaced and the remaining trials go on,
+and any other item built from the same answer cell is failed with the same
+reason instead of hanging again. When the student's whole budget
+(``deadline``) is used up, every trial not run yet fails with BUDGET_SPENT.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ..cells import find_answers
 from ..exercises import Item
+from ..kinds import kind_of
 from ..kinds.cases import HIDDEN_CASES
 from . import sandbox
-from .protocol import child_env, read_replies, send_request, stop_reason
+from .protocol import Conversation, Stop, child_env, stop_reason
+from .records import Verdict
 from .scan import scan_answers
-from .transport import decode
-from .verdict import Verdict, verdict
+from .transport import decode, encode
+from .verdict import verdict
 
 ITEM_SECONDS = 10.0  # one trial: an item on one hidden case; correct answers take milliseconds
 BUDGET_SPENT = "the submission used up its time budget"
 STARTUP_SECONDS = 60.0  # for a judge process to load Python and torch (busy machines are slow)
+FORGED_REPLY = "wrote into the grader's results channel (a line that was not the grader's reply)"
 
 
-def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidden: list[str],
-                     readable: list[str], item_seconds: float = ITEM_SECONDS,
-                     fork_server: str | None = None, deadline: float = float("inf"),
-                     limits: dict | None = None) -> dict[str, Verdict]:
+@dataclass(frozen=True)
+class Trial:
+    item: Item
+    case: int  # index into HIDDEN_CASES
+
+    def qualified(self, names: frozenset[str]) -> set[str]:
+        """Names of quantities on this trial's case: the same gradient on another case is another value."""
+        return {f"{self.case}:{name}" for name in names}
+
+
+def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], policy: sandbox.Policy | None = None,
+                     item_seconds: float = ITEM_SECONDS, fork_server: str | None = None,
+                     deadline: float = float("inf"), limits: sandbox.Limits | None = None) -> dict[str, Verdict]:
     """Verdicts for ``items``; ``cell_sources`` maps notebook id -> its code cells in order.
 
     ``fork_server`` (a socket path) starts the children warm from a fork
     server (see ``forkserver``); without one each child is a fresh process.
-    ``deadline`` (``time.monotonic()``) ends the student's budget; ``limits``
-    (``{"data_bytes": N}``) caps the child's memory.
+    ``policy`` is what the sandbox lets the child see (by default
+    ``sandbox.student_policy()``), ``limits`` what it may use; ``deadline``
+    (``time.monotonic()``) ends the student's budget.
     """
     answers_by_notebook = {nb: find_answers(sources) for nb, sources in cell_sources.items()}
     verdicts: dict[str, Verdict] = {}
@@ -59,8 +84,9 @@ def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidd
             continue
         runnable.append(item)
         answers.update({a: found[a] for a in item.answers})
-    trials = [(item, case) for item in runnable for case in range(len(HIDDEN_CASES))]
-    outcomes = _run_trials(trials, answers, (hidden, readable, fork_server, limits or {}), item_seconds, deadline)
+    trials = [Trial(item, case) for item in runnable for case in range(len(HIDDEN_CASES))]
+    children = _Children(policy or sandbox.student_policy(), limits or sandbox.Limits(), fork_server)
+    outcomes = _run_trials(trials, answers, children, item_seconds, deadline)
     for item in runnable:
         outputs = [outcomes[(item.grade_id, case)][0] for case in range(len(HIDDEN_CASES))]
         errors = [outcomes[(item.grade_id, case)][1] for case in range(len(HIDDEN_CASES))]
@@ -68,75 +94,104 @@ def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], hidd
     return verdicts
 
 
-def _run_trials(trials: list[tuple[Item, int]], answers: dict[str, str], policy: tuple,
-                item_seconds: float, deadline: float = float("inf")) -> dict[tuple[str, int], tuple[object, str | None]]:
-    """(grade_id, case) -> (student's output or None, error or None), one child at a time."""
+def _run_trials(trials: list[Trial], answers: dict[str, str], children: _Children, item_seconds: float,
+                deadline: float) -> dict[tuple[str, int], tuple[object, str | None]]:
+    """(grade_id, case) -> (student's output or None, error or None)."""
     outcomes: dict[tuple[str, int], tuple[object, str | None]] = {}
     broken: dict[str, str] = {}  # answer id -> why running it failed for good
-    queue = list(trials)
-    while queue:
-        queue = [trial for trial in queue if not _skip_broken(trial, broken, outcomes)]
-        if not queue:
-            break
-        if time.monotonic() >= deadline:
-            for item, case in queue:
-                outcomes[(item.grade_id, case)] = (None, BUDGET_SPENT)
-            break
-        done, failure = _run_child(queue, answers, policy, item_seconds, outcomes, deadline)
-        queue = queue[done:]
-        if failure == BUDGET_SPENT:
-            continue  # the next round fails what is left
-        if failure is not None:  # the trial at the head of the queue hung or killed the child
-            item, case = queue.pop(0)
-            outcomes[(item.grade_id, case)] = (None, failure)
-            broken.update(dict.fromkeys(item.answers, failure))
+    try:
+        for trial in trials:
+            key = (trial.item.grade_id, trial.case)
+            failed = next((f"{broken[a]} (answer cell {a})" for a in trial.item.answers if a in broken), None)
+            if failed is not None:
+                outcomes[key] = (None, failed)
+                continue
+            if time.monotonic() >= deadline:
+                outcomes[key] = (None, BUDGET_SPENT)
+                continue
+            outcome, stop = children.run(trial, answers, item_seconds, deadline)
+            outcomes[key] = outcome
+            if stop not in (None, Stop.BUDGET_SPENT):
+                broken.update(dict.fromkeys(trial.item.answers, outcome[1]))
+    finally:
+        children.close()
     return outcomes
 
 
-def _skip_broken(trial: tuple[Item, int], broken: dict[str, str], outcomes: dict) -> bool:
-    item, case = trial
-    for answer in item.answers:
-        if answer in broken:
-            outcomes[(item.grade_id, case)] = (None, f"{broken[answer]} (answer cell {answer})")
-            return True
-    return False
+class _Children:
+    """The children of one submission: the current one, replaced when it dies or must not run the next trial."""
+
+    def __init__(self, policy: sandbox.Policy, limits: sandbox.Limits, fork_server: str | None):
+        self.policy, self.limits, self.fork_server = policy, limits, fork_server
+        self.current: _Child | None = None
+        self.handed: set[str] = set()  # what the current child was handed, by qualified name
+
+    def run(self, trial: Trial, answers: Mapping[str, str], item_seconds: float,
+            deadline: float) -> tuple[tuple[object, str | None], Stop | None]:
+        """((output, error), why the child stopped or None) for one trial."""
+        kind = kind_of(trial.item)
+        if self.current is None or trial.qualified(kind.computes(trial.item)) & self.handed:
+            self.close()
+            self.current = _Child(self.policy, self.limits, self.fork_server)
+            stop = self.current.conversation.wait_ready(STARTUP_SECONDS)
+            if stop is not None:
+                self.close()
+                return (None, _reason(stop, item_seconds)), stop
+        sources = {a: answers[a] for a in trial.item.answers}
+        inputs = kind.inputs(trial.item, HIDDEN_CASES[trial.case], sources)
+        self.handed |= trial.qualified(kind.given(trial.item))
+        nonce = secrets.token_hex(8)  # a reply must carry it: lines the answer code writes itself are not replies
+        message = {"nonce": nonce, "item": {"grade_id": trial.item.grade_id, "notebook": trial.item.notebook,
+                            "answers": list(trial.item.answers), "points": trial.item.points,
+                            "kind": trial.item.kind, "spec": dict(trial.item.spec)},
+                   "kind_module": type(kind).__module__, "case": trial.case, "answers": sources,
+                   "inputs": {name: encode(value) for name, value in inputs.items()}}
+        reply = self.current.conversation.ask(message, item_seconds, deadline)
+        if isinstance(reply, Stop):
+            self.close()
+            return (None, _reason(reply, item_seconds)), reply
+        outcome = _parse(reply, nonce)
+        if outcome is None:  # a line the answer wrote into the results channel: nothing it says can be trusted
+            self.close()
+            return (None, FORGED_REPLY), Stop.STOPPED
+        return outcome, None
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.kill()
+        self.current, self.handed = None, set()
 
 
-def _run_child(queue, answers, policy, item_seconds, outcomes, deadline=float("inf")) -> tuple[int, str | None]:
-    """Run ``queue`` in one child; returns (trials finished, failure of the next one or None)."""
-    request = {"trials": [[item.grade_id, case] for item, case in queue], "answers": answers}
-    child = _Child(*policy)
-    try:
-        send_request(child.stdin, request)
-        return _collect(child, queue, item_seconds, outcomes, deadline)
-    finally:
-        child.kill()
+def _reason(stop: Stop, item_seconds: float) -> str:
+    return stop_reason(stop, "grader", "answer", STARTUP_SECONDS,
+                       timed_out=f"took longer than {item_seconds:g} s (an endless loop?)",
+                       budget_spent=BUDGET_SPENT)
 
 
 class _Child:
-    """A sandboxed ``child``: ``stdin`` takes the request, ``stdout`` gives results."""
+    """A sandboxed ``child`` and the conversation with it."""
 
-    def __init__(self, hidden: list[str], readable: list[str], fork_server: str | None, limits: dict | None = None):
+    def __init__(self, policy: sandbox.Policy, limits: sandbox.Limits, fork_server: str | None):
         if fork_server is None:
-            memory = ["--data-bytes", str(limits["data_bytes"])] if limits and limits.get("data_bytes") else []
-            command = sandbox.wrap([sys.executable, "-m", "autograder.judge.child", *memory], hidden, [],
-                                   readable)
+            command = sandbox.wrap([sys.executable, "-m", "autograder.judge.child"], policy, limits)
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                              stderr=subprocess.DEVNULL, env=child_env(), cwd="/")
-            self.stdin, self.stdout = self._process.stdin, self._process.stdout
+            self.conversation = Conversation(self._process.stdin, self._process.stdout)
+            self._streams = (self._process.stdin, self._process.stdout)
             return
         from .forkserver import spawn
 
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
         quiet = os.open(os.devnull, os.O_WRONLY)
-        policy = {"hidden": hidden, "writable": [], "readable": readable, "home": "/tmp/home"}
         self._control = spawn(fork_server, {"run": {"call": "autograder.judge.child:main"}, "cwd": "/",
-                                            "env": child_env(), "policy": policy, "limits": limits or {}},
+                                            "env": child_env(), "policy": policy.to_json(),
+                                            "limits": limits.to_json()},
                               [request_read, result_write, quiet])
         for fd in (request_read, result_write, quiet):
             os.close(fd)
-        self.stdin, self.stdout = os.fdopen(request_write, "wb"), os.fdopen(result_read, "rb")
+        self._streams = (os.fdopen(request_write, "wb"), os.fdopen(result_read, "rb"))
+        self.conversation = Conversation(*self._streams)
         self._process = None
 
     def kill(self) -> None:
@@ -145,34 +200,19 @@ class _Child:
             self._process.wait()
         else:
             self._control.close()  # the guardian kills the child when its client goes
-        for stream in (self.stdin, self.stdout):
+        for stream in self._streams:
             if not stream.closed:
                 stream.close()
 
 
-def _collect(child, queue, item_seconds, outcomes, deadline=float("inf")) -> tuple[int, str | None]:
-    """Read the child's results into ``outcomes``; (trials done, why the next one failed or None)."""
-
-    def record(index: int, line: bytes) -> None:
-        item, case = queue[index]
-        outcomes[(item.grade_id, case)] = _parse(line)
-
-    # The child says when Python and torch are loaded; only then does the
-    # first trial's clock start, so a slow start is not blamed on the student.
-    done, stop = read_replies(child.stdout, len(queue), record, STARTUP_SECONDS, item_seconds, deadline)
-    if stop is None:
-        return done, None
-    return done, stop_reason(stop, "grader", "answer", STARTUP_SECONDS,
-                             timed_out=f"took longer than {item_seconds:g} s (an endless loop?)",
-                             budget_spent=BUDGET_SPENT)
-
-
-def _parse(line: bytes) -> tuple[object, str | None]:
+def _parse(line: bytes, nonce: str) -> tuple[object, str | None] | None:
+    """(output, error) from the child's reply line; None when the line is not the reply to this request."""
     try:
         reply = json.loads(line)
+        if not isinstance(reply, dict) or reply.get("nonce") != nonce:
+            return None
         if "error" in reply:
             return None, str(reply["error"])[:2000]
         return decode(reply["value"]), None
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
         return None, f"the answer's result could not be read ({type(err).__name__})"
-

@@ -1,18 +1,20 @@
 """How the judge's child process hands back what a student's code produced.
 
 Only plain data crosses the process boundary: tensors as raw bytes with a
-dtype from a short list, lists of them, None, or the name of some other type.
-Nothing is unpickled, so a hostile child cannot run code in the grader.
+dtype from a short list, numbers, lists of them, None, or the name of some
+other type. Nothing is unpickled, so a hostile child cannot run code in the
+grader, and sizes are bounded, so it cannot make the grader hold much.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 
 import numpy as np
 import torch
 
-MAX_ELEMENTS = 5_000_000  # far above any gradient here; stops a memory bomb
+MAX_ELEMENTS = 1_000_000  # far above any gradient here (the largest has a few thousand); stops a memory bomb
 MAX_ITEMS = 64
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
            "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
@@ -42,6 +44,10 @@ def encode(value) -> dict:
                 "requires_grad": bool(value.requires_grad), "data": base64.b64encode(data).decode()}
     if isinstance(value, (list, tuple)):
         return {"kind": "list", "items": [encode(v) for v in list(value)[:MAX_ITEMS]]}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value) if abs(value) < 1e300 else math.inf
+        if math.isfinite(number):
+            return {"kind": "number", "value": number}
     if value is None:
         return {"kind": "none"}
     return {"kind": "other", "type": type(value).__name__}
@@ -62,6 +68,8 @@ def decode(message: dict):
         return torch.from_numpy(array.copy())
     if kind == "list":
         return [decode(item) for item in message["items"][:MAX_ITEMS]]
+    if kind == "number":
+        return float(message["value"])
     if kind == "none":
         return None
     if kind == "other":

@@ -26,36 +26,21 @@ masters, whose code is trusted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from ..cells import recorded_answers
 from ..diagnosis.codes import Diagnosis
 from ..diagnosis.diagnose import hardcoded_size
 from ..diagnosis.hints import pointer
 from ..exercises import ITEMS_BY_ID, Item
-from ..kinds import KINDS, student_output
+from ..kinds import KINDS
 from ..kinds.cases import HIDDEN_CASES, NOTEBOOK_SIZES
+from .records import Verdict
 from .scan import scan_answers
-from .untrusted import describe_error
+from .untrusted import IN_PROCESS, describe_error
 
 
 class HiddenTestFailed(AssertionError):
     """Raised by ``hidden_check`` with the reason in one readable message."""
-
-
-@dataclass
-class Verdict:
-    """The judgement of one graded item."""
-
-    grade_id: str
-    passed: bool
-    message: str  # one or more lines meant for the student
-    flags: list[str] = field(default_factory=list)  # reasons the work is not the student's own
-    diagnosis: str = ""  # the code of the likely mistake (``diagnosis.codes.CODES``); "" when none was made
-
-    def report(self) -> str:
-        head = f"{self.grade_id}: {'passed' if self.passed else 'FAILED'} the hidden check"
-        return head + ("\n" + self.message if self.message else "")
 
 
 def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str],
@@ -74,7 +59,7 @@ def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str
         if error is not None:
             message, code = f"{where}: {error}", ""
         else:
-            result = kind.compare(item, output, kind.reference(item, case), case)
+            result = kind.compare(item, output, reference(item, index), case)
             if result.ok:
                 continue
             message, code = f"{where}:\n" + "\n".join(result.failures()), result.code
@@ -88,6 +73,21 @@ def verdict(item: Item, outputs: list, errors: list[str | None], flags: list[str
     return Verdict(item.grade_id, True, f"matches {kind.oracle} on {len(HIDDEN_CASES)} unseen sets of inputs")
 
 
+_references: dict[tuple, object] = {}
+
+
+def reference(item: Item, case_index: int):
+    """What a correct answer of ``item`` gives on HIDDEN_CASES[case_index], computed once per process.
+
+    Every student of a batch is judged on the same hidden cases, so a worker
+    computes each reference (autograd, a training run with torch.optim) once.
+    """
+    key = (item.grade_id, item.kind, item.answers, repr(sorted(item.spec.items())), case_index)
+    if key not in _references:
+        _references[key] = KINDS[item.kind].reference(item, HIDDEN_CASES[case_index])
+    return _references[key]
+
+
 def _typed_in_size(item: Item, failed: int, sources: Mapping[str, str]) -> Diagnosis | None:
     """``diagnose.hardcoded_size`` when the item passed on the notebook's sizes and failed on others, else None."""
     passed_on_notebook_sizes = any(case.sizes() == NOTEBOOK_SIZES for case in HIDDEN_CASES[:failed])
@@ -95,6 +95,17 @@ def _typed_in_size(item: Item, failed: int, sources: Mapping[str, str]) -> Diagn
             or HIDDEN_CASES[failed].sizes() == NOTEBOOK_SIZES:
         return None
     return hardcoded_size(NOTEBOOK_SIZES, HIDDEN_CASES[failed].sizes(), [sources.get(a, "") for a in item.answers])
+
+
+def output_in_process(item: Item, answers: dict[str, str], case):
+    """What the item's answer cells produce on ``case``, run in this process (trusted code only).
+
+    The kind is handed its inputs as the judge hands them to a child; the
+    reference is never computed here.
+    """
+    kind = KINDS[item.kind]
+    sources = {a: answers[a] for a in item.answers}
+    return kind.run(item, sources, case, kind.inputs(item, case, sources), IN_PROCESS)
 
 
 def judge_item(item: Item, answers: dict[str, str]) -> Verdict:
@@ -108,7 +119,7 @@ def judge_item(item: Item, answers: dict[str, str]) -> Verdict:
         if flags:
             break
         try:
-            outputs.append(student_output(item, answers, case))
+            outputs.append(output_in_process(item, answers, case))
             errors.append(None)
         except Exception as err:  # the student's code failed: that is the verdict
             outputs.append(None)
