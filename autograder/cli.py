@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     demo = commands.add_parser("demo", help="release, grade the sample submissions, print the gradebook")
     demo.add_argument("--out", type=Path, default=None, help="folder for the samples and results (default build/demo)")
-    _grading_options(demo, notebook_seconds=30.0, item_seconds=5.0)
+    _grading_options(demo, item_timeout=5.0)
 
     check = commands.add_parser("check", help="self-check before submitting: run each notebook on a copy, print passed / total")
     check.add_argument("folder", type=Path, nargs="?", default=Path("notebooks"), help="the notebooks (default: notebooks)")
@@ -114,38 +114,31 @@ def _demo(out: Path | None, settings) -> None:
 
 
 def _grading_options(parser: argparse.ArgumentParser, **overrides) -> None:
-    from dataclasses import replace
+    from .grading.results import GradingSettings
 
-    from .engine.cluster import Settings
-
-    defaults = replace(Settings(), **overrides)
-    parser.add_argument("--jobs", type=int, default=defaults.workers,
+    defaults = GradingSettings().but(**overrides)
+    parser.add_argument("--jobs", type=int, default=defaults.cluster.jobs,
                         help="worker processes of the embedded Dask cluster: students graded at once (default: cores)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="grade on the Dask cluster of this scheduler, e.g. tcp://host:8786 "
                              "(default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster)")
     parser.add_argument("--regrade", action="store_true",
                         help="grade every student again (default: skip students whose result is already in OUT)")
-    parser.add_argument("--notebook-timeout", type=float, default=defaults.notebook_seconds,
-                        help="seconds a notebook may run in the student's kernel (default %(default)g)")
-    parser.add_argument("--item-timeout", type=float, default=defaults.item_seconds,
+    parser.add_argument("--item-timeout", type=float, default=defaults.worker.item_timeout,
                         help="seconds per item and hidden case in the judge (default %(default)g)")
-    parser.add_argument("--student-timeout", type=float, default=defaults.student_seconds,
+    parser.add_argument("--student-timeout", type=float, default=defaults.worker.student_timeout,
                         help="seconds of grading per student; items not judged by then score 0 (default %(default)g)")
-    parser.add_argument("--memory-limit", type=float, default=defaults.memory_gb, metavar="GB",
-                        help="memory of each sandboxed process of a student, in GB; 0: none (default %(default)g)")
-    parser.add_argument("--ex4-steps", type=int, default=defaults.ex4_steps,
-                        help="training steps of Exercise 4 while grading (default %(default)d)")
-    parser.add_argument("--keep-work", action="store_true", help="keep the workers' folders, for debugging")
+    parser.add_argument("--memory-limit", type=float, default=defaults.worker.memory_limit, metavar="GB",
+                        help="memory of each sandboxed process of a student, its /tmp included, in GB "
+                             "(default %(default)g)")
 
 
 def _settings(args):
-    from .engine.cluster import Settings
+    from .grading.results import GradingSettings
 
-    return Settings(workers=args.jobs, scheduler=args.scheduler, regrade=args.regrade,
-                    notebook_seconds=args.notebook_timeout, item_seconds=args.item_timeout,
-                    student_seconds=args.student_timeout, memory_gb=args.memory_limit, ex4_steps=args.ex4_steps,
-                    keep_work=args.keep_work)
+    return GradingSettings().but(jobs=args.jobs, scheduler=args.scheduler, regrade=args.regrade,
+                                 item_timeout=args.item_timeout, student_timeout=args.student_timeout,
+                                 memory_limit=args.memory_limit)
 
 
 def _grade(submissions: Path, out: Path, settings) -> list:
@@ -249,7 +242,7 @@ def _run_lecture_command(args) -> int:
     settings = LectureSettings(exercise_seconds=args.exercise_timeout, ex4_steps=args.ex4_steps)
     if args.command == "check-lecture":
         return check_lecture(args.notebook, args.json_out, settings)
-    from .engine.cluster import Settings
+    from .engine.cluster import ClusterSettings
 
-    engine = Settings(scheduler=args.scheduler, **({"workers": args.jobs} if args.jobs else {}))
+    engine = ClusterSettings(scheduler=args.scheduler, **({"jobs": args.jobs} if args.jobs else {}))
     return grade_lecture(args.submissions, args.out, settings, engine)

@@ -9,6 +9,7 @@ Every failed item of every student gets one code (``classify``):
 ``not_attempted``           left as released (still ``NotImplementedError``),
                             or the notebook was not handed in
 ``timeout``                 the answer ran past its time limit
+``budget_spent``            not judged: the submission used up its time budget
 ``error.<ExceptionType>``   the answer raised (``error.RuntimeError``); a
                             process that vanished (``os._exit``, a crash) is
                             ``error.ProcessDied``, one out of memory
@@ -29,19 +30,20 @@ passed never appear.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..exercises import EX1_LINES, ITEMS, ITEMS_BY_ID
+from ..judge.records import Verdict
 from ..judge.scan import flag_code
-from .csv_cells import csv_cell
+from .csv_cells import safe_writer
 
 MISTAKES_CSV = "mistakes.csv"
 NOT_ATTEMPTED = "not_attempted"
 TIMEOUT = "timeout"
+BUDGET_SPENT = "budget_spent"
 UNKNOWN = "unknown"
 CHEATING = "cheating."
 ERROR = "error."
@@ -57,21 +59,22 @@ _TIMEOUT_WORDS = ("took longer than", "time limit", "time budget", "did not star
 _NOT_ATTEMPTED_WORDS = ("not answered yet", "NotImplementedError", "is missing", "was a link, not a file")
 
 
-def classify(verdict: dict) -> str | None:
-    """The diagnosis code of one item's verdict (a grading result's ``verdicts[grade_id]``); None if it passed.
+def classify(verdict: Verdict) -> str | None:
+    """The diagnosis code of one item's verdict; None if it passed.
 
     The checks go from what stops an answer being judged at all (flags, a
     missing notebook, an error) to what the comparison said of its value.
     """
-    if verdict.get("passed"):
+    if verdict.passed:
         return None
-    flags = verdict.get("flags") or []
-    if flags:
-        return CHEATING + flag_code(flags[0])
-    message = str(verdict.get("message") or "")
+    if verdict.flags:
+        return CHEATING + flag_code(verdict.flags[0])
+    message = verdict.message or ""
     first_line = message.splitlines()[0] if message else ""
     if first_line.startswith("not graded:"):  # the grader itself failed on this student
         return TIMEOUT if any(w in first_line for w in _TIMEOUT_WORDS) else GRADING_FAILED
+    if "used up its time budget" in first_line:
+        return BUDGET_SPENT
     if "could not be read as a notebook" in first_line:
         return UNREADABLE_NOTEBOOK
     if any(word in first_line for word in _NOT_ATTEMPTED_WORDS):
@@ -79,14 +82,13 @@ def classify(verdict: dict) -> str | None:
     error = _ERROR_LINE.match(first_line)
     if error:
         return _error_code(error.group("error"))
-    diagnosis = verdict.get("diagnosis")
-    if diagnosis:
-        return str(diagnosis)
-    return UNKNOWN
+    return verdict.diagnosis or UNKNOWN
 
 
 def _error_code(error: str) -> str:
     """``timeout`` or ``error.<ExceptionType>`` from the text the judge gives for a failed run."""
+    if "used up its time budget" in error:
+        return BUDGET_SPENT
     if any(word in error for word in _TIMEOUT_WORDS):
         return TIMEOUT
     if "stopped the grader's process" in error:  # os._exit, a crash: the process is gone, no exception
@@ -99,9 +101,13 @@ def _error_code(error: str) -> str:
     return ERROR + exception.group("type").rsplit(".", 1)[-1] if exception else UNKNOWN
 
 
+# What stopped an item from being judged at all: the report lists these apart, not as mistakes to teach.
+NOT_JUDGED = frozenset({NOT_ATTEMPTED, BUDGET_SPENT, GRADING_FAILED, UNREADABLE_NOTEBOOK})
+
+
 def is_mistake(code: str | None) -> bool:
-    """Whether a code is something to teach again (not passed, not a gap, not misconduct)."""
-    return bool(code) and code != NOT_ATTEMPTED and not code.startswith(CHEATING)
+    """Whether a code is something to teach again (not passed, not a gap, not misconduct, not unjudged)."""
+    return bool(code) and code not in NOT_JUDGED and not code.startswith(CHEATING)
 
 
 @dataclass(frozen=True)
@@ -117,25 +123,25 @@ class MistakeRow:
         return len(self.student_ids)
 
 
-def codes_of(result: dict) -> dict[str, str]:
-    """{grade_id: code} of every failed item of one student's result."""
+def codes_of(result) -> dict[str, str]:
+    """{grade_id: code} of every failed item of one student's result (``grading.results.StudentResult``)."""
     codes = {}
     for item in ITEMS:
-        verdict = result.get("verdicts", {}).get(item.grade_id)
+        verdict = result.verdicts.get(item.grade_id)
         if verdict is None:  # an item the result does not mention was never judged
-            verdict = {"passed": False, "message": "not graded: no verdict for this item"}
+            verdict = Verdict(item.grade_id, False, "not graded: no verdict for this item")
         code = classify(verdict)
         if code:
             codes[item.grade_id] = code
     return codes
 
 
-def mistake_rows(results: Iterable[dict]) -> list[MistakeRow]:
+def mistake_rows(results: Iterable) -> list[MistakeRow]:
     """One row per (item, code) over the class, in the registry's item order, then by code."""
     students: dict[tuple[str, str], set[str]] = {}
     for result in results:
         for grade_id, code in codes_of(result).items():
-            students.setdefault((grade_id, code), set()).add(result["student"])
+            students.setdefault((grade_id, code), set()).add(result.student)
     order = {item.grade_id: index for index, item in enumerate(ITEMS)}
     return [MistakeRow(item, code, tuple(sorted(ids))) for (item, code), ids
             in sorted(students.items(), key=lambda entry: (order[entry[0][0]], entry[0][1]))]
@@ -145,10 +151,10 @@ def write_mistakes(path: Path, rows: list[MistakeRow]) -> None:
     """``item,diagnosis,students,student_ids`` (ids space-separated, sorted; quoted as in grades.csv
     when a spreadsheet would read the cell as a formula)."""
     with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
+        writer = safe_writer(file)
         writer.writerow(["item", "diagnosis", "students", "student_ids"])
         for row in rows:
-            writer.writerow([row.item, row.diagnosis, row.students, csv_cell(" ".join(row.student_ids))])
+            writer.writerow([row.item, row.diagnosis, row.students, " ".join(row.student_ids)])
 
 
 def teach_again(rows: list[MistakeRow]) -> list[MistakeRow]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .errors import GradingError
 from .versions import version_conflicts, versions
@@ -22,27 +22,16 @@ CONNECT_SECONDS = 20.0  # to reach a --scheduler before giving up
 
 
 @dataclass(frozen=True)
-class Settings:
-    workers: int = os.cpu_count() or 1  # --jobs: worker processes of the embedded cluster
-    notebook_seconds: float = 120.0  # per notebook, in the student's kernel
-    item_seconds: float = 10.0  # --item-timeout: per item and hidden case, in the judge
-    student_seconds: float = 120.0  # the whole of one student's grading; what is not judged by then scores 0
-    memory_gb: float = 4.0  # data segment of each sandboxed process of a student (0: no limit)
-    ex4_steps: int = 300  # Exercise 4's training run while grading (the lecture's is 200,000; no check depends on it)
-    tries: int = 3  # a student whose grading kills the worker this many times is recorded as failed
-    scheduler: str | None = None  # a Dask scheduler's address; None: DASK_SCHEDULER_ADDRESS or an embedded cluster
-    regrade: bool = False  # grade every student again, even those with a result in OUT
-    keep_work: bool = False  # keep the workers' folders (for debugging the grader)
+class ClusterSettings:
+    """Where a batch runs; each name is its command-line option's."""
 
-    def for_workers(self) -> dict:
-        """What a worker needs to know (the rest is the driver's business)."""
-        return {key: value for key, value in asdict(self).items()
-                if key in ("notebook_seconds", "item_seconds", "student_seconds", "memory_gb", "ex4_steps",
-                           "keep_work")}
+    jobs: int = os.cpu_count() or 1  # --jobs: worker processes of the embedded cluster
+    scheduler: str | None = None  # --scheduler: a Dask scheduler's address; None: DASK_SCHEDULER_ADDRESS or embedded
+    tries: int = 3  # a student whose grading kills the worker this many times is recorded as failed
 
 
 @contextlib.contextmanager
-def cluster_client(settings: Settings, progress=print):
+def cluster_client(settings: ClusterSettings, progress=print):
     """A Dask client of the cluster to grade on: ``settings.scheduler``, the environment's, or an embedded one."""
     import dask
     from distributed import Client, LocalCluster
@@ -69,10 +58,10 @@ def cluster_client(settings: Settings, progress=print):
             # The scheduler's HTTP server always runs (on loopback, a free port); it
             # serves the dashboard only when bokeh is installed.
             cluster = stack.enter_context(LocalCluster(
-                n_workers=max(1, settings.workers), threads_per_worker=1, processes=True, host="127.0.0.1",
+                n_workers=max(1, settings.jobs), threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address="127.0.0.1:0", memory_limit=0, silence_logs=40))
             client = stack.enter_context(Client(cluster, set_as_default=False))
-            progress(f"grading on an embedded Dask cluster of {settings.workers} worker processes")
+            progress(f"grading on an embedded Dask cluster of {settings.jobs} worker processes")
         link = _dashboard(client) if address or importlib.util.find_spec("bokeh") else None
         if link:
             progress(f"dashboard: {link}")

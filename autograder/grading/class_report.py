@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from ..diagnosis.codes import CODES_BY_NAME
 from ..exercises import ASSIGNMENT, ITEMS, ITEMS_BY_ID, NOTEBOOKS, max_score
 from . import late, report
 from .export import StudentGrade, class_grades, describe_delay, number
+from .results import StudentResult
 
 REPORT_HTML = "report.html"
 TEMPLATE = Path(__file__).with_name("templates") / "class_report.html.j2"
@@ -40,6 +40,7 @@ OWN_MESSAGES = {
     class_mistakes.UNKNOWN: "wrong, with no specific diagnosis",
     class_mistakes.GRADING_FAILED: "the grader failed on this submission (see the notebooks below)",
     class_mistakes.UNREADABLE_NOTEBOOK: "the notebook file could not be read (cut off, or not a notebook)",
+    class_mistakes.BUDGET_SPENT: "not judged: the submission used up its time budget before this item's turn",
 }
 # Colours of the stacked bars: kinds of failure, then the diagnoses in turn.
 FIXED_COLOURS = {class_mistakes.NOT_ATTEMPTED: "#d5d8dc", class_mistakes.TIMEOUT: "#7d3c98",
@@ -53,11 +54,11 @@ class ClassView:
     """Everything ``OUT`` holds about the class: grades and per-item verdicts of each student."""
 
     grades: list[StudentGrade]
-    results: list[dict]  # each student's public result (report.json), same order as grades
+    results: list[StudentResult]  # each student's result as OUT keeps it (report.json), same order as grades
     rows: list[class_mistakes.MistakeRow] = field(default_factory=list)
 
 
-def finish(out: Path, submissions: Path, results: list[dict], seconds: float, progress=print) -> ClassView:
+def finish(out: Path, submissions: Path, results: list[StudentResult], seconds: float, progress=print) -> ClassView:
     """Late penalties, mistakes.csv and report.html for ``out``, after a grading run of ``results``.
 
     A late-work setting that cannot be used (a plugin that does not import, a
@@ -66,7 +67,7 @@ def finish(out: Path, submissions: Path, results: list[dict], seconds: float, pr
     """
     late.ensure_config(out)
     try:
-        late_notes = late.apply_lateness(out, submissions, [r["student"] for r in results])
+        late_notes = late.apply_lateness(out, submissions, [r.student for r in results])
     except Exception as err:  # the instructor's config or plugin: say so, keep the batch's grades
         message = f"late penalties were not applied: {type(err).__name__}: {err} (see {out / late.CONFIG_FILE})"
         progress(f"warning: {message}")
@@ -83,17 +84,17 @@ def load_class(out: Path) -> ClassView:
     return ClassView(grades, results, class_mistakes.mistake_rows(results))
 
 
-def _saved_result(out: Path, student: str) -> dict:
-    path = report.safe_child(out / "feedback", student) / "report.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"student": student, "verdicts": {}, "notes": [f"not graded: {path.name} is missing or unreadable"]}
+def _saved_result(out: Path, student: str) -> StudentResult:
+    saved = report.saved_result(out, student)
+    if saved is None:
+        return StudentResult(student, notes=["not graded: its report.json is missing or unreadable"])
+    return saved
 
 
 # ------------------------------------------------------------------ the page
 
-def render(out: Path, view: ClassView, run: list[dict], seconds: float, late_notes: dict[str, str] | None = None) -> str:
+def render(out: Path, view: ClassView, run: list[StudentResult], seconds: float,
+           late_notes: dict[str, str] | None = None) -> str:
     """report.html for ``view``; ``run`` and ``seconds``: the results and wall time of this grading run."""
     import jinja2
 
@@ -115,10 +116,14 @@ def render(out: Path, view: ClassView, run: list[dict], seconds: float, late_not
                    "line": class_mistakes.forward_line(row.item), "notebook": ITEMS_BY_ID[row.item].notebook,
                    "ids": ", ".join(row.student_ids)}
                   for rank, row in enumerate(class_mistakes.teach_again(view.rows), start=1)],
-        "flagged": [{"student": r["student"], "item": item, "reason": reason}
-                    for r in view.results for item, reason in report.flags(r)],
-        "problems": [{"student": r["student"], "notebook": ", ".join(notebooks), "reason": reason}
-                     for r in view.results for reason, notebooks in _by_reason(notebook_problems(out, r))],
+        "flagged": [{"student": r.student, "item": item, "reason": reason}
+                    for r in view.results for item, reason in r.flags()],
+        "problems": [{"student": r.student, "notebook": ", ".join(notebooks), "reason": reason}
+                     for r in view.results for reason, notebooks in _by_reason(notebook_problems(r))],
+        "unjudged": [{"item": row.item, "code": row.diagnosis, "students": row.students,
+                      "message": message_for(row.diagnosis), "ids": ", ".join(row.student_ids)}
+                     for row in view.rows if row.diagnosis in class_mistakes.NOT_JUDGED - {class_mistakes.NOT_ATTEMPTED}],
+        "renamed": _renamed_ids(out),
         "late": [{"student": g.student_id, "timestamp": g.timestamp, "late": describe_delay(g.seconds_late),
                   "raw": number(g.raw), "penalty": number(g.penalty), "score": number(g.score)}
                  for g in view.grades if g.seconds_late > 0],
@@ -126,8 +131,10 @@ def render(out: Path, view: ClassView, run: list[dict], seconds: float, late_not
         "grades": [{"student": g.student_id, "raw": number(g.raw), "penalty": number(g.penalty), "score": number(g.score)}
                    for g in view.grades],
         "run": {"students": len(run), "seconds": seconds,
-                "per_student": statistics.fmean(r.get("seconds", 0.0) for r in run) if run else 0.0,
-                "slowest": max(run, key=lambda r: r.get("seconds", 0.0), default=None)},
+                "per_student": statistics.fmean(r.seconds for r in run) if run else 0.0,
+                "slowest": max(run, key=lambda r: r.seconds, default=None),
+                "phases": {phase: statistics.fmean(r.phases.get(phase, 0.0) for r in run)
+                           for phase in ("sanitize", "judge", "record", "feedback")} if run else {}},
         "number": number,
     }
     return environment.get_template(TEMPLATE.name).render(**context)
@@ -160,23 +167,20 @@ def _hint_of(message: str) -> str:
 def _examples(view: ClassView) -> dict[tuple[str, str], str]:
     """(item, code) -> the verdict message of the first student (by id) with that mistake."""
     found: dict[tuple[str, str], str] = {}
-    for result in sorted(view.results, key=lambda r: r["student"]):
+    for result in sorted(view.results, key=lambda r: r.student):
         for grade_id, code in class_mistakes.codes_of(result).items():
-            found.setdefault((grade_id, code), str(result.get("verdicts", {}).get(grade_id, {}).get("message", "")))
+            verdict = result.verdicts.get(grade_id)
+            found.setdefault((grade_id, code), verdict.message if verdict else "")
     return found
 
 
-def notebook_problems(out: Path, result: dict) -> list[tuple[str, str]]:
-    """(notebook, reason) for each notebook of a student that was missing, unreadable, cut off or not graded."""
-    problems = [("all", note) for note in result.get("notes", []) if note.startswith("not graded:")]
+def notebook_problems(result: StudentResult) -> list[tuple[str, str]]:
+    """(notebook, reason) for each notebook of a student that was missing or unreadable, or a whole failed grading."""
+    problems = [("all", note) for note in result.notes if note.startswith("not graded:")]
     for notebook in NOTEBOOKS:
-        notes = [n for n in result.get("notebook_notes", {}).get(notebook, []) if "every item in it scores 0" in n]
+        notes = [n for n in result.notebook_notes.get(notebook, []) if "every item in it scores 0" in n]
         if notes:
             problems.append((notebook, notes[0]))
-            continue
-        stopped = _stopped_run(_autograded(out, result["student"], notebook))
-        if stopped:
-            problems.append((notebook, stopped))
     return problems
 
 
@@ -191,21 +195,16 @@ def _by_reason(problems: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
     return list(grouped.items())
 
 
-def _autograded(out: Path, student: str, notebook: str) -> Path:
-    return report.safe_child(out / "autograded", student) / ASSIGNMENT / f"{notebook}.ipynb"
+def _renamed_ids(out: Path) -> list[dict]:
+    """The student ids whose folders in OUT carry another name (``grade.STUDENT_IDS_CSV``)."""
+    import csv
 
-
-def _stopped_run(path: Path) -> str:
-    """Why nbgrader's run of an autograded notebook stopped early (time limit, dead kernel), or ''."""
-    try:
-        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
-    except (OSError, ValueError):
-        return ""
-    for cell in cells:
-        for output in cell.get("outputs", []) if isinstance(cell, dict) else []:
-            if output.get("ename") in ("NotRun", "KernelDied"):
-                return str(output.get("evalue", "")).removeprefix("not run: ")
-    return ""
+    path = out / "student_ids.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8", errors="replace") as file:
+        rows = list(csv.reader(file))[1:]
+    return [{"student": row[0].removeprefix("'"), "folder": row[1]} for row in rows if len(row) == 2]
 
 
 # ------------------------------------------------------------------ figures

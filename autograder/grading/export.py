@@ -42,6 +42,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checking.csv_cells import safe_writer
 from ..exercises import ASSIGNMENT, ITEMS, max_score
 
 FORMATS = ("canvas", "moodle", "long")
@@ -206,19 +207,17 @@ def number(value: float) -> str:
 
 
 def _name(row: ExportRow) -> str:
-    """A display name; text a spreadsheet would run as a formula is quoted (as in grades.csv)."""
-    from ..checking.csv_cells import csv_cell
-
-    return csv_cell(row.entry.name if row.entry and row.entry.name else row.student_id)
+    """A display name: the roster's, else the student id (``safe_writer`` quotes what would be a formula)."""
+    return row.entry.name if row.entry and row.entry.name else row.student_id
 
 
 def canvas_table(rows: list[ExportRow], assignment: str, assignment_id: str = "") -> list[list[str]]:
     header = f"{assignment} ({assignment_id})" if assignment_id else assignment
-    table = [CANVAS_COLUMNS + [header], [CANVAS_POINTS_POSSIBLE, "", "", "", "", number(max_score())]]
+    table = [CANVAS_COLUMNS + [header], [CANVAS_POINTS_POSSIBLE, "", "", "", "", float(max_score())]]
     for row in rows:
         entry = row.entry or RosterEntry(row.student_id, sis_user_id=row.student_id)
         table.append([_name(row), entry.canvas_id, entry.sis_user_id, entry.sis_login_id, entry.section,
-                      number(row.score)])
+                      float(row.score)])
     return table
 
 
@@ -226,7 +225,7 @@ def moodle_table(rows: list[ExportRow], assignment: str) -> list[list[str]]:
     table = [MOODLE_COLUMNS + [assignment, f"{assignment} raw score", "Late penalty", "Feedback"]]
     for row in rows:
         entry = row.entry or RosterEntry(row.student_id, sis_user_id=row.student_id)
-        table.append([entry.email, entry.sis_user_id, number(row.score), number(row.raw), number(row.penalty),
+        table.append([entry.email, entry.sis_user_id, float(row.score), float(row.raw), float(row.penalty),
                       feedback(row)])
     return table
 
@@ -236,9 +235,9 @@ def long_table(rows: list[ExportRow]) -> list[list[str]]:
     for row in rows:
         for item in ITEMS:
             score = row.grade.scores.get(item.grade_id, 0.0) if row.grade else 0.0
-            table.append([row.student_id, item.grade_id, number(score), number(item.points)])
+            table.append([row.student_id, item.grade_id, float(score), float(item.points)])
         if row.penalty:
-            table.append([row.student_id, LATE_PENALTY_ITEM, number(-row.penalty), "0"])
+            table.append([row.student_id, LATE_PENALTY_ITEM, float(-row.penalty), "0"])
     return table
 
 
@@ -274,6 +273,6 @@ def export(out: Path, fmt: str, output: Path, roster: Path | None = None,
         table = long_table(rows)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", newline="", encoding="utf-8") as file:
-        csv.writer(file).writerows(table)
+        safe_writer(file).writerows(table)
     return ExportSummary(len(rows), [r.student_id for r in rows if r.status == NO_SUBMISSION],
                          [r.student_id for r in rows if r.status == NOT_ON_ROSTER])

@@ -1,26 +1,31 @@
-"""``python -m autograder grade SUBMISSIONS --out OUT``: grade a folder of submissions.
+"""``backprop-ninja grade SUBMISSIONS --out OUT``: grade a folder of submissions.
 
 ``SUBMISSIONS/<student_id>/`` holds one student's notebooks, named as released.
 ``OUT`` becomes an nbgrader course folder (point formgrader at it if you like):
 
 * ``gradebook.db``: every student ever graded into ``OUT``; re-grading a
   student replaces all of their scores, others are kept;
-* ``autograded/<student>/backprop_ninja/``: the executed, judged notebooks;
-* ``feedback/<student>/``: ``index.html`` (every item, its score and why) and
-  nbgrader's per-notebook feedback under ``backprop_ninja/``;
+* ``autograded/<student>/backprop_ninja/``: the judged notebooks;
+* ``feedback/<student>/``: ``index.html`` (every item, its score and why),
+  ``report.json``, and a page per notebook under ``backprop_ninja/``;
 * ``grades.csv``: one row per student, one column per graded item, total, max;
   ``flags.csv``: items scored 0 because the answer was not the student's own
   work (``.grad`` reads, ``backward()``, hard-coded numbers, ...);
+* ``student_ids.csv``: the student ids whose folders in ``OUT`` carry another
+  name (an id no file system takes as it is);
 * ``pass_rates.png``: the share of students passing each item;
 * ``checkpoints/<student>.json``: which submission (and settings) the
-  student's result in ``OUT`` belongs to; a re-run skips those students.
+  student's result in ``OUT`` belongs to, and how long each phase took; a
+  re-run skips those students.
 
 Students are graded on a Dask cluster, one task per student (see
 ``worker.grade_student``): an embedded ``LocalCluster`` of ``--jobs``
 single-threaded worker processes, or the cluster behind ``--scheduler`` /
-``DASK_SCHEDULER_ADDRESS`` (``engine.cluster``). A task gets the submission's files as bytes and
-returns the result as data; this process alone writes ``OUT``, one result at a
-time, as they arrive.
+``DASK_SCHEDULER_ADDRESS`` (``engine.cluster``). A task gets the submission
+as data (read safely and within limits, ``submissions``) and returns the
+result as data; this process alone writes ``OUT``, one result at a time, as
+they arrive. Submissions are read just before they are sent, a few more
+than there are workers at a time, so a large class never sits in memory.
 """
 
 from __future__ import annotations
@@ -34,18 +39,24 @@ import time
 from concurrent.futures import CancelledError
 from pathlib import Path
 
-from ..engine.cluster import Settings, check_worker_versions, cluster_client
+from ..checking.csv_cells import safe_writer
+from ..engine.cluster import check_worker_versions, cluster_client
 from ..engine.errors import GradingError
 from ..engine.versions import VersionMismatch, versions
+from ..exercises import NOTEBOOKS
 from ..judge import sandbox
 from . import class_report, report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
+from .results import GradingSettings, StudentResult
+from .submissions import read_submission, safe_name
 
 CHECKPOINTS = "checkpoints"
-MAX_FILE_BYTES = 50 * 2**20  # a submitted file larger than this is not sent (sanitize rejects it anyway)
+STUDENT_IDS_CSV = "student_ids.csv"
+IN_FLIGHT_PER_WORKER = 2  # submissions sent ahead per worker: enough to keep it busy, few to hold in memory
 
 
-def grade(submissions: Path, out: Path, settings: Settings = Settings(), progress=print, task=None) -> list[dict]:
+def grade(submissions: Path, out: Path, settings: GradingSettings | None = None, progress=print,
+          task=None) -> list[StudentResult]:
     """Grade every student folder in ``submissions`` into ``out``; returns this run's results.
 
     Students with a result in ``out`` for the same files and settings are
@@ -57,58 +68,76 @@ def grade(submissions: Path, out: Path, settings: Settings = Settings(), progres
     """
     from .worker import grade_student
 
+    settings = settings or GradingSettings()
     started = time.monotonic()
     ensure_tools_on_path()
     submissions, out = submissions.resolve(), out.resolve()
-    students = _students(submissions)
+    students = _students(submissions, progress)
     templates, template_db = template_course()
     bundle = template_bundle(templates, template_db)
     mine = versions()
-    digests = {student: submission_digest(submissions / student, bundle["digest"], settings) for student in students}
+    digests = {student: _digest(submissions / student, student, bundle["digest"], settings) for student in students}
     todo = [s for s in students if settings.regrade or checkpointed(out, s) != digests[s]]
     if len(todo) < len(students):
         progress(f"{len(students) - len(todo)} of {len(students)} students already have a result in {out} "
                  "(--regrade grades them again)")
     if not todo:
         return []
-    with cluster_client(settings, progress) as client:  # before OUT is touched: a bad cluster leaves no trace
+    with cluster_client(settings.cluster, progress) as client:  # before OUT is touched: a bad cluster leaves no trace
         check_worker_versions(client, mine)
         out.mkdir(parents=True, exist_ok=True)
         report.ensure_gradebook(out / "gradebook.db", template_db)
+        write_student_ids(out, students)
         if not sandbox.available():
-            progress("warning: Linux user namespaces are not available here: student code runs "
+            progress("warning: Linux namespaces are not available here: student code runs "
                      "with the workers' permissions (it can read and write what they can)")
         results = _dispatch(client, todo, submissions, out, settings, bundle, mine, digests,
                             task or grade_student, progress)
     class_report.finish(out, submissions, results, time.monotonic() - started, progress)  # mistakes.csv, report.html, late work
-    return sorted(results, key=lambda r: r["student"])
+    return sorted(results, key=lambda r: r.student)
 
 
-def _dispatch(client, students, submissions, out, settings, bundle, mine, digests, task, progress) -> list[dict]:
-    """Send one task per student; record each result as it arrives."""
+def _dispatch(client, students, submissions, out, settings: GradingSettings, bundle, mine, digests, task,
+              progress) -> list[StudentResult]:
+    """Send one task per student, a few at a time; record each result as it arrives."""
+    import warnings
+
     from distributed import as_completed
     from tqdm import tqdm
 
+    # A submission of a few MB travels inside its task; Dask's advice for large datasets does not apply.
+    warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
     # The templates travel once, as a task of their own; unlike scattered data, a
     # task's result is computed again if the worker holding it is killed.
     shared = client.submit(_same, bundle, key=f"templates-{bundle['digest'][:12]}", pure=False)
-    futures = {}
-    for student in students:
-        payload = {"student": student, **_submission_files(submissions / student),
-                   "settings": settings.for_workers(), "versions": mine}
-        futures[client.submit(task, payload, shared, key=f"grade-{digests[student][:12]}-{len(futures)}",
-                              pure=False)] = student
+    waiting = list(students)
+    futures: dict = {}
+
+    def send_next() -> None:
+        index = len(students) - len(waiting)  # a key of its own: two students may hand in the very same files
+        student = waiting.pop(0)
+        payload = {"submission": read_submission(submissions / student, student, NOTEBOOKS),
+                   "settings": settings.worker, "versions": mine}
+        future = client.submit(task, payload, shared, key=f"grade-{digests[student][:12]}-{index}", pure=False)
+        futures[future] = student
+        pending.add(future)
+
+    pending = as_completed([], loop=client.loop)
+    for _ in range(min(len(waiting), IN_FLIGHT_PER_WORKER * max(1, _worker_count(client, settings)))):
+        send_next()
     results, failures = [], 0
-    bar = tqdm(total=len(futures), unit="student", disable=None, dynamic_ncols=True)
+    bar = tqdm(total=len(students), unit="student", disable=None, dynamic_ncols=True)
     try:
-        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
-            result = _outcome(future, futures[future], settings)
-            _record(out, result, digests[result["student"]])
+        for done, future in enumerate(pending, start=1):
+            result = _outcome(future, futures.pop(future), settings)
+            if waiting:
+                send_next()
+            _record(out, result, digests[result.student])
             results.append(result)
-            failures += bool(result.get("failed"))
+            failures += result.failed
             bar.set_postfix(failed=failures)
             bar.update()
-            progress(f"[{done}/{len(futures)}] {report.one_line(result)}")
+            progress(f"[{done}/{len(students)}] {report.one_line(result)}")
     except _Stop as stop:
         raise GradingError(f"{stop}; the {len(results)} results received are kept in {out}, "
                            "and running the same command again grades the rest") from None
@@ -121,6 +150,13 @@ def _dispatch(client, students, submissions, out, settings, bundle, mine, digest
     return results
 
 
+def _worker_count(client, settings: GradingSettings) -> int:
+    try:
+        return len(client.scheduler_info(n_workers=-1).get("workers", {})) or settings.cluster.jobs
+    except Exception:  # an unusual scheduler: assume the embedded cluster's size
+        return settings.cluster.jobs
+
+
 def _same(value):
     return value
 
@@ -129,18 +165,21 @@ class _Stop(Exception):
     """The batch cannot go on (the scheduler went away, a worker of other versions)."""
 
 
-def _outcome(future, student: str, settings: Settings) -> dict:
+def _outcome(future, student: str, settings: GradingSettings) -> StudentResult:
     """The student's result, or a failed result that says why there is none."""
     from distributed import KilledWorker
 
     started = time.monotonic()
     try:
-        return future.result()
+        result = future.result()
+        if not isinstance(result, StudentResult):
+            raise TypeError(f"a task returned a {type(result).__name__}")
+        return result
     except KilledWorker:
-        return {**report.failed_result(student, f"grading this submission stopped the grader's worker process "
-                                       f"every time it was tried (the scheduler's limit, {settings.tries} tries "
-                                       "with the embedded cluster); it may exhaust memory or crash the worker",
-                                       "", time.monotonic() - started), "failed": True}
+        return StudentResult.failure(student, f"grading this submission stopped the grader's worker process "
+                                     f"every time it was tried (the scheduler's limit, {settings.cluster.tries} tries "
+                                     "with the embedded cluster); it may exhaust memory or crash the worker",
+                                     time.monotonic() - started)
     except VersionMismatch as err:
         raise _Stop(f"a worker was refused: {err}") from None
     except (OSError, TimeoutError) as err:
@@ -148,75 +187,68 @@ def _outcome(future, student: str, settings: Settings) -> dict:
     except CancelledError as err:  # the scheduler went away, or lost what the task needed
         raise _Stop(f"the Dask scheduler cancelled the grading ({err})") from None
     except Exception as err:
-        return {**report.failed_result(student, f"the grader failed on this submission ({type(err).__name__}: "
-                                       f"{str(err)[:300]})", "", time.monotonic() - started), "failed": True}
+        return StudentResult.failure(student, f"the grader failed on this submission ({type(err).__name__}: "
+                                     f"{str(err)[:300]})", time.monotonic() - started)
 
 
-# ---------------------------------------------------- submissions and templates
+# ---------------------------------------------------- submissions, checkpoints and templates
 
-def _submission_files(folder: Path) -> dict:
-    """A student folder as data: its files' bytes, and the names that were links or folders."""
-    if folder.is_symlink():
-        return {"files": None, "links": [], "folders": []}
-    files, links, folders = {}, [], []
-    for path in sorted(folder.iterdir()):
-        if path.is_symlink():
-            links.append(path.name)
-        elif path.is_dir():
-            folders.append(path.name)
-        elif path.is_file() and path.stat().st_size <= MAX_FILE_BYTES:
-            files[path.name] = path.read_bytes()
-        else:
-            folders.append(path.name)  # listed as an extra, never read
-    return {"files": files, "links": links, "folders": folders}
-
-
-def submission_digest(folder: Path, templates_digest: str, settings: Settings) -> str:
-    """Identifies a student's grading: the files handed in, the templates, the settings."""
+def _digest(folder: Path, student: str, templates_digest: str, settings: GradingSettings) -> str:
+    """Identifies a student's grading: what was handed in, the templates, the worker's settings."""
     digest = hashlib.sha256(templates_digest.encode())
-    digest.update(json.dumps({k: v for k, v in settings.for_workers().items() if k != "keep_work"},
-                             sort_keys=True).encode())
-    data = _submission_files(folder)
-    for name, content in sorted((data["files"] or {}).items()):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
-    digest.update(json.dumps([data["files"] is None, data["links"], data["folders"]]).encode())
+    digest.update(repr(settings.worker).encode())
+    digest.update(read_submission(folder, student, NOTEBOOKS).digest().encode())
     return digest.hexdigest()
 
 
 def checkpointed(out: Path, student: str) -> str | None:
     """The digest of the submission whose result ``out`` holds for ``student`` (None: no result)."""
-    path = _checkpoint(out, student)
     try:
-        return json.loads(path.read_text())["digest"]
+        return json.loads(_checkpoint(out, student).read_text())["digest"]
     except (OSError, ValueError, KeyError):
         return None
 
 
 def _checkpoint(out: Path, student: str) -> Path:
-    return report.safe_child(out / CHECKPOINTS, student + ".json") if student not in ("", ".", "..") else \
-        out / CHECKPOINTS / "invalid"
+    return report.safe_child(out / CHECKPOINTS, report.student_folder(student) + ".json")
 
 
-def _record(out: Path, result: dict, digest: str) -> None:
+def _record(out: Path, result: StudentResult, digest: str) -> None:
     """Write the result into ``out``, then its checkpoint (so a checkpoint always has its result)."""
-    checkpoint = _checkpoint(out, result["student"])
+    checkpoint = _checkpoint(out, result.student)
     checkpoint.unlink(missing_ok=True)
     report.record(out, result)
     checkpoint.parent.mkdir(exist_ok=True)
     scratch = checkpoint.with_name(checkpoint.name + ".tmp")
-    scratch.write_text(json.dumps({"digest": digest, "failed": bool(result.get("failed")),
-                                   "seconds": result.get("seconds"), "worker": result.get("worker")}))
+    scratch.write_text(json.dumps({"digest": digest, "failed": result.failed, "seconds": result.seconds,
+                                   "phases": result.phases, "worker": result.worker}))
     os.replace(scratch, checkpoint)
 
 
+def write_student_ids(out: Path, students: list[str]) -> None:
+    """``OUT/student_ids.csv``: every id whose folder in ``OUT`` has another name, with that name (kept over runs)."""
+    path = out / STUDENT_IDS_CSV
+    known: dict[str, str] = {}
+    if path.exists():
+        import csv
+
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as file:
+            known = {row[0].removeprefix("'"): row[1] for row in list(csv.reader(file))[1:] if len(row) == 2}
+    known.update({student: safe_name(student) for student in students if safe_name(student) != student})
+    if known:
+        with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as file:
+            writer = safe_writer(file)
+            writer.writerow(["student_id", "folder"])
+            writer.writerows(sorted(known.items()))
+
+
 def template_bundle(templates: Path, template_db: Path) -> dict:
-    """The released notebooks and the template gradebook as bytes, for workers without our files."""
+    """The released notebooks as bytes, for workers without our files; the digest also covers the gradebook."""
     notebooks = {path.name: path.read_bytes() for path in sorted(templates.glob("*.ipynb"))}
-    gradebook = template_db.read_bytes()
-    digest = hashlib.sha256(gradebook)
+    digest = hashlib.sha256(template_db.read_bytes())
     for name, data in notebooks.items():
         digest.update(name.encode() + data)
-    return {"digest": digest.hexdigest(), "notebooks": notebooks, "gradebook": gradebook}
+    return {"digest": digest.hexdigest(), "notebooks": notebooks}
 
 
 def template_course(cache: Path = BUILD / "grading-templates") -> tuple[Path, Path]:
@@ -247,12 +279,19 @@ def template_course(cache: Path = BUILD / "grading-templates") -> tuple[Path, Pa
     return folder / "templates", folder / "course" / "gradebook.db"
 
 
-def _students(submissions: Path) -> list[str]:
+def _students(submissions: Path, progress=print) -> list[str]:
+    """The student folders of ``submissions`` (a folder that is a link counts: it is graded as one, unread)."""
     if not submissions.is_dir():
         raise GradingError(f"{submissions} is not a folder of student folders")
-    students = sorted(p.name for p in submissions.iterdir() if p.is_dir())
+    students, others = [], []
+    with os.scandir(submissions) as entries:
+        for entry in entries:
+            (students if entry.is_dir() else others).append(entry.name)
+    if others:
+        progress(f"ignored {len(others)} entries of {submissions} that are not student folders: "
+                 + ", ".join(sorted(others)[:5]) + (" ..." if len(others) > 5 else ""))
     if not students:
         raise GradingError(f"{submissions} holds no student folders (expected {submissions}/<student_id>/*.ipynb)")
-    return students
+    return sorted(students)
 
 

@@ -1,20 +1,17 @@
-"""What grading leaves behind: the gradebook entries, the tables and the feedback pages."""
+"""What grading leaves behind in ``OUT``: the gradebook entries, the students' files, the tables."""
 
 from __future__ import annotations
 
-import csv
-import html
 import json
 import shutil
 import warnings
 from pathlib import Path
 
-from ..cells import HIDDEN_CHECK_CALL, HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END
-from ..checking.csv_cells import csv_cell
+from ..checking.csv_cells import safe_writer
 from ..engine.errors import GradingError
 from ..exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, items_of, max_score
-
-HIDDEN_MARKERS = (HIDDEN_TESTS_BEGIN, HIDDEN_TESTS_END, HIDDEN_CHECK_CALL)
+from .results import StudentResult
+from .submissions import safe_name
 
 GRADES_CSV = "grades.csv"
 FLAGS_CSV = "flags.csv"
@@ -41,11 +38,19 @@ def _graded_cells(gradebook: Path) -> set[tuple[str, str, float]]:
         return {(nb.name, cell.name, float(cell.max_score)) for nb in assignment.notebooks for cell in nb.grade_cells}
 
 
-def record(out: Path, result: dict) -> None:
-    """Replace everything ``out`` holds about this student with ``result``."""
+def record(out: Path, result: StudentResult) -> None:
+    """Replace everything ``out`` holds about this student with ``result``.
+
+    The scores go into nbgrader's gradebook through nbgrader's own API (one
+    submission per student, a grade per graded cell), which stays the system
+    of record: formgrader, ``nbgrader export`` and the late-penalty plugins
+    read them there. The files go where nbgrader keeps them:
+    ``autograded/<student>/<assignment>/`` and ``feedback/<student>/<assignment>/``,
+    with ``index.html`` and ``report.json`` in ``feedback/<student>/``.
+    """
     from nbgrader.api import Gradebook, MissingEntry
 
-    student = result["student"]
+    student = result.student
     with warnings.catch_warnings(), Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
         warnings.simplefilter("ignore")  # nbgrader's add_submission trips SQLAlchemy's autoflush warnings
         gb.update_or_create_student(student)
@@ -56,19 +61,27 @@ def record(out: Path, result: dict) -> None:
         submission = gb.add_submission(ASSIGNMENT, student)
         for notebook in submission.notebooks:
             for grade in notebook.grades:
-                grade.auto_score = score_of(result, grade.name)
+                grade.auto_score = result.score(grade.name)
                 grade.needs_manual_grade = False
         gb.db.commit()
-    student_dir = safe_child(out / "feedback", student)
-    autograded_dir = safe_child(out / "autograded", student)
-    for folder in (student_dir, autograded_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-    _write_files(result.get("autograded_files"), autograded_dir / ASSIGNMENT, ".ipynb")
-    _write_files(result.get("feedback_files"), student_dir / ASSIGNMENT, ".html")
+    folder = student_folder(student)
+    student_dir = safe_child(out / "feedback", folder)
+    autograded_dir = safe_child(out / "autograded", folder)
+    for existing in (student_dir, autograded_dir):
+        shutil.rmtree(existing, ignore_errors=True)
+    _write_files(result.autograded, autograded_dir / ASSIGNMENT, ".ipynb")
+    pages = dict(result.feedback)
+    index = pages.pop("index.html", None)
+    _write_files(pages, student_dir / ASSIGNMENT, ".html")
     student_dir.mkdir(parents=True, exist_ok=True)
-    (student_dir / "report.json").write_text(json.dumps(_public(result), indent=1))
-    pages = {page.stem for page in (student_dir / ASSIGNMENT).glob("*.html")}
-    (student_dir / "index.html").write_text(feedback_page(result, pages), encoding="utf-8")
+    (student_dir / "report.json").write_text(json.dumps(result.public(), indent=1), encoding="utf-8")
+    if index is not None:
+        (student_dir / "index.html").write_bytes(index)
+
+
+def student_folder(student: str) -> str:
+    """The folder of ``student`` under ``OUT/feedback`` and ``OUT/autograded`` (``submissions.safe_name``)."""
+    return safe_name(student)
 
 
 def safe_child(parent: Path, name: str) -> Path:
@@ -79,88 +92,31 @@ def safe_child(parent: Path, name: str) -> Path:
     return child
 
 
-def _write_files(files: dict[str, bytes] | None, target: Path, suffix: str) -> None:
+def _write_files(files: dict[str, bytes], target: Path, suffix: str) -> None:
     """The worker's files ({name: bytes}) into ``target``; only plain names with ``suffix``."""
-    for name, data in (files or {}).items():
-        if Path(name).name != name or not name.endswith(suffix):
-            continue
-        if any(marker.encode() in data for marker in HIDDEN_MARKERS):  # never hand out hidden test code
+    for name, data in files.items():
+        if Path(name).name != name or not name.endswith(suffix) or name.startswith("."):
             continue
         target.mkdir(parents=True, exist_ok=True)
         (target / name).write_bytes(data)
 
 
-def score_of(result: dict, grade_id: str) -> float:
-    return float(result.get("scores", {}).get(grade_id, [0.0])[0])
-
-
-def failed_result(student: str, reason: str, log_tail: str, seconds: float) -> dict:
-    """The result of a student whose grading itself failed: 0 everywhere, and why."""
-    message = f"not graded: {reason}"
-    return {"student": student, "scores": {}, "notes": [message], "notebook_notes": {},
-            "verdicts": {item.grade_id: {"grade_id": item.grade_id, "passed": False, "message": message,
-                                         "flags": [], "diagnosis": ""} for item in ITEMS},
-            "autograde_log": log_tail, "seconds": round(seconds, 2)}
-
-
-def _public(result: dict) -> dict:
-    """What the student may see of a result (no paths of the grader's machine, no logs)."""
-    return {key: result.get(key) for key in ("student", "scores", "verdicts", "notes", "notebook_notes")}
+def saved_result(out: Path, student: str) -> StudentResult | None:
+    """The result ``out`` keeps for ``student`` (its report.json), or None."""
+    path = safe_child(out / "feedback", student_folder(student)) / "report.json"
+    try:
+        return StudentResult.from_public(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------- text
 
-def total(result: dict) -> float:
-    return sum(score_of(result, item.grade_id) for item in ITEMS)
-
-
-def flags(result: dict) -> list[tuple[str, str]]:
-    return [(gid, "; ".join(v["flags"])) for gid, v in result.get("verdicts", {}).items() if v.get("flags")]
-
-
-def one_line(result: dict) -> str:
-    extra = [f"{len(flags(result))} flagged"] if flags(result) else []
-    extra += result.get("notes", [])[:1]
+def one_line(result: StudentResult) -> str:
+    extra = [f"{len(result.flags())} flagged"] if result.flags() else []
+    extra += result.notes[:1]
     tail = f"  ({'; '.join(extra)})" if extra else ""
-    return f"{result['student']}: {total(result):g}/{max_score()} in {result.get('seconds', 0):.1f} s{tail}"
-
-
-def feedback_page(result: dict, pages: set[str] | None = None) -> str:
-    """A self-contained HTML page: every graded item, its points and the reason.
-
-    ``pages``: the notebooks that have a feedback page next to it (all when None);
-    the others are listed with the reason they have none.
-    """
-    esc = html.escape
-    rows = []
-    for notebook in NOTEBOOKS:
-        for item in items_of(notebook):
-            verdict = result.get("verdicts", {}).get(item.grade_id, {})
-            got = score_of(result, item.grade_id)
-            mark = "&#9989;" if got >= item.points else "&#10060;"
-            code = verdict.get("diagnosis", "")
-            rows.append(f"<tr><td>{mark}</td><td><code>{esc(item.grade_id)}</code></td><td>{got:g}/{item.points}</td>"
-                        f"<td><pre>{esc(verdict.get('message', ''))}</pre></td>"
-                        f"<td>{f'<code>{esc(code)}</code>' if code else ''}</td></tr>")
-    notes = result.get("notes", []) + [n for notes in result.get("notebook_notes", {}).values() for n in notes]
-    note_html = "".join(f"<li>{esc(n)}</li>" for n in notes) or "<li>none</li>"
-    links = "".join(f'<li><a href="{ASSIGNMENT}/{nb}.html">{nb}</a></li>' if pages is None or nb in pages
-                    else f"<li>{nb}: no page, {esc(_why_no_page(result, nb))}</li>" for nb in NOTEBOOKS)
-    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Feedback: {esc(result['student'])}</title>
-<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}td{{vertical-align:top;padding:.2em .6em}}
-pre{{margin:0;white-space:pre-wrap}}tr:nth-child(even){{background:#f4f4f4}}</style></head><body>
-<h1>Backprop Ninja: feedback for {esc(result['student'])}</h1>
-<p><b>Total: {total(result):g} / {max_score()}</b>. Each item was checked by running your answer cells again on
-inputs you had not seen (other seeds and sizes) and comparing with PyTorch's autograd.</p>
-<h2>Notes on the submission</h2><ul>{note_html}</ul>
-<h2>Items</h2><table><tr><th></th><th>item</th><th>points</th><th>why</th><th>diagnosis</th></tr>{''.join(rows)}</table>
-<h2>Your notebooks, as graded</h2><ul>{links}</ul></body></html>
-"""
-
-
-def _why_no_page(result: dict, notebook: str) -> str:
-    notes = result.get("notebook_notes", {}).get(notebook) or result.get("notes") or ["it was not graded"]
-    return notes[0]
+    return f"{result.student}: {result.total():g}/{max_score()} in {result.seconds:.1f} s{tail}"
 
 
 # -------------------------------------------------------------------- tables
@@ -190,17 +146,15 @@ def write_tables(out: Path) -> list[dict]:
     rows = gradebook_rows(out)
     columns = ["student_id", *(item.grade_id for item in ITEMS), "total", "max"]
     with open(out / GRADES_CSV, "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, columns)
-        writer.writeheader()
-        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+        writer = safe_writer(file)
+        writer.writerow(columns)
+        writer.writerows([row[column] for column in columns] for row in rows)
     with open(out / FLAGS_CSV, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
+        writer = safe_writer(file)
         writer.writerow(["student_id", "item", "reason"])
         for row in rows:
-            saved = safe_child(out / "feedback", row["student_id"]) / "report.json"
-            if saved.exists():
-                for grade_id, reason in flags(json.loads(saved.read_text())):
-                    writer.writerow([csv_cell(row["student_id"]), grade_id, reason])
+            saved = saved_result(out, row["student_id"])
+            writer.writerows([row["student_id"], grade_id, reason] for grade_id, reason in (saved.flags() if saved else []))
     if rows:
         pass_rate_chart(rows, out / PASS_RATES_PNG)
     return rows

@@ -16,7 +16,9 @@ from pathlib import Path
 import nbformat
 
 from ..cells import ANSWER_DIRECTIVE, STUB
+from .. import exercises
 from ..exercises import ITEMS, NOTEBOOKS, answer_ids, notebook
+from ..kinds import kind_of
 from .course import RELEASE_DIR, SOLUTIONS
 
 SOLUTION_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.M | re.S)
@@ -72,34 +74,20 @@ EX1 = notebook(1)
 PARTIAL_ANSWERS = set(answer_ids(EX1)[: answer_ids(EX1).index("ex1_line_bnvar_inv") + 1])
 PARTIAL_ANSWERS |= {"ex2_dlogits_fused"}
 SIGN_SLIP = ("(bnvar + 1e-5)**-1.5", "(bnvar - 1e-5)**-1.5")
+SLIPPED_ANSWER = "ex1_line_bnvar_inv"
 HANGING_ANSWER = "ex1_line_logprobs"
 
 
 def _partial(answer: str, solution: str) -> str | None:
     if answer not in PARTIAL_ANSWERS:
         return None
-    return solution.replace(*SIGN_SLIP) if answer == "ex1_line_bnvar_inv" else solution
-
-
-# Notebooks 00 and 05: autograd (or torch.optim) instead of the derivation.
-COPIED = {
-    "ex0_reuse_backward": "f.backward()\n",
-    "ex5_mlp_backward": ("for p in parameters:\n    p.grad = None\nfw.loss.backward()\n"
-                         "dW1, db1, dW2, db2, dW3, db3 = [p.grad for p in parameters]\n"),
-    "ex5_adam_update": ("for p, grad in zip(parameters, grads):\n    p.grad = grad\n"
-                        "torch.optim.Adam(parameters, lr=lr, betas=(beta1, beta2), eps=eps).step()\n"),
-}
+    return solution.replace(*SIGN_SLIP) if answer == SLIPPED_ANSWER else solution
 
 
 def _copies_grad(answer: str, solution: str) -> str:
-    """Every gradient read from autograd instead of derived; Exercise 4 calls backward()."""
-    if answer in COPIED or answer.startswith("ex0_"):
-        return COPIED.get(answer, "o.backward()\n")
-    if answer == "ex4_manual_backward":
-        return ("for p in parameters:\n    p.grad = None\nfw.loss.backward()\n"
-                "dC, dW1, db1, dW2, db2, dbngain, dbnbias = [p.grad for p in parameters]\n")
-    names = re.findall(r"^(d[A-Za-z0-9_]+)\s*\+?=", solution, re.M)
-    return "".join(f"{name} = {name[1:]}.grad.clone()\n" for name in dict.fromkeys(names)) or solution
+    """Every answer cell copies autograd's answer (or torch.optim's) instead of deriving it, as its kind writes it."""
+    items = exercises.items_with_answer(answer)
+    return kind_of(items[0]).cheating_answer(items[0], answer, solution) if items else solution
 
 
 def _hangs(answer: str, solution: str) -> str:
@@ -117,8 +105,8 @@ def make_samples(folder: Path) -> dict[str, float]:
     broken = folder / "corrupted_notebook" / f"{EX1}.ipynb"
     broken.write_text(broken.read_text()[:5000])  # cut off mid-file, as by a failed upload
 
-    def partial_ok(item) -> bool:
-        return all(a in PARTIAL_ANSWERS for a in item.answers) and item.grade_id != "ex1_dbnvar"
+    def partial_ok(item) -> bool:  # every answer cell of it written, none with the slip
+        return all(a in PARTIAL_ANSWERS for a in item.answers) and SLIPPED_ANSWER not in item.answers
 
     return {
         "full_solution": points(lambda item: True),

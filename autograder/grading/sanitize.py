@@ -5,20 +5,32 @@ and test cell comes from the template (so deleted, edited, duplicated or
 re-labelled test cells change nothing), every answer cell takes the student's
 code, and the student's own extra cells are kept where they were. Anything
 unusual is reported in ``notes``, which end up in the student's feedback.
+
+What the student's own run printed under each test cell is kept for the
+feedback, as text only and capped (``saved_output``): it could have been
+edited, so it is shown as what the student's notebook says, never graded.
+A notebook over the limits (bytes, cells, code) is not graded, with the reason.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import nbformat
 import nbformat.reader
 
 from ..cells import ANSWER_DIRECTIVE
+from .submissions import MAX_NOTEBOOK_BYTES, Submission
 
-MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+MAX_CELLS = 2000  # the longest release notebook has a few hundred
+MAX_CELL_CHARS = 256 * 1024  # of one cell's source
+MAX_SOURCE_CHARS = 4 * 2**20  # of all the sources of a notebook
+SAVED_OUTPUT_CHARS = 4000  # shown per test cell of what the student's own run printed
+SAVED_OUTPUT_NOTEBOOK_CHARS = 64 * 1024  # and per notebook
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass
@@ -28,65 +40,60 @@ class Sanitized:
     notebook: nbformat.NotebookNode
     notes: list[str] = field(default_factory=list)
     readable: bool = True  # False when nothing of the student's could be used
+    saved_outputs: dict[str, str] = field(default_factory=dict)  # test cell id -> what the student's run printed
 
 
-def sanitize_folder(folder: Path, templates: dict[str, nbformat.NotebookNode]) -> tuple[dict[str, Sanitized], list[str]]:
-    """Sanitize every expected notebook of one student's folder.
+def sanitize_submission(submission: Submission, templates: dict[str, nbformat.NotebookNode]
+                        ) -> tuple[dict[str, Sanitized], list[str]]:
+    """Sanitize every expected notebook of one student's submission.
 
-    Returns {notebook id: Sanitized} and notes about the folder as a whole
-    (extra files, a notebook graded under another name).
+    Returns {notebook id: Sanitized} and notes about the submission as a whole
+    (extra files, a notebook graded under another name, links, limits).
     """
-    notes: list[str] = []
-    if folder.is_symlink():  # it could lead anywhere the grader can read, the masters included
-        notes.append("the submission folder is a link to another folder, which was not read")
-    entries = sorted(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
-    if not folder.is_dir():
-        notes.append("no submission folder")
-    elif not entries and not folder.is_symlink():
+    notes: list[str] = list(submission.notes)
+    if not submission.folder_is_link and not (submission.files or submission.links or submission.unread):
         notes.append("the submission folder is empty")
-    links = [p for p in entries if p.is_symlink()]
-    for link in links:
-        notes.append(f"{link.name} is a link (a symbolic link), not a file of your own: it was not read")
-    notebooks = {p.stem: p for p in entries if p.suffix == ".ipynb" and p.is_file() and p not in links}
-    used: set[Path] = set()
+    for link in submission.links:
+        notes.append(f"{link} is a link (a symbolic link), not a file of your own: it was not read")
+    notebooks = {name[: -len(".ipynb")]: name for name in submission.files if name.endswith(".ipynb")}
+    used: set[str] = set()
     result = {}
     for name, template in templates.items():
-        path = notebooks.get(name) or _renamed(template, [p for p in notebooks.values() if p.stem not in templates and p not in used])
-        if path is None:
-            why = "was a link, not a file" if any(p.name == f"{name}.ipynb" for p in links) else "is missing"
+        file = notebooks.get(name) or _renamed(template, submission, [f for f in notebooks.values()
+                                                                     if f[:-6] not in templates and f not in used])
+        if file is None:
+            why = "was a link, not a file" if f"{name}.ipynb" in submission.links else "is missing"
             result[name] = Sanitized(blank_copy(template), [f"{name}.ipynb {why}: every item in it scores 0"], False)
             continue
-        used.add(path)
-        if path.stem != name:
-            notes.append(f"{path.name} was graded as {name}.ipynb (the file was renamed)")
-        result[name] = sanitize_file(path, template)
-    extras = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in used and p not in links]
+        used.add(file)
+        if file[:-6] != name:
+            notes.append(f"{file} was graded as {name}.ipynb (the file was renamed)")
+        result[name] = sanitize_bytes(file, submission.files[file], template)
+    extras = [f for f in submission.files if f not in used and f != "timestamp.txt"] + list(submission.unread)
     if extras:
         notes.append("ignored what is not part of the workbook: " + ", ".join(extras[:10])
                      + (f" and {len(extras) - 10} more" if len(extras) > 10 else ""))
     return result, notes
 
 
-def _renamed(template, candidates: list[Path]) -> Path | None:
+def _renamed(template, submission: Submission, candidates: list[str]) -> str | None:
     """An unexpected notebook that holds this notebook's answer cells (e.g. 'Copy1')."""
     wanted = [_grade_id(c) for c in template.cells if _is_answer(c)]
-    for path in candidates:
-        try:
-            with path.open(encoding="utf-8", errors="replace") as file:
-                text = file.read(MAX_NOTEBOOK_BYTES)
-        except OSError:
-            continue
+    for name in candidates:
+        text = submission.files[name].decode("utf-8", errors="replace")
         if any(f"answer: {answer}" in text for answer in wanted):
-            return path
+            return name
     return None
 
 
-def sanitize_file(path: Path, template: nbformat.NotebookNode) -> Sanitized:
-    """Read one submitted notebook and rebuild it on ``template``."""
+def sanitize_bytes(name: str, data: bytes, template: nbformat.NotebookNode) -> Sanitized:
+    """Read one submitted notebook (its file's bytes) and rebuild it on ``template``."""
     try:
-        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        if len(data) > MAX_NOTEBOOK_BYTES:
             raise ValueError(f"the file is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
-        submitted = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        raw = json.loads(data.decode("utf-8"))
+        _within_limits(raw)  # before nbformat reads it cell by cell
+        submitted = nbformat.reads(json.dumps(raw), as_version=4)
         if not isinstance(submitted.get("cells"), list):
             raise ValueError("it has no list of cells")
         return rebuild(submitted, template)
@@ -94,8 +101,27 @@ def sanitize_file(path: Path, template: nbformat.NotebookNode) -> Sanitized:
         # nbformat's NotJSONError and json's JSONDecodeError are ValueErrors; odd
         # types where a notebook has strings or dicts give TypeError/AttributeError.
         reason = _unreadable(err)
-        return Sanitized(blank_copy(template), [f"{path.name} could not be read as a notebook ({reason}): "
+        return Sanitized(blank_copy(template), [f"{name} could not be read as a notebook ({reason}): "
                                                 "every item in it scores 0"], False)
+
+
+def _within_limits(raw) -> None:
+    """ValueError when a notebook has more cells or code than any real one (it would only cost time)."""
+    cells = raw.get("cells") if isinstance(raw, dict) else None
+    if not isinstance(cells, list):
+        return  # nbformat says what is wrong with it
+    if len(cells) > MAX_CELLS:
+        raise ValueError(f"it has {len(cells)} cells, more than the {MAX_CELLS} a notebook may have here")
+    total = 0
+    for cell in cells:
+        source = cell.get("source", "") if isinstance(cell, dict) else ""
+        size = sum(len(part) for part in source if isinstance(part, str)) if isinstance(source, list) else \
+            len(source) if isinstance(source, str) else 0
+        if size > MAX_CELL_CHARS:
+            raise ValueError(f"a cell holds {size} characters, more than the {MAX_CELL_CHARS} a cell may have here")
+        total += size
+    if total > MAX_SOURCE_CHARS:
+        raise ValueError(f"its cells hold {total} characters, more than the {MAX_SOURCE_CHARS} allowed here")
 
 
 def _unreadable(err: Exception) -> str:
@@ -139,6 +165,7 @@ def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -
             notes.append(f"a cell carried the unknown id '{_grade_id(cell)}'; it was kept as an ordinary cell")
         extras_after.setdefault(anchor, []).append(_plain_copy(cell))
     notes += _provided_cell_notes(template, provided)
+    saved = _saved_outputs(provided)
     cells = list(extras_after.get(None, []))
     for cell in template.cells:
         grade_id = _grade_id(cell)
@@ -154,7 +181,46 @@ def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -
             cells.extend(extras_after.get(grade_id, []))
     rebuilt = nbformat.v4.new_notebook(cells=cells, metadata=dict(template.metadata))
     _unique_ids(rebuilt)
-    return Sanitized(rebuilt, notes)
+    return Sanitized(rebuilt, notes, saved_outputs=saved)
+
+
+def _saved_outputs(provided: dict[str, list]) -> dict[str, str]:
+    """Test cell id -> what the student's notebook shows under it: text only, capped, control characters out."""
+    saved, total = {}, 0
+    for grade_id, copies in provided.items():
+        text = inert_text(_output_text(copies[0]), SAVED_OUTPUT_CHARS)
+        if text and total + len(text) <= SAVED_OUTPUT_NOTEBOOK_CHARS:
+            saved[grade_id] = text
+            total += len(text)
+    return saved
+
+
+def _output_text(cell) -> str:
+    parts = []
+    for output in cell.get("outputs") or []:
+        if not isinstance(output, dict):
+            continue
+        if output.get("output_type") == "stream":
+            parts.append(_joined(output.get("text", "")))
+        elif output.get("output_type") == "error":
+            parts.append(f"{_joined(output.get('ename', ''))}: {_joined(output.get('evalue', ''))}")
+        elif isinstance(output.get("data"), dict) and "text/plain" in output["data"]:
+            parts.append(_joined(output["data"]["text/plain"]))  # never its HTML or scripts
+        if sum(map(len, parts)) > SAVED_OUTPUT_CHARS:
+            break
+    return "".join(part if part.endswith("\n") else part + "\n" for part in parts)
+
+
+def _joined(value) -> str:
+    if isinstance(value, list):
+        return "".join(v for v in value if isinstance(v, str))
+    return value if isinstance(value, str) else ""
+
+
+def inert_text(text: str, limit: int) -> str:
+    """``text`` with terminal colours and control characters removed, cut at ``limit`` characters."""
+    text = _CONTROL.sub("", _ANSI.sub("", text))
+    return text if len(text) <= limit else text[:limit] + f"\n... ({len(text) - limit} more characters not shown)"
 
 
 def _provided_cell_notes(template, provided: dict[str, list]) -> list[str]:
@@ -229,13 +295,17 @@ def _answer_copy(template_cell, student_cell) -> nbformat.NotebookNode:
 
 
 def _plain_copy(cell) -> nbformat.NotebookNode:
-    """A student's own cell, without nbgrader metadata or outputs."""
+    """A student's own cell, without nbgrader metadata, attachments or outputs.
+
+    Their markdown becomes a fenced text block: formgrader and nbconvert would
+    otherwise render any HTML in it (a script, an image that loads a tracker)
+    for whoever opens the notebook.
+    """
     source = _source(cell)
     if cell.get("cell_type") == "code":
         return nbformat.v4.new_code_cell(source)
-    if cell.get("cell_type") == "raw":
-        return nbformat.v4.new_raw_cell(source)
-    return nbformat.v4.new_markdown_cell(source)
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
+    return nbformat.v4.new_markdown_cell(f"*Your own cell, shown as text:*\n\n{fence}text\n{source}\n{fence}")
 
 
 def _unique_ids(nb) -> None:

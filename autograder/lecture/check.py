@@ -41,12 +41,11 @@ def check_file(path: Path, settings: LectureSettings = LectureSettings()) -> Lec
         data = Path(path).read_bytes()
     except OSError as err:
         return LectureResult(str(path), error=f"cannot read {path}: {err.strerror or err}")
-    return check_bytes(data, Path(path).name, settings, hidden=[str(Path(path).resolve().parent)])
+    return check_bytes(data, Path(path).name, settings)
 
 
-def check_bytes(data: bytes, filename: str, settings: LectureSettings = LectureSettings(),
-                hidden: list[str] = ()) -> LectureResult:
-    """Check one notebook given as bytes; ``hidden`` folders are covered in the sandbox."""
+def check_bytes(data: bytes, filename: str, settings: LectureSettings = LectureSettings()) -> LectureResult:
+    """Check one notebook given as bytes (its code sees only what the sandbox allows, never the notebook's folder)."""
     try:
         plan = find_exercises(read_cells(data, filename))
     except NotebookError as err:
@@ -57,7 +56,7 @@ def check_bytes(data: bytes, filename: str, settings: LectureSettings = LectureS
             f"{filename}: no exercise of the lecture's notebook found: no code assigns "
             f"{', '.join(EXPECTED['ex1'][:3])}, ... (Exercise 1), dlogits (Exercise 2), dhprebn (Exercise 3), "
             "and no training loop with a '# manual backprop' region (Exercise 4)"))
-    replies = run_child(build_request(plan, settings), settings, list(hidden))
+    replies = run_child(build_request(plan, settings), settings)
     return judge(filename, plan, replies)
 
 

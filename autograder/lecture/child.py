@@ -27,7 +27,7 @@ import torch.nn.functional as F
 # Everything this module takes from the rest of the package, in one place.
 from ..diagnosis.comparison import sharing_memory
 from ..judge.protocol import announce_ready, read_request, send_reply
-from ..judge.sandbox import limit_memory, results_channel
+from ..judge.sandbox import results_channel
 from ..judge.transport import encode
 from ..judge.untrusted import autograd_forbidden
 from ..workbook import model
@@ -188,11 +188,7 @@ def _aliases(namespace: dict, names) -> dict:
     return found
 
 
-MEMORY_LIMIT = 2 << 30  # bytes of data segment: torch imports and works; a runaway allocation gets MemoryError
-
-
 def main() -> None:
-    limit_memory(MEMORY_LIMIT)
     request = read_request()
     results = results_channel()
 

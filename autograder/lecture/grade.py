@@ -19,12 +19,12 @@ never stopping the rest, and this process alone writes ``OUT``.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
 
 from ..checking.class_mistakes import MISTAKES_CSV, MistakeRow, write_mistakes
+from ..checking.csv_cells import safe_writer
 from . import LectureSettings
 from .check import check_bytes
 from .parse import EXERCISES, EXPECTED, NotebookError, find_exercises, read_cells
@@ -36,11 +36,8 @@ MAX_FILE_BYTES = 20_000_000
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
 
 
-def grade_lecture_submission(files: dict[str, bytes], settings: LectureSettings = LectureSettings(),
-                             hidden: list[str] = ()) -> dict:
+def grade_lecture_submission(files: dict[str, bytes], settings: LectureSettings = LectureSettings()) -> dict:
     """One student's result from their files (name -> bytes): the most complete notebook is checked.
-
-    ``hidden``: folders the learner's code must not see (the class's submissions, the results).
 
     Returns {"file", "items": [...], "flags": [...], "error", "score", "max", "report"}.
     """
@@ -55,7 +52,7 @@ def grade_lecture_submission(files: dict[str, bytes], settings: LectureSettings 
             found = 0
         if found > best:
             chosen, best = name, found
-    result = check_bytes(candidates[chosen], Path(chosen).name, settings, list(hidden))
+    result = check_bytes(candidates[chosen], Path(chosen).name, settings)
     return _as_dict(chosen, result)
 
 
@@ -101,26 +98,25 @@ def grade_folder(submissions: Path, out: Path, settings: LectureSettings = Lectu
                  progress=print, engine=None) -> dict[str, dict]:
     """Grade every student in ``submissions`` into ``out``; returns student_id -> result.
 
-    ``engine`` (``engine.cluster.Settings``) says where: its ``workers`` and
+    ``engine`` (``engine.cluster.ClusterSettings``) says where: its ``jobs`` and
     ``scheduler``, as for ``grade``; by default an embedded cluster.
     """
     from distributed import as_completed
 
-    from ..engine.cluster import Settings, cluster_client
+    from ..engine.cluster import ClusterSettings, cluster_client
 
     students = student_files(submissions)
     if not students:
         return {}
-    private = [str(submissions.resolve()), str(out.resolve())]
     results = {}
-    with cluster_client(engine or Settings(), progress) as client:
+    with cluster_client(engine or ClusterSettings(), progress) as client:
         futures = {}
         for student, paths in students.items():
             files, problem = _read(paths)
             if not files:
                 results[student] = _failed("", problem or "no notebook")
                 continue
-            futures[client.submit(grade_lecture_submission, files, settings, private, pure=False)] = student
+            futures[client.submit(grade_lecture_submission, files, settings, pure=False)] = student
         for future in as_completed(futures, loop=client.loop):
             student = futures[future]
             try:
@@ -137,7 +133,7 @@ def grade_folder(submissions: Path, out: Path, settings: LectureSettings = Lectu
 def write_outputs(out: Path, results: dict[str, dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "grades.csv", "w", newline="") as file:
-        writer = csv.writer(file)
+        writer = safe_writer(file)
         writer.writerow(["student_id", *ITEM_IDS, "total", "max", "error"])
         for student, result in sorted(results.items()):
             passed = {f"{item['exercise']}_{item['name']}" for item in result["items"] if item["status"] == "pass"}

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 # Everything this module takes from the rest of the package, in one place.
 from ..judge import sandbox
@@ -25,7 +24,7 @@ from .parse import EXERCISES, Plan, definitions_for
 from .statements import Statement, defines_cmp, is_cmp_or_print
 
 MARGIN_SECONDS = 10.0  # beyond an exercise's budget before the child is killed outright
-SYSTEM_FOLDERS = {"usr", "bin", "sbin", "lib", "lib64", "etc", "dev", "proc", "sys", "tmp", "var", "opt", "run"}
+MEMORY_LIMIT = 2 << 30  # bytes: torch imports and works; a runaway allocation gets MemoryError
 
 
 def statement_json(statement: Statement) -> dict:
@@ -53,14 +52,14 @@ def build_request(plan: Plan, settings: LectureSettings) -> dict:
     return request
 
 
-def run_child(request: dict, settings: LectureSettings, hidden: list[str]) -> dict[str, dict]:
+def run_child(request: dict, settings: LectureSettings) -> dict[str, dict]:
     """exercise -> the child's reply; an exercise that hangs or kills the child gets {"failed": why}."""
     if settings.in_process:
         return run_in_process(request)
     replies: dict[str, dict] = {}
     pending = list(request["exercises"])
     while pending:
-        process = _start_child(settings, hidden)
+        process = _start_child(settings)
         try:
             send_request(process.stdin, {**request, "exercises": pending})
             done, failure = _collect(process, pending, settings, replies)
@@ -88,25 +87,20 @@ def run_in_process(request: dict) -> dict[str, dict]:
     return replies
 
 
-def _start_child(settings: LectureSettings, hidden: list[str]) -> subprocess.Popen:
+def _start_child(settings: LectureSettings) -> subprocess.Popen:
+    """The lecture child, sandboxed when asked: it sees the Python installation, the package and the names."""
     command = [sys.executable, "-m", "autograder.lecture.child"]
     if settings.sandboxed:
+        policy = sandbox.student_policy()
         names = os.environ.get(NAMES_ENV)
-        hidden, readable = sandbox.student_policy([path for path in hidden if _may_hide(path)])
         if names:
-            readable.append(os.path.dirname(os.path.abspath(names)))
-        command = sandbox.wrap(command, hidden, [], readable)
+            policy = sandbox.Policy((*policy.readable, os.path.abspath(names)))
+        command = sandbox.wrap(command, policy, sandbox.Limits(memory_bytes=MEMORY_LIMIT))
     env = child_env()
     if os.environ.get(NAMES_ENV):
         env[NAMES_ENV] = os.path.abspath(os.environ[NAMES_ENV])
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env=env, cwd="/")
-
-
-def _may_hide(path: str) -> bool:
-    """A notebook's folder is hidden from its code, unless that folder is / or a system folder."""
-    resolved = Path(path).resolve()
-    return len(resolved.parts) > 2 or (len(resolved.parts) == 2 and resolved.parts[1] not in SYSTEM_FOLDERS)
 
 
 def _collect(process, pending, settings, replies) -> tuple[int, str | None]:
