@@ -1,12 +1,18 @@
-"""Grading speed: one submission, a class of 50 on the embedded Dask cluster, capacity, threads.
+"""Grading speed: one submission on a warm worker against running its notebooks, the phases, a class, the sandbox.
 
-Submissions are copies of the sample full solution (autograder.grading.samples),
-the kind of notebook that runs every cell. The class is compared with the
-home-made worker pool that Dask replaced, measured on this machine just before
-its removal (``OLD_POOL``). From the worker seconds one submission costs, a
-table gives the workers needed to grade a class within an hour. The thread
-benchmark runs two processes side by side, as two grading workers do, each
-timing Exercise 4's training step with one torch thread and then with two.
+* One full submission (the sample full solution, all six notebooks), graded
+  again and again by one warm worker (its fork server started once, not
+  counted), side by side with ``jupyter nbconvert --execute`` of the same six
+  notebooks (Exercise 4 at 1,000 steps): the ratio, and each phase's seconds
+  (sanitize, judge, record, feedback).
+* A class of 50 copies on the embedded Dask cluster with 2 workers: wall
+  time, and from the worker seconds, the workers that grade 1,000 / 10,000 /
+  100,000 submissions within an hour.
+* What a sandboxed process costs to start: a child of the warm fork server
+  (namespaces, allow-listed root, limits, seccomp) against bubblewrap
+  starting Python cold, with and without importing torch.
+* Two processes side by side with one torch thread each against two (why
+  workers use one).
 """
 
 from __future__ import annotations
@@ -14,17 +20,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from autograder.engine.cluster import Settings
-from autograder.grading.grade import grade
+from autograder.exercises import NOTEBOOKS
+from autograder.grading.grade import grade, template_bundle, template_course
+from autograder.grading.results import GradingSettings, WorkerSettings
 from autograder.grading.samples import make_samples
+from autograder.grading.submissions import read_submission
 from bench.common import REPO, Row
+
+CLASS_SIZES = (1_000, 10_000, 100_000)
+PHASES = ("sanitize", "judge", "record", "feedback")
 
 
 def submissions(folder: Path, count: int) -> Path:
@@ -36,25 +49,123 @@ def submissions(folder: Path, count: int) -> Path:
     return batch
 
 
-# The home-made pool that Dask replaced (one worker process per --jobs, fed
-# over pipes), on this 2-core machine with nothing else running: 50 full
-# submissions with --jobs 2 in 526 s, one submission's worker part 21.58 s
-# (bench/RESULTS.md, 2026-11-23). Measured again on 2026-12-01 just before its
-# removal, under the load of other work (load average about 10): 1188 s, 45.5
-# worker-seconds per submission.
-OLD_POOL = {"count": 50, "wall": 526.0, "worker_seconds_per_submission": 21.58}
-CLASS_SIZES = (1_000, 10_000, 100_000)
-
-
-def grading_seconds(batch: Path, out: Path, workers: int) -> tuple[float, list[dict]]:
-    start = time.perf_counter()
-    results = grade(batch, out, Settings(workers=workers), progress=lambda line: None)
-    return time.perf_counter() - start, results
-
-
 def workers_for(students: int, worker_seconds: float, hours: float = 1.0) -> int:
     """Single-threaded workers that grade ``students`` within ``hours``, each costing ``worker_seconds``."""
     return math.ceil(students * worker_seconds / (hours * 3600))
+
+
+def warm_worker(folder: Path, rounds: int) -> list:
+    """``rounds`` gradings of one full submission by this process as a warm worker (results, in order)."""
+    from autograder.grading import worker
+
+    templates, gradebook = template_course()
+    bundle = template_bundle(templates, gradebook)
+    notebooks = worker._templates(bundle["digest"], tuple(sorted(bundle["notebooks"].items())))
+    submission = read_submission(folder, "student", NOTEBOOKS)
+    socket = worker._fork_server()
+    worker.grade_one(submission, notebooks, WorkerSettings(), socket, time.monotonic())  # warm: references, children
+    return [worker.grade_one(submission, notebooks, WorkerSettings(), socket, time.monotonic()) for _ in range(rounds)]
+
+
+def nbconvert_seconds(folder: Path) -> float:
+    """Plain execution of the six notebooks of ``folder``, one after another, as Jupyter runs them."""
+    scratch = Path(tempfile.mkdtemp())
+    env = {**os.environ, "NINJA_EX4_STEPS": "1000", "MPLBACKEND": "agg"}
+    started = time.perf_counter()
+    for notebook in NOTEBOOKS:
+        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                        "--ExecutePreprocessor.timeout=1200", "--output-dir", str(scratch),
+                        str(folder / f"{notebook}.ipynb")], check=True, capture_output=True, env=env, cwd=REPO)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(scratch, ignore_errors=True)
+    return seconds
+
+
+def one_submission_rows(folder: Path, rounds: int = 5) -> list[Row]:
+    """Warm worker vs nbconvert, interleaved: nbconvert, warm rounds, nbconvert again; the best of each."""
+    executed = [nbconvert_seconds(folder)]
+    results = warm_worker(folder, rounds)
+    executed.append(nbconvert_seconds(folder))
+    best = min(results, key=lambda r: r.seconds)
+    assert all(r.total() == results[0].total() for r in results), "the same submission must get the same score"
+    phases = {phase: statistics.median(r.phases[phase] for r in results) for phase in PHASES}
+    print(json.dumps({"worker_seconds": [r.seconds for r in results], "nbconvert": executed, "phases": phases}))
+    rows = [Row("one full submission (six notebooks) on a warm worker vs plain `jupyter nbconvert --execute` of the "
+                "same six (Exercise 4 at 1,000 steps)", "nbconvert", min(executed), "worker", best.seconds, "s",
+                "<= 0.06")]
+    rows += [Row(f"one full submission on a warm worker, phase `{phase}` (median of {rounds}) vs the whole",
+                 "whole (best)", best.seconds, phase, phases[phase], "s", "") for phase in PHASES]
+    return rows
+
+
+def class_rows(batch: Path, out: Path) -> tuple[list[Row], float]:
+    started = time.perf_counter()
+    results = grade(batch, out, GradingSettings().but(jobs=2), progress=lambda line: None)
+    wall = time.perf_counter() - started
+    per_submission = statistics.fmean(r.seconds for r in results)
+    count = len(results)
+    print(json.dumps({"count": count, "wall": wall, "worker_seconds_per_submission": per_submission,
+                      "phases": {p: statistics.fmean(r.phases.get(p, 0.0) for r in results) for p in PHASES}}))
+    capacity = [Row(f"{size:,} full submissions within 1 h at {per_submission:.2f} worker-seconds each: "
+                    "single-threaded workers needed", "hours on one worker", size * per_submission / 3600,
+                    "workers for 1 h", workers_for(size, per_submission), "", "whole workers, rounded up")
+                for size in CLASS_SIZES]
+    return [Row(f"grading {count} full submissions on the embedded Dask cluster, 2 workers (wall, start included)",
+                "target", 100.0, "measured", wall, "s", "<= 1"),
+            Row(f"worker seconds per full submission in that class (mean of {count}, each worker's first "
+                "student included)", "target", 3.0, "measured", per_submission, "s", "<= 1"),
+            *capacity], per_submission
+
+
+SANDBOX_PROBE = """
+import time, sys
+from autograder.judge import sandbox
+from autograder.judge.forkserver import ForkServer, spawn, wait_exit
+from autograder.grading.worker import grading_env
+folder, rounds = sys.argv[1], int(sys.argv[2])
+server = ForkServer(__import__("pathlib").Path(folder) / "s.sock", grading_env(), __import__("pathlib").Path(folder) / "log")
+policy, limits = sandbox.student_policy().to_json(), sandbox.Limits().to_json()
+import os
+best = float("inf")
+for _ in range(rounds):
+    quiet = os.open(os.devnull, os.O_RDWR)
+    started = time.perf_counter()
+    connection = spawn(str(server.socket_path), {"run": {"call": "autograder.judge.protocol:child_env"}, "cwd": "/",
+                                                 "env": grading_env(), "policy": policy, "limits": limits},
+                       [quiet, quiet, quiet])
+    wait_exit(connection)
+    best = min(best, time.perf_counter() - started)
+    os.close(quiet)
+server.close()
+print(best)
+"""
+
+
+def sandbox_rows(rounds: int = 10) -> list[Row]:
+    """A confined child of the warm fork server against bubblewrap starting Python cold."""
+    folder = Path(tempfile.mkdtemp())
+    forked = float(subprocess.run([sys.executable, "-c", SANDBOX_PROBE, str(folder), str(rounds)], check=True,
+                                  capture_output=True, text=True, cwd=REPO).stdout.split()[-1])
+    rows = []
+    bwrap = shutil.which("bwrap")
+    if bwrap:
+        binds = []
+        for path in sorted({p for p in (sys.prefix, sys.base_prefix, "/usr", str(REPO / "autograder"))}):
+            binds += ["--ro-bind", path, path]
+        base = [bwrap, "--unshare-all", "--die-with-parent", *binds, "--symlink", "usr/lib", "/lib",
+                "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                sys.executable, "-c"]
+        for label, code in (("bubblewrap, Python started cold with torch", "import torch"),
+                            ("bubblewrap, Python started cold without torch", "pass")):
+            best = float("inf")
+            for _ in range(3):
+                started = time.perf_counter()
+                subprocess.run(base + [code], check=True, capture_output=True)
+                best = min(best, time.perf_counter() - started)
+            rows.append(Row(f"starting one sandboxed judge process: a child of the warm fork server vs {label}",
+                            label.split(",")[0], best, "fork server", forked, "s", "< 1"))
+    shutil.rmtree(folder, ignore_errors=True)
+    return rows
 
 
 THREADS_PROBE = """
@@ -71,34 +182,6 @@ def step_seconds_side_by_side(threads: int) -> float:
     return sum(float(p.communicate()[0].split()[-1]) for p in probes) / 2
 
 
-def rows(count: int) -> list[Row]:
-    with tempfile.TemporaryDirectory() as scratch:
-        batch = submissions(Path(scratch), count)
-        single = Path(scratch) / "single"
-        shutil.copytree(batch / "student000", single / "student000")
-        one, results = grading_seconds(single, Path(scratch) / "out-single", 1)
-        inside = results[0]["seconds"]
-        many, batch_results = grading_seconds(batch, Path(scratch) / "out-batch", 2)
-    per_submission = sum(r["seconds"] for r in batch_results) / len(batch_results)
-    print(json.dumps({"count": count, "wall": many, "worker_seconds_per_submission": per_submission}))
-    capacity = [Row(f"{size:,} full submissions within 1 h at {per_submission:.1f} worker-seconds each: "
-                    "single-threaded workers needed", "hours on one worker", size * per_submission / 3600,
-                    "workers for 1 h", workers_for(size, per_submission), "", "whole workers, rounded up")
-                for size in CLASS_SIZES]
-    return [
-        Row("grading one full submission (all notebooks), `--jobs 1`, wall time of the command", "target", 15.0,
-            "measured", one, "s", "<= 1"),
-        Row("grading one full submission: the worker's part (sanitize, judge, autograde, feedback)", "target", 15.0,
-            "measured", inside, "s", "<= 1"),
-        Row(f"grading {count} full submissions, `--jobs 2`: embedded Dask cluster vs the old home-made pool",
-            f"old pool ({OLD_POOL['count']} measured)", OLD_POOL["wall"] * count / OLD_POOL["count"],
-            "Dask", many, "s", "<= 1.05"),
-        Row("worker seconds per full submission (sum of the students' grading times / count)", "old pool",
-            OLD_POOL["worker_seconds_per_submission"], "Dask", per_submission, "s", "<= 1.05"),
-        *capacity,
-    ]
-
-
 def thread_rows() -> list[Row]:
     one = step_seconds_side_by_side(1)
     two = step_seconds_side_by_side(2)
@@ -106,9 +189,17 @@ def thread_rows() -> list[Row]:
                 "1 thread", one * 1e6, "2 threads", two * 1e6, "µs", "> 1 means more threads hurt")]
 
 
+def rows(count: int) -> list[Row]:
+    with tempfile.TemporaryDirectory() as scratch:
+        batch = submissions(Path(scratch), count)
+        found = one_submission_rows(batch / "student000")
+        grading, _ = class_rows(batch, Path(scratch) / "out")
+    return found + grading + sandbox_rows()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--count", type=int, default=50, help="submissions in the batch (default 50)")
+    parser.add_argument("--count", type=int, default=50, help="submissions in the class (default 50)")
     args = parser.parse_args()
     for row in rows(args.count) + thread_rows():
         print(f"{row.what}: {row.baseline} {row.baseline_value:.4g} {row.unit}, {row.ours} "

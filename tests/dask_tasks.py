@@ -10,9 +10,9 @@ from autograder.grading.worker import grade_student
 POISON = "POISON"  # a file of this name makes the submission kill whichever worker grades it
 
 
-def poison_or_grade(task: dict, templates: dict) -> dict:
+def poison_or_grade(task: dict, templates: dict):
     """``grade_student``, except that a poisoned submission kills its worker, as a crash or the OOM killer would."""
-    if POISON in (task["files"] or {}):
+    if POISON in task["submission"].unread:
         os._exit(1)
     return grade_student(task, templates)
 

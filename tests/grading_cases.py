@@ -54,7 +54,6 @@ class Case:
     messages: dict[str, str] = field(default_factory=dict)  # grade id -> part of the verdict message
     notes: tuple[str, ...] = ()  # parts of the notes on the submission (report.json)
     html: dict[str, tuple[str, ...]] = field(default_factory=dict)  # notebook -> parts of its feedback HTML
-    printed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # notebook -> output its graded copy shows
 
     def scores(self) -> dict[str, float]:
         """grade id -> the score this student deserves, from the registry."""
@@ -352,6 +351,21 @@ def _intruder(out: Path, repo: Path) -> Callable[[Path], None]:
     return write
 
 
+# What a student's notebook claims under every test cell, though every answer is blank.
+FORGED_OUTPUT = "logits          | exact: True  | approximate: True  | maxdiff: 0.0e+00 (trust me)"
+
+
+def _forged(folder: Path) -> None:
+    """Blank answers, test cells whose saved outputs claim a pass, and points written into their metadata."""
+    notebooks = submission(default=BLANK)
+    for nb in notebooks.values():
+        for cell in nb.cells:
+            if cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=FORGED_OUTPUT + "\n")]
+                cell.metadata["nbgrader"]["points"] = 50
+    save(folder, notebooks)
+
+
 RENAMED = f"{ex(3)}-Copy1.ipynb"
 
 
@@ -387,11 +401,10 @@ def cases(out: Path, repo: Path) -> dict[str, Case]:
              flagged={answer: reason for answer, (_, reason) in CHEATS.items()}),
         # the answer that calls os._exit is also flagged: an answer has no use for os
         Case("crashes", "crashes", _crashes, wrong={EX1["logprobs"], EX1["probs"], EX2, EX3},
-             flagged={EX1["probs"]: "uses os"},
+             flagged={EX1["probs"]: "imports os"},
              messages={graded_cell_of(EX1["logprobs"]): "took longer than", graded_cell_of(EX2): "SystemExit",
                        graded_cell_of(EX3): "RuntimeError: my own bug"},
-             html={ex(1): ("time limit",), ex(2): ("time limit",), ex(3): ("leaving early",),
-                   ex(4): ("kernel stopped responding",)}),
+             html={ex(1): ("took longer than",), ex(2): ("SystemExit",), ex(3): ("my own bug",)}),
         Case("tampering", "tampering", _tampering, wrong={EX1["loss"], EX1["logprobs"]},
              notes=(f"test cell {graded_cell_of(EX1['loss'])} differs from the release",
                     f"test cell {graded_cell_of(EX1['logprobs'])} is missing",
@@ -401,8 +414,8 @@ def cases(out: Path, repo: Path) -> dict[str, Case]:
                     f"answer cell {TAMPERED_DIRECTIVE_ANSWER} named {EX1['loss']}")),
         Case("intruder", "intruder", _intruder(out, repo), wrong=ex1_graded | {EX3}, lost_notebooks={ex(2)},
              flagged={EX1["loss"]: "open"}, notes=(f"{ex(2)}.ipynb is a link",),
-             messages={graded_cell_of(EX1["logprobs"]): "not answered yet", graded_cell_of(EX3): "values differ"},
-             printed={ex(1): ("MASTERS FOUND", "GRADEBOOK ATTACK")}),
+             messages={graded_cell_of(EX1["logprobs"]): "not answered yet", graded_cell_of(EX3): "values differ"}),
+        Case("forged", "forged", _forged, wrong=all_answers),
         Case("broken_files", "broken_files", _broken_files, lost_notebooks={ex(1), ex(2)},
              notes=(f"{ex(1)}.ipynb could not be read as a notebook (it is not valid JSON", f"{ex(2)}.ipynb is missing",
                     f"{RENAMED} was graded as {ex(3)}.ipynb", "notes.txt", "helper.py", ".ipynb_checkpoints/")),

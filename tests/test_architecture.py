@@ -130,7 +130,7 @@ ALLOWED: dict[str, set[str]] = {
     "cells": set(),
     "workbook": BOTTOM,  # what a student's kernel imports
     "diagnosis": BOTTOM | {"workbook"},  # comparison, diagnose, codes, hints
-    "kinds": BOTTOM | {"workbook", "diagnosis"},  # one module per kind of graded item (and see UPWARD)
+    "kinds": BOTTOM | {"workbook", "diagnosis"},  # one module per kind of graded item (runs answers it is handed a runner for)
     "judge": BOTTOM | {"workbook", "diagnosis", "kinds"},  # the hidden checks, their processes and sandbox
     "checking": BOTTOM | {"workbook", "diagnosis", "kinds", "judge"},  # the test cells' checks, scoreboard, self-check
     "engine": BOTTOM | {"workbook", "diagnosis", "kinds", "judge", "checking"},  # the Dask cluster both graders use
@@ -142,9 +142,8 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
     "__init__": {"checking"},  # the lazy ``autograder.cmp``
 }
-# The one arrow allowed to point up, for now: the kinds run a student's answer (``run``) through the judge's
-# ``untrusted`` (run_answer, load_function, autograd_forbidden). It goes when running answers leaves the kinds.
-UPWARD = {"kinds": {"autograder.judge.untrusted"}}
+# Arrows allowed to point up: none. (A kind runs answer code through the ``AnswerRunner`` the judge hands it.)
+UPWARD: dict[str, set[str]] = {}
 # Modules that import the package only inside functions, so that ``--help`` (and ``import autograder``) stay light.
 LAZY = {"autograder", "autograder.cli"}
 MAX_TOP_LEVEL_MODULES = 6
@@ -198,15 +197,6 @@ def test_no_import_cycles_in_the_package():
 def test_imports_flow_down_the_table_of_allowed_directions():
     violations = direction_violations(import_graph(package_modules()), ALLOWED, UPWARD)
     assert not violations, "imports against the allowed directions (see ALLOWED):\n  " + "\n  ".join(violations)
-
-
-def test_the_one_upward_arrow_is_still_needed():
-    """UPWARD lists only arrows that exist: when the kinds stop importing the judge, the exception goes too."""
-    graph = import_graph(package_modules())
-    for part, targets in UPWARD.items():
-        for target in targets:
-            assert any(part_of(m) == part and target in imports for m, imports in graph.items()), \
-                f"no module of {part} imports {target} any more: remove it from UPWARD"
 
 
 def test_the_command_line_imports_the_packages_lazily():

@@ -69,10 +69,10 @@ def test_master_fused_answers_pass_on_every_case(item, case, master_answers):
     if missing:
         pytest.skip(f"no master has {missing} yet")
     ns = case.namespace()
-    for answer, provided in zip(item.answers, item.provided):
+    for answer, provided in zip(item.answers, item.spec["provided"]):
         ns.update({name: case.ref[name].clone() for name in provided})
         exec(compile(master_answers[answer], f"<master {answer}>", "exec"), ns)
-    result = compare(item.tensor, ns[item.variable], case.ref[item.variable])
+    result = compare(item.spec["variable"][1:], ns[item.spec["variable"]], case.ref[item.spec["variable"]])
     assert result.ok, f"{case.describe()}: {result.line()}"
 
 

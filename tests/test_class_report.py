@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import shutil
 import subprocess
 import sys
 import unicodedata
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,14 @@ import pytest
 from autograder import cli
 from autograder.checking import class_mistakes
 from autograder.checking.class_mistakes import MistakeRow, classify
+from autograder.checking.csv_cells import safe_writer
 from autograder.diagnosis.codes import CODES_BY_NAME
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, items_of, max_score, notebook
 from autograder.grading import class_report, export, late, report
 from autograder.grading.export import ExportError, ExportRow, RosterEntry, StudentGrade
+from autograder.grading.results import StudentResult
 from autograder.judge import scan
+from autograder.judge.records import Verdict
 from autograder.judge.scan import scan_answers
 from autograder.judge.untrusted import describe_error
 from autograder.judge.verdict import verdict
@@ -44,17 +46,17 @@ EX1 = notebook(1)
 
 # ------------------------------------------------------------------ verdicts, as the judge words them
 
-def judged(grade_id: str, outputs: list, errors: list, flags: list[str] = ()) -> dict:
+def judged(grade_id: str, outputs: list, errors: list, flags: list[str] = ()) -> Verdict:
     """A verdict made by the judge's own code, as the grading result holds it."""
-    return asdict(verdict(ITEMS_BY_ID[grade_id], outputs, errors, list(flags)))
+    return verdict(ITEMS_BY_ID[grade_id], outputs, errors, list(flags))
 
 
-def raised(grade_id: str, error: BaseException) -> dict:
+def raised(grade_id: str, error: BaseException) -> Verdict:
     text = describe_error(error)
     return judged(grade_id, [None] * len(HIDDEN_CASES), [text] * len(HIDDEN_CASES))
 
 
-def wrong_by(grade_id: str, change) -> dict:
+def wrong_by(grade_id: str, change) -> Verdict:
     """The verdict on an answer whose value is ``change(right answer)`` on every hidden case."""
     item = ITEMS_BY_ID[grade_id]
     outputs = [change(KINDS[item.kind].reference(item, case)) for case in HIDDEN_CASES]
@@ -62,7 +64,7 @@ def wrong_by(grade_id: str, change) -> dict:
 
 
 def test_a_passed_item_has_no_code():
-    assert classify({"grade_id": "ex1_dprobs", "passed": True, "message": "matches autograd", "flags": []}) is None
+    assert classify(Verdict("ex1_dprobs", True, "matches autograd")) is None
 
 
 @pytest.mark.parametrize("source, code", [
@@ -81,7 +83,7 @@ def test_flagged_answers_are_cheating_with_the_flag_named(source, code):
 
 
 def test_every_flag_of_the_judges_tables_has_its_own_name():
-    for table in (scan._AUTOGRAD_ATTRIBUTES, scan._AUTOGRAD_NAMES, scan._OPTIMIZER_NAMES):
+    for table in (scan._AUTOGRAD_ATTRIBUTES, scan._OPTIMIZER_NAMES):
         for name, reason in table.items():
             assert table.get(scan.flag_code(reason)) == reason, (name, reason)
     assert scan.flag_code("something the scanner may say one day") == "other"
@@ -112,27 +114,27 @@ def test_failures_of_the_run_itself(failure, code):
 
 
 def test_notebooks_not_handed_in_are_not_attempted_and_broken_ones_are_errors():
-    missing = {"passed": False, "flags": [], "message": f"{EX1}.ipynb is missing: every item in it scores 0"}
-    cell_missing = {"passed": False, "flags": [], "message": "answer cell 'ex1_line_loss' is missing"}
-    unreadable = {"passed": False, "flags": [], "message": f"{EX1}.ipynb could not be read as a notebook "
-                                                          "(it is not valid JSON: ...): every item in it scores 0"}
+    missing = Verdict("ex1_dlogprobs", False, f"{EX1}.ipynb is missing: every item in it scores 0")
+    cell_missing = Verdict("ex1_dlogprobs", False, "answer cell 'ex1_line_loss' is missing")
+    unreadable = Verdict("ex1_dlogprobs", False, f"{EX1}.ipynb could not be read as a notebook "
+                                                 "(it is not valid JSON: ...): every item in it scores 0")
     assert classify(missing) == classify(cell_missing) == "not_attempted"
     assert classify(unreadable) == "error.UnreadableNotebook"
 
 
 def test_a_student_the_grader_failed_on():
-    crashed = report.failed_result("ada", "the grader's worker exited with code -9", "", 3.0)
-    too_slow = report.failed_result("bo", "grading took longer than 900 s", "", 900.0)
+    crashed = StudentResult.failure("ada", "the grader's worker exited with code -9", 3.0)
+    too_slow = StudentResult.failure("bo", "grading took longer than 900 s", 900.0)
     assert set(class_mistakes.codes_of(crashed).values()) == {"error.GradingFailed"}
     assert set(class_mistakes.codes_of(too_slow).values()) == {"timeout"}
-    assert set(class_mistakes.codes_of({"student": "cy", "verdicts": {}})) == {item.grade_id for item in ITEMS}
+    assert set(class_mistakes.codes_of(StudentResult("cy"))) == {item.grade_id for item in ITEMS}
 
 
 def test_a_wrong_value_takes_the_diagnosis_the_result_carries():
     verdict = wrong_by("ex1_dnorm_logits", lambda right: -right)
-    assert not verdict["passed"] and "values differ" in verdict["message"]
-    assert classify({**verdict, "diagnosis": "sign"}) == "sign"
-    assert classify({**verdict, "diagnosis": ""}) == "unknown"  # no code: wrong, but nobody said why
+    assert not verdict.passed and "values differ" in verdict.message
+    assert classify(replace(verdict, diagnosis="sign")) == "sign"
+    assert classify(replace(verdict, diagnosis="")) == "unknown"  # no code: wrong, but nobody said why
 
 
 def test_the_judge_s_verdict_carries_the_comparison_s_code():
@@ -142,16 +144,16 @@ def test_the_judge_s_verdict_carries_the_comparison_s_code():
 
 # ------------------------------------------------------------------ mistakes.csv
 
-def result(student: str, failures: dict[str, dict] | None = None) -> dict:
+def result(student: str, failures: dict[str, dict] | None = None) -> StudentResult:
     """A student's grading result: every item passed but ``failures`` (grade id -> verdict fields)."""
     failures = failures or {}
     verdicts, scores = {}, {}
     for item in ITEMS:
         failed = failures.get(item.grade_id)
-        verdicts[item.grade_id] = ({"grade_id": item.grade_id, "passed": False, "message": "", "flags": [], **failed}
-                                   if failed else {"grade_id": item.grade_id, "passed": True, "message": "ok", "flags": []})
-        scores[item.grade_id] = [0.0 if failed else float(item.points), float(item.points)]
-    return {"student": student, "scores": scores, "verdicts": verdicts, "notes": [], "notebook_notes": {}, "seconds": 4.0}
+        verdicts[item.grade_id] = Verdict(item.grade_id, False, **{"message": "", **failed}) if failed else \
+            Verdict(item.grade_id, True, "ok")
+        scores[item.grade_id] = 0.0 if failed else float(item.points)
+    return StudentResult(student, scores, verdicts, seconds=4.0)
 
 
 KEEPDIM = {"message": "on unseen inputs (batch 32):\nbnmeani | ... \n   -> the values are right but a dimension of size 1 "
@@ -162,7 +164,7 @@ GRAD_COPY = {"message": "Not graded, the answer reads a .grad tensor (autograd's
 NOT_ANSWERED = {"message": "on unseen inputs (batch 32): not answered yet: the answer cell still raises NotImplementedError"}
 
 
-def planted_results() -> list[dict]:
+def planted_results() -> list[StudentResult]:
     return [result("ada", {"ex1_dbnmeani": KEEPDIM}),
             result("=bo x", {"ex1_dbnmeani": KEEPDIM, "ex1_dnorm_logits": SIGN}),
             result("cy", {"ex1_dbnmeani": KEEPDIM, "ex1_dprobs": GRAD_COPY, "ex2_dlogits": NOT_ANSWERED}),
@@ -215,29 +217,35 @@ def test_plain_language_messages():
 
 # ------------------------------------------------------------------ report.html
 
-def test_notebooks_that_stopped_or_were_not_handed_in(tmp_path):
-    from autograder.exercises import ASSIGNMENT
-
-    stopped = tmp_path / "autograded" / "ada" / ASSIGNMENT / f"{notebook(2)}.ipynb"
-    stopped.parent.mkdir(parents=True)
-    stopped.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": [
-        {"output_type": "error", "ename": "NotRun", "evalue": "not run: the notebook reached its time limit of 30 s"}]}]}))
+def test_notebooks_that_could_not_be_read_or_were_not_handed_in():
     missing = {nb: [f"{nb}.ipynb is missing: every item in it scores 0"] for nb in (notebook(0), notebook(5))}
-    ada = {"student": "ada", "notes": [], "notebook_notes": missing}
-    problems = class_report.notebook_problems(tmp_path, ada)
-    assert problems == [(notebook(0), missing[notebook(0)][0]), (notebook(2), "the notebook reached its time limit of 30 s"),
+    unreadable = {notebook(2): [f"{notebook(2)}.ipynb could not be read as a notebook (it is not valid JSON: cut off "
+                                "by an upload, or edited outside Jupyter?): every item in it scores 0"]}
+    ada = StudentResult("ada", notebook_notes={**missing, **unreadable})
+    problems = class_report.notebook_problems(ada)
+    assert problems == [(notebook(0), missing[notebook(0)][0]), (notebook(2), unreadable[notebook(2)][0]),
                         (notebook(5), missing[notebook(5)][0])]
     assert class_report._by_reason(problems) == [("not handed in", [notebook(0), notebook(5)]),
-                                                 ("the notebook reached its time limit of 30 s", [notebook(2)])]
-    failed = report.failed_result("bo", "the grader's worker exited with code -9", "", 1.0)
-    assert class_report.notebook_problems(tmp_path, failed)[0] == ("all", "not graded: the grader's worker exited with code -9")
+                                                 (unreadable[notebook(2)][0], [notebook(2)])]
+    failed = StudentResult.failure("bo", "the grader's worker exited with code -9", 1.0)
+    assert class_report.notebook_problems(failed)[0] == ("all", "not graded: the grader's worker exited with code -9")
+
+
+def test_items_that_could_not_be_judged_are_not_mistakes_to_teach():
+    budget = Verdict("ex1_dh", False, "on unseen inputs (batch 32, n_hidden 64, n_embd 10): the submission used up "
+                                      "its time budget")
+    unreadable = Verdict("ex2_dlogits", False, f"{notebook(2)}.ipynb could not be read as a notebook (...): every item "
+                                               "in it scores 0")
+    assert classify(budget) == "budget_spent" and classify(unreadable) == "error.UnreadableNotebook"
+    rows = class_mistakes.mistake_rows([StudentResult("ada", verdicts={"ex1_dh": budget, "ex2_dlogits": unreadable}),
+                                        result("bo", {"ex1_dbnmeani": KEEPDIM})])
+    assert [(r.item, r.diagnosis) for r in class_mistakes.teach_again(rows)] == [("ex1_dbnmeani", "shape.missing_dim")]
 
 
 @pytest.mark.slow  # matplotlib draws three figures: seconds
 def test_report_html_is_one_self_contained_page(tmp_path):
     results = planted_results()
-    grades = [StudentGrade(r["student"], {g: s[0] for g, s in r["scores"].items()},
-                           sum(s[0] for s in r["scores"].values())) for r in results]
+    grades = [StudentGrade(r.student, dict(r.scores), r.total()) for r in results]
     grades[0] = StudentGrade("ada", grades[0].scores, grades[0].raw, 7.0, 90000.0, "2026-12-02 01:00:00")
     view = class_report.ClassView(grades, results, class_mistakes.mistake_rows(results))
     page = class_report.render(tmp_path, view, results, 42.5)
@@ -274,8 +282,9 @@ def rows_with_roster() -> list[ExportRow]:
 
 
 def csv_lines(table: list[list[str]]) -> list[str]:
+    """The table as the export writes it (``csv_cells.safe_writer``)."""
     buffer = io.StringIO()
-    csv.writer(buffer).writerows(table)
+    safe_writer(buffer).writerows(table)
     return buffer.getvalue().splitlines()
 
 
@@ -312,7 +321,8 @@ def test_long_file_has_a_row_per_student_and_item_and_the_penalty():
     for student, _item, score, _ in body:
         by_student[student] = by_student.get(student, 0.0) + float(score)
     assert by_student == {"ada": 54.0, "zoë k": 72.0, "no show": 0.0, "stranger": 10.0}
-    assert ["ada", "late_penalty", "-6", "0"] in body
+    assert ["ada", "late_penalty", -6.0, "0"] in body
+    assert "ada,late_penalty,-6,0" in csv_lines(table)  # a number, not text a spreadsheet could take for a formula
     assert sum(float(m) for s, _, _, m in body if s == "no show") == max_score()
 
 
@@ -401,7 +411,7 @@ def graded_out(tmp_path, gradebook_template) -> tuple[Path, Path]:
     shutil.copy(gradebook_template, out / "gradebook.db")
     for r in planted_results():
         report.record(out, r)
-        (submissions / r["student"]).mkdir(parents=True)
+        (submissions / r.student).mkdir(parents=True)
     return out, submissions
 
 
@@ -478,7 +488,8 @@ def test_the_export_command_with_a_roster(graded_out, tmp_path, capsys):
     lines = (tmp_path / "canvas.csv").read_text(encoding="utf-8").splitlines()
     assert lines[:4] == ["Student,ID,SIS User ID,SIS Login ID,Section,Ninja (7)", "    Points Possible,,,,,72",
                          '"Lovelace, Ada",,S1001,alovelace,A,71', "Zoë,,S1002,zoe,A,72"]
-    assert lines[4:] == ["no show,,S1003,,B,0", "'=bo x,,=bo x,,,70", "cy,,cy,,,66"]
+    # every cell that a spreadsheet would run as a formula is quoted, the SIS id column too
+    assert lines[4:] == ["no show,,S1003,,B,0", "'=bo x,,'=bo x,,,70", "cy,,cy,,,66"]
     with pytest.raises(SystemExit, match="error: cannot read the roster .*nowhere.csv"):
         cli.main(command + [str(tmp_path / "nowhere.csv")])
 
@@ -520,15 +531,15 @@ def planted_submission(edits: dict[str, tuple[str, str]]) -> dict:
 @pytest.fixture(scope="module")
 def planted_class(tmp_path_factory):
     """The planted class, graded once (two jobs, short limits)."""
-    from autograder.engine.cluster import Settings
     from autograder.grading.grade import grade
+    from autograder.grading.results import GradingSettings
     from tests.grading_cases import save
 
     root = tmp_path_factory.mktemp("planted")
     for student, edits in PLANTED.items():
         save(root / "submissions" / student, planted_submission(edits))
-    results = grade(root / "submissions", root / "out", Settings(workers=2, notebook_seconds=60.0, item_seconds=10.0,
-                                                                     ex4_steps=200), progress=lambda line: None)
+    results = grade(root / "submissions", root / "out", GradingSettings().but(jobs=2, item_timeout=10.0),
+                    progress=lambda line: None)
     return root / "out", results
 
 
@@ -551,7 +562,7 @@ def mistakes_csv_rows(out: Path) -> dict[tuple[str, str], tuple[str, ...]]:
 @pytest.mark.slow
 def test_the_planted_class_has_exactly_its_mistakes(planted_class):
     out, results = planted_class
-    assert sorted(r["student"] for r in results) == sorted(PLANTED)
+    assert sorted(r.student for r in results) == sorted(PLANTED)
     found = mistakes_csv_rows(out)
     assert found == expected_rows()  # exactly the planted mistakes, each with its diagnosis code
     assert not [key for key, ids in found.items() if "zoë" in ids and key[1] != "not_attempted"]

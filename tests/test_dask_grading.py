@@ -22,21 +22,22 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.engine.cluster import Settings, cluster_client
+from autograder.engine.cluster import cluster_client
 from autograder.engine.errors import GradingError
 from autograder.engine.versions import version_conflicts
 from autograder.exercises import ITEMS_BY_ID, items_of, notebook
 from autograder.grading import report
 from autograder.grading.grade import grade
+from autograder.grading.results import GradingSettings
 from autograder.grading.samples import filled, master_solutions
-from autograder.judge import runner
+from autograder.judge import runner, sandbox
 from tests.dask_tasks import POISON, is_daemon, poison_or_grade
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-SETTINGS = Settings(workers=2, notebook_seconds=60.0, item_seconds=10.0, student_seconds=300.0, ex4_steps=50)
+SETTINGS = GradingSettings().but(jobs=2, item_timeout=10.0, student_timeout=300.0)
 EX0, EX2 = notebook(0), notebook(2)
 
 
@@ -76,8 +77,8 @@ def rows(out: Path) -> dict[str, dict]:
 
 def cli(submissions: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
-            "--notebook-timeout", str(SETTINGS.notebook_seconds), "--item-timeout", str(SETTINGS.item_seconds),
-            "--student-timeout", str(SETTINGS.student_seconds), "--ex4-steps", str(SETTINGS.ex4_steps), *extra]
+            "--item-timeout", str(SETTINGS.worker.item_timeout), "--student-timeout", str(SETTINGS.worker.student_timeout),
+            *extra]
 
 
 def progress_lines(stdout: str) -> list[str]:
@@ -109,7 +110,7 @@ def embedded(tiny, tmp_path_factory) -> dict[str, dict]:
     """The reference: the tiny batch on the embedded cluster (two worker processes)."""
     out = tmp_path_factory.mktemp("embedded") / "out"
     results = grade(tiny, out, SETTINGS, progress=lambda line: None)
-    assert sorted(r["student"] for r in results) == sorted(TINY)
+    assert sorted(r.student for r in results) == sorted(TINY)
     graded = rows(out)
     ex0 = sum(item.points for item in items_of(EX0))
     ex2 = sum(item.points for item in items_of(EX2))
@@ -127,7 +128,7 @@ def cluster(tmp_path_factory):
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
-           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(SETTINGS.tries - 1), "OMP_NUM_THREADS": "1"}
+           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(SETTINGS.cluster.tries - 1), "OMP_NUM_THREADS": "1"}
     log = open(home / "cluster.log", "ab")
     started = [subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                  "--no-dashboard"], cwd=home, env=env, stdout=log, stderr=log,
@@ -151,7 +152,7 @@ def cluster(tmp_path_factory):
 
 def test_the_embedded_workers_are_not_daemonic():
     """A daemonic worker could not start the sandboxes and fork server; the setting must reach the workers."""
-    with cluster_client(replace(SETTINGS, workers=1), progress=lambda line: None) as client:
+    with cluster_client(replace(SETTINGS.cluster, jobs=1), progress=lambda line: None) as client:
         assert list(client.run(is_daemon).values()) == [False]
 
 
@@ -210,14 +211,14 @@ def test_a_poison_pill_fails_after_bounded_tries_and_the_others_are_graded(embed
     (submissions / "mallory").mkdir()
     (submissions / "mallory" / POISON).write_text("kills its worker")
     out = tmp_path / "out"
-    results = {r["student"]: r for r in grade(submissions, out, replace(SETTINGS, workers=1),
-                                              progress=lambda line: None, task=poison_or_grade)}
+    results = {r.student: r for r in grade(submissions, out, SETTINGS.but(jobs=1),
+                                           progress=lambda line: None, task=poison_or_grade)}
     assert set(results) == {"carol", "mallory"}
-    assert results["mallory"]["failed"]
+    assert results["mallory"].failed
     graded = rows(out)
     assert graded["carol"] == embedded["carol"] and float(graded["mallory"]["total"]) == 0
     saved = json.loads((out / "feedback" / "mallory" / "report.json").read_text())
-    assert any(f"{SETTINGS.tries} tries" in note and "stopped the grader's worker" in note for note in saved["notes"])
+    assert any(f"{SETTINGS.cluster.tries} tries" in note and "stopped the grader's worker" in note for note in saved["notes"])
 
 
 def test_an_interrupted_run_resumes_with_the_rest(tiny, embedded, tmp_path):
@@ -248,7 +249,7 @@ def test_an_unreachable_scheduler_fails_fast_naming_it_and_writes_nothing(tiny, 
     out = tmp_path / "out"
     started = time.monotonic()
     with pytest.raises(GradingError, match=address):
-        grade(tiny, out, replace(SETTINGS, scheduler=address), progress=lambda line: None)
+        grade(tiny, out, SETTINGS.but(scheduler=address), progress=lambda line: None)
     assert time.monotonic() - started < 35
     assert not out.exists()
 
@@ -262,19 +263,17 @@ def test_version_conflicts_name_both_versions():
 
 # ------------------------------------------------------------------- limits
 
-def _policy(limits: dict | None = None) -> tuple:
-    hidden = [str(REPO), str(Path.home())]
-    readable = [str(REPO / "autograder"), str(REPO / "data"), sys.prefix, sys.base_prefix,
-                os.path.dirname(os.path.realpath(sys.executable))]
-    return hidden, readable, None, limits or {}
+def _children(limits: sandbox.Limits | None = None) -> runner._Children:
+    return runner._Children(sandbox.student_policy(), limits or sandbox.Limits(), None)
 
 
 def test_a_memory_bomb_stops_at_the_limit_and_costs_only_its_item():
     bomb = ITEMS_BY_ID["ex1_dprobs"], "buffers = []\nwhile True:\n    buffers.append(bytearray(200_000_000))\n"
     right = ITEMS_BY_ID["ex1_dlogprobs"], master_solutions()["ex1_line_loss"]
     answers = {item.answers[0]: code for item, code in (bomb, right)}
-    trials = [(bomb[0], 0), (right[0], 0)]
-    outcomes = runner._run_trials(trials, answers, _policy({"data_bytes": 2**30}), item_seconds=30.0)
+    trials = [runner.Trial(bomb[0], 0), runner.Trial(right[0], 0)]
+    outcomes = runner._run_trials(trials, answers, _children(sandbox.Limits(memory_bytes=2**30)), item_seconds=30.0,
+                                  deadline=float("inf"))
     assert outcomes[("ex1_dprobs", 0)] == (None, "ran out of memory (limit 1 GB)")
     value, error = outcomes[("ex1_dlogprobs", 0)]
     assert error is None and tuple(value.shape) == (32, 27)  # torch works under the same limit
@@ -284,8 +283,7 @@ def test_items_not_judged_within_the_budget_score_zero_with_the_reason():
     hang = ITEMS_BY_ID["ex1_dprobs"], "while True:\n    pass\n"
     right = ITEMS_BY_ID["ex1_dlogprobs"], master_solutions()["ex1_line_loss"]
     answers = {item.answers[0]: code for item, code in (hang, right)}
-    trials = [(hang[0], 0), (right[0], 0)]
-    spent = runner._run_trials(trials, answers, _policy(), item_seconds=60.0, deadline=time.monotonic() + 0.5)
+    trials = [runner.Trial(hang[0], 0), runner.Trial(right[0], 0)]
+    spent = runner._run_trials(trials, answers, _children(), item_seconds=60.0, deadline=time.monotonic() + 0.5)
     assert spent == {("ex1_dprobs", 0): (None, runner.BUDGET_SPENT),
                      ("ex1_dlogprobs", 0): (None, runner.BUDGET_SPENT)}
-    assert runner.BUDGET_SPENT == "the submission used up its time budget"

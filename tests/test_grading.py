@@ -1,4 +1,4 @@
-"""Grading end to end: real submissions through the real pipeline (nbgrader's autograde included).
+"""Grading end to end: real submissions through the real pipeline, into a real nbgrader gradebook.
 
 One batch of students (``tests/grading_cases.py``) is graded once per session,
 two at a time, and many small tests read what it left in OUT: grades.csv,
@@ -8,8 +8,9 @@ re-grades two of the students into a copy of OUT, which shows that serial
 and parallel grading agree and that re-grading replaces a student's old
 scores and nothing else.
 
-The last tests pin down two facts about nbgrader's own scoring that the
-workbook is built around, and the pieces of the grader that answer them.
+The last tests pin down facts about nbgrader's own scoring that the
+workbook is built around (what a plain ``nbgrader autograde`` does with a
+test cell), and that this grader's scores come from its judge alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import csv
 import html
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -28,12 +28,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.engine.cluster import Settings
 from autograder.exercises import ASSIGNMENT, ITEMS, ITEMS_BY_ID, NOTEBOOKS, items_of, max_score
 from autograder.grading import report
 from autograder.grading.grade import grade
 from autograder.grading.release import LEAK_MARKERS
-from autograder.grading.sanitize import sanitize_file, sanitize_folder
+from autograder.grading.results import GradingSettings, StudentResult
+from autograder.grading.sanitize import sanitize_bytes, sanitize_submission
+from autograder.grading.submissions import read_submission
 from autograder.judge import sandbox
 from tests import grading_cases
 from tests.grading_cases import CHEATS, Case, items_using
@@ -41,10 +42,9 @@ from tests.grading_cases import CHEATS, Case, items_using
 pytestmark = pytest.mark.grading
 
 REPO = Path(__file__).resolve().parent.parent
-# Short limits, so that the students who hang cost seconds; Exercise 4's
-# training cell runs a few steps only (the graded checks do not depend on it).
-# The hostile students hang on purpose: their budget is large enough that each hang costs only its items.
-SETTINGS = Settings(workers=2, notebook_seconds=30.0, item_seconds=5.0, student_seconds=900.0, ex4_steps=200)
+# Short limits, so that the students who hang cost seconds. The hostile students hang on
+# purpose: their budget is large enough that each hang costs only its items.
+SETTINGS = GradingSettings().but(jobs=2, item_timeout=5.0, student_timeout=900.0)
 CASE_KEYS = list(grading_cases.cases(Path("OUT"), REPO))  # the batch, without writing anything
 HIDDEN_CODE = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "hidden_check(")
 GRADE_COLUMNS = ["student_id", *(item.grade_id for item in ITEMS), "total", "max"]
@@ -67,7 +67,7 @@ class Graded:
     cases: dict[str, Case]
     submissions: Path
     out: Path
-    results: list[dict]
+    results: list[StudentResult]
     progress: list[str]
 
     def rows(self) -> dict[str, dict]:
@@ -117,9 +117,8 @@ def regraded(graded, tmp_path_factory) -> tuple[Graded, subprocess.CompletedProc
     failing.write(submissions / failing.student)
     cases["solution"] = failing
     command = [sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out), "--jobs", "1",
-               "--regrade", "--notebook-timeout", str(SETTINGS.notebook_seconds),
-               "--item-timeout", str(SETTINGS.item_seconds), "--student-timeout", str(SETTINGS.student_seconds),
-               "--ex4-steps", str(SETTINGS.ex4_steps)]
+               "--regrade", "--item-timeout", str(SETTINGS.worker.item_timeout),
+               "--student-timeout", str(SETTINGS.worker.student_timeout)]
     run = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=REPO)
     return Graded(cases, submissions, out, [], run.stdout.splitlines()), run
 
@@ -134,8 +133,8 @@ def case_params():
 # ------------------------------------------------------------------ the batch
 
 def test_the_batch_finishes_with_a_result_for_every_student(graded):
-    assert sorted(r["student"] for r in graded.results) == sorted(c.student for c in graded.cases.values())
-    assert not [r["student"] for r in graded.results if any("not graded" in n for n in r.get("notes", []))]
+    assert sorted(r.student for r in graded.results) == sorted(c.student for c in graded.cases.values())
+    assert not [r.student for r in graded.results if any("not graded" in n for n in r.notes)]
     total = len(graded.cases)
     counts = [line.split("]")[0] + "]" for line in graded.progress if line.startswith("[")]
     assert counts == [f"[{k}/{total}]" for k in range(1, total + 1)]
@@ -251,7 +250,7 @@ def test_hangs_crashes_and_exits_cost_only_the_answers_that_caused_them(graded):
     scores = graded.scores(case)
     lost = [gid for gid in case.scores() if scores[gid] == 0]
     assert lost == [gid for gid in case.scores() if any(a in case.wrong for a in ITEMS_BY_ID[gid].answers)]
-    # the kernel of notebook 04 died before its answer cell ran: the judge still graded the answer
+    # an extra cell that would kill notebook 04's kernel is never run: the judge grades the answers alone
     assert all(scores[item.grade_id] == item.points for item in items_of(grading_cases.ex(4)))
     # the answer cells after the one that hangs (Exercise 1 is graded line by line) still count
     assert scores[grading_cases.graded_cell_of(grading_cases.EX1["h"])] == 1
@@ -271,7 +270,10 @@ def test_test_cells_changed_by_the_student_are_graded_as_released(graded):
 
 
 def test_kernel_tricks_gain_nothing(graded):
-    """An input transformer that turns later cells into `pass`, and a patched cmp and torch, in extra cells."""
+    """An input transformer that turns later cells into `pass`, and a patched cmp and torch, in extra cells.
+
+    No extra cell of a student is ever run by the grader: only answer cells run, in the judge's sandbox.
+    """
     case = graded.cases["intruder"]
     scores = graded.scores(case)
     tricked = items_of(grading_cases.ex(1)) + items_of(grading_cases.ex(3))
@@ -293,22 +295,23 @@ def test_the_gradebook_attack_gains_nothing_and_leaves_the_gradebook_alone(grade
     assert points == {item.grade_id: item.points for item in ITEMS}
     assert all(0 <= score <= points[name] for name, score in scored)
     printed = _printed(graded, case, grading_cases.ex(1))
-    assert "GRADEBOOK ATTACK" in printed  # the attack did run
-    assert "rewrote" not in printed.replace("rewrote 0 grades", "")
+    assert "GRADEBOOK ATTACK" not in printed  # the attack's cell was never run (it is an extra cell, not an answer)
+    graded_copy = (graded.out / "autograded" / case.student / ASSIGNMENT / f"{grading_cases.ex(1)}.ipynb").read_text()
+    assert "GRADEBOOK ATTACK" in graded_copy  # yet it is kept in the graded copy, as the student wrote it
 
 
 def test_the_masters_are_out_of_reach_of_student_code(graded):
     case = graded.cases["intruder"]
-    printed = _printed(graded, case, grading_cases.ex(1))
-    assert "MASTERS FOUND" in printed  # the search did run
-    if sandbox.available():
-        assert "MASTERS FOUND 0 RAN 0" in printed
-    # with or without the masters in its kernel, the blank notebook scores 0, and a link to a master counts for nothing
+    # the answer that reads the master is flagged (it opens files), the cell that searches for masters never runs,
+    # and notebook 02, handed in as a link to its master, is not read: every item of 01 and 02 scores 0
+    assert "MASTERS FOUND" not in _printed(graded, case, grading_cases.ex(1))
     scores = graded.scores(case)
     assert all(scores[item.grade_id] == 0 for item in items_of(grading_cases.ex(1)) + items_of(grading_cases.ex(2)))
+    assert not (graded.out / "autograded" / case.student / ASSIGNMENT / f"{grading_cases.ex(2)}.ipynb").exists()
 
 
 def _printed(graded: Graded, case: Case, notebook: str) -> str:
+    """Everything the graded copy of ``notebook`` shows as output."""
     nb = nbformat.read(graded.out / "autograded" / case.student / ASSIGNMENT / f"{notebook}.ipynb", as_version=4)
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
@@ -376,7 +379,7 @@ def test_a_grading_failure_also_replaces_old_scores(graded, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(graded.out, out, symlinks=True)
     case = graded.cases["solution"]
-    report.record(out, report.failed_result(case.student, "the grader's worker exited with code 1", "log", 1.0))
+    report.record(out, StudentResult.failure(case.student, "the grader's worker exited with code 1", 1.0))
     report.write_tables(out)
     rows = {row["student_id"]: row for row in read_csv(out / report.GRADES_CSV)}
     assert float(rows[csv_id(case.student)]["total"]) == 0
@@ -398,23 +401,14 @@ def test_the_judge_survives_answers_that_kill_or_hang_its_process():
     right = ITEMS_BY_ID["ex1_dlogprobs"], grading_cases.master_solutions()["ex1_line_loss"]
     exit_ = ITEMS_BY_ID["ex1_dprobs"], "raise SystemExit(2)\n"
     answers = {item.answers[0]: code for item, code in (kill, hang, right, exit_)}
-    trials = [(item, 0) for item, _ in (kill, hang, right, exit_)]
-    policy = (_hidden_paths(), _readable_paths(), None)
-    outcomes = runner._run_trials(trials, answers, policy, item_seconds=3.0)
+    trials = [runner.Trial(item, 0) for item, _ in (kill, hang, right, exit_)]
+    children = runner._Children(sandbox.student_policy(), sandbox.Limits(), None)
+    outcomes = runner._run_trials(trials, answers, children, item_seconds=3.0, deadline=float("inf"))
     assert outcomes[("ex2_dlogits", 0)][1].startswith("stopped the grader's process")
     assert outcomes[("ex3_dhprebn", 0)][1].startswith("took longer than 3 s")
     value, error = outcomes[("ex1_dlogprobs", 0)]
     assert error is None and tuple(value.shape) == (32, 27)
     assert "SystemExit" in outcomes[("ex1_dprobs", 0)][1]
-
-
-def _hidden_paths() -> list[str]:
-    return [str(REPO), str(Path.home())]
-
-
-def _readable_paths() -> list[str]:
-    return [str(REPO / "autograder"), str(REPO / "data"), sys.prefix, sys.base_prefix,
-            os.path.dirname(os.path.realpath(sys.executable))]
 
 
 # ------------------------------------------------ sanitising what was handed in
@@ -444,10 +438,8 @@ BAD_FILES = {
 def test_a_broken_notebook_file_is_graded_blank_with_a_reason(label, tmp_path):
     notebook = grading_cases.ex(2)
     template = _template(notebook)
-    path = tmp_path / f"{notebook}.ipynb"
     text = BAD_FILES[label]((REPO / "notebooks" / f"{notebook}.ipynb").read_text())
-    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-    result = sanitize_file(path, template)
+    result = sanitize_bytes(f"{notebook}.ipynb", text.encode("utf-8", errors="surrogateescape"), template)
     assert [c.source for c in result.notebook.cells] == [c.source for c in template.cells] or result.readable
     if not result.readable:
         assert result.notes and "could not be read" in result.notes[0]
@@ -459,7 +451,7 @@ def test_a_linked_student_folder_is_not_followed(tmp_path):
     link = tmp_path / "student"
     link.symlink_to(REPO / "solutions", target_is_directory=True)
     templates = {nb: _template(nb) for nb in NOTEBOOKS}
-    sanitized, notes = sanitize_folder(link, templates)
+    sanitized, notes = sanitize_submission(read_submission(link, "student", NOTEBOOKS), templates)
     assert any("link" in note for note in notes)
     for notebook, result in sanitized.items():
         assert not result.readable, notebook
@@ -508,20 +500,16 @@ def test_how_nbgrader_scores_a_test_cell(nbgrader_scored, grade_id):
     assert score == NBGRADER_FACTS[grade_id][1]
 
 
-def test_the_grader_scores_test_cells_by_its_verdicts_not_their_outputs(nbgrader_scored, tmp_path):
-    from nbgrader.utils import determine_grade
-
-    from autograder.grading.preprocessors import ApplyVerdicts
-
-    cells = [nbformat.from_dict(json.loads(json.dumps(nbgrader_scored[gid][1])))
-             for gid in ("false_last", "stderr_then_pass", "progress_bar_then_pass")]
-    cells[0].source += "\n### BEGIN HIDDEN TESTS\nassert hidden_check('false_last')\n### END HIDDEN TESTS"
-    verdicts = {"false_last": {"passed": False, "message": "wrong on unseen inputs"},
-                "stderr_then_pass": {"passed": True, "message": "matches"},
-                "progress_bar_then_pass": {"passed": True, "message": "matches"}}
-    (tmp_path / "verdicts.json").write_text(json.dumps(verdicts))
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb, _ = ApplyVerdicts(verdicts_file=str(tmp_path / "verdicts.json")).preprocess(nb, {})
-    assert [determine_grade(cell)[0] for cell in nb.cells] == [0.0, 2.0, 2.0]
-    assert "wrong on unseen inputs" in json.dumps(nb.cells[0].outputs)
-    assert "HIDDEN TESTS" not in nb.cells[0].source and "hidden_check" not in nb.cells[0].source
+def test_the_grader_scores_by_its_verdicts_not_by_what_a_notebook_shows(graded):
+    """Saved outputs that claim a pass, points written into a test cell: the scores are the judge's alone."""
+    case = graded.cases["forged"]
+    scores = graded.scores(case)
+    assert scores["total"] == case.total() == 0
+    with sqlite3.connect(f"file:{graded.out / 'gradebook.db'}?mode=ro", uri=True) as db:
+        recorded = db.execute("SELECT sum(grade.auto_score) FROM grade JOIN submitted_notebook ON grade.notebook_id = "
+                              "submitted_notebook.id JOIN submitted_assignment ON submitted_notebook.assignment_id = "
+                              "submitted_assignment.id JOIN student ON submitted_assignment.student_id = student.id "
+                              "WHERE student.id = ?", (case.student,)).fetchone()[0]
+    assert recorded == 0
+    page = (graded.feedback(case) / ASSIGNMENT / f"{grading_cases.ex(2)}.html").read_text(encoding="utf-8")
+    assert "as you saved it (not run again by the grader" in page and grading_cases.FORGED_OUTPUT in page

@@ -16,6 +16,7 @@ from autograder.diagnosis.codes import CODES
 from autograder.diagnosis.comparison import Comparison
 from autograder.exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, answer_ids, items_of, notebook_of_answer
 from autograder.kinds import gradient as gradient_kind
+from autograder.kinds.gradient import GradientKind
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 DIAGNOSIS_CODES = {code.code for code in CODES}
@@ -91,10 +92,10 @@ def test_every_graded_gradient_of_01_to_03_has_pointers():
     assert [g for g in gradients if not hints.POINTERS.get(g)] == []
 
 
-def test_pointer_by_item_or_by_variable():
+def test_pointer_by_item():
     assert hints.pointer("ex1_dcounts_sum_inv", "shape.missing_dim") == "see hint 1 above: broadcasting"
-    assert hints.pointer("dcounts", "branch.missing") == "see hint 2 above: the second use of counts"
-    assert hints.pointer("dbnvar", "epsilon") == "see hint 2 above: the epsilon"
+    assert hints.pointer("ex1_dcounts", "branch.missing") == "see hint 2 above: the second use of counts"
+    assert hints.pointer("ex1_dbnvar", "epsilon") == "see hint 2 above: the epsilon"
     assert hints.pointer("ex1_dlogits", "alias") == \
         "see hint 2 above, under `norm_logits = logits - logit_maxes`: a copy before +="
 
@@ -103,27 +104,30 @@ def test_no_pointer_without_a_fitting_hint():
     assert hints.pointer("ex1_dcounts", "") is None  # a pass
     assert hints.pointer("ex1_dcounts", "unknown") is None
     assert hints.pointer("ex1_dcounts", "not.a.code") is None
-    assert hints.pointer("dnothing", "sign") is None
+    assert hints.pointer("ex1_dnothing", "sign") is None
 
 
-def test_a_variable_of_two_notebooks_needs_the_notebook():
-    assert hints.pointer("dlogits", "scale.1/n") is None  # 01 has no hint for it, 02 has
-    assert hints.pointer("dlogits", "scale.1/n", "02_fused_cross_entropy") == "see hint 3 above: the whole batch"
-    assert hints.pointer("dhprebn", "branch.missing", "01_atomic_backprop") == \
-        "see hint 2 above: the second use of hprebn"
-    assert hints.pointer("dhprebn", "branch.missing", "03_fused_batchnorm") == \
-        "see hint 1 above: draw the graph: a scalar fans out"
+def test_a_tensor_of_two_notebooks_needs_the_notebook(monkeypatch):
+    both = GradientKind.items_checking("logits")
+    assert both == ["ex1_dlogits", "ex2_dlogits"]
+    monkeypatch.setattr(cells, "_recorded_cells", [])
+    assert hints.pointer_for_check(both, "scale.1/n") is None  # 01 has no hint for it, 02 has: no guess
+    assert hints.pointer("ex2_dlogits", "scale.1/n") == "see hint 3 above: the whole batch"
+    assert hints.pointer("ex1_dhprebn", "branch.missing") == "see hint 2 above: the second use of hprebn"
+    assert hints.pointer("ex3_dhprebn", "branch.missing") == "see hint 1 above: draw the graph: a scalar fans out"
 
 
 def test_a_check_in_a_kernel_finds_its_notebook_from_the_answers_it_ran(monkeypatch):
     monkeypatch.setattr(cells, "_recorded_cells", ["#| answer: ex2_dlogits_fused\ndlogits = None"])
-    assert hints.pointer_for_check("logits", "sign") == "see hint 2 above: the derivative of one row"
+    assert hints.pointer_for_check(GradientKind.items_checking("logits"), "sign") == \
+        "see hint 2 above: the derivative of one row"
     ex1 = [f"#| answer: {a}\npass" for a in ITEMS_BY_ID["ex1_dhprebn"].answers]
     monkeypatch.setattr(cells, "_recorded_cells", ex1)
-    assert hints.pointer_for_check("hprebn", "alias") == \
+    hprebn = GradientKind.items_checking("hprebn")
+    assert hints.pointer_for_check(hprebn, "alias") == \
         "see hint 3 above, under `bndiff = hprebn - bnmeani`: the shape of the answer"
     monkeypatch.setattr(cells, "_recorded_cells", [])
-    assert hints.pointer_for_check("hprebn", "alias") is None  # neither notebook ran: no guess
+    assert hints.pointer_for_check(hprebn, "alias") is None  # neither notebook ran: no guess
 
 
 def test_cmp_prints_the_pointer_under_a_failed_check(monkeypatch, capsys):

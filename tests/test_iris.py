@@ -16,7 +16,8 @@ from autograder.diagnosis.comparison import parameter_drift
 from autograder.exercises import ITEMS_BY_ID
 from autograder.judge.scan import scan_answers
 from autograder.judge.untrusted import ForbiddenInAnswer
-from autograder.kinds import student_output
+from autograder.judge.verdict import output_in_process as student_output
+from autograder.kinds import iris_cases
 from autograder.kinds.cases import HIDDEN_CASES
 from autograder.workbook import iris, model
 
@@ -306,7 +307,7 @@ def answer(answer_id: str, body: str) -> str:
 
 
 def test_the_second_hidden_case_changes_widths_and_adam_settings():
-    first, second = HIDDEN_CASES[:2]
+    first, second = (iris_cases.setting(case) for case in HIDDEN_CASES[:2])
     assert first.mlp_hidden != second.mlp_hidden and first.adam != second.adam
     assert all(case.seed != model.SEED for case in HIDDEN_CASES)
 

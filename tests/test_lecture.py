@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.engine.cluster import Settings
+from autograder.engine.cluster import ClusterSettings
 from autograder.judge import sandbox
 from autograder.lecture import LectureSettings, check, runner
 from autograder.lecture.grade import ITEM_IDS, grade_folder
@@ -264,7 +264,7 @@ def test_grading_a_folder_writes_grades_and_feedback_and_survives_broken_noteboo
     (subs / "dave.py").write_text(fixtures.script(**fixtures.VARIANTS["scatter"]))
     # On the grading engine: each student a Dask task, each notebook in its sandboxed child process.
     results = grade_folder(subs, out, check.LectureSettings(ex4_steps=2), progress=lambda line: None,
-                           engine=Settings(workers=2))
+                           engine=ClusterSettings(jobs=2))
     assert {k: v["score"] for k, v in results.items()} == {"alice": 35, "bob": 34, "carol": 0, "dave": 34}
     mistakes = {(row["item"], row["diagnosis"]): row["student_ids"] for row in csv.DictReader(open(out / "mistakes.csv"))}
     assert mistakes[("ex1_dC", "scatter.repeats")] == "dave" and mistakes[("ex2_dlogits", "cheating.grad")] == "bob"
@@ -336,11 +336,6 @@ def test_a_small_loop_assigning_gradients_is_not_taken_for_the_training_loop():
 def test_a_no_grad_block_runs_line_by_line():
     statements = cell_statements(Cell("code", "with torch.no_grad():\n    dh = 1\n    dW2 = 2\n", 0))
     assert [s.assigns for s in statements] == [("dh",), ("dW2",)] and [s.line for s in statements] == [2, 3]
-
-
-def test_the_sandbox_never_hides_the_root_or_a_system_folder():
-    assert runner._may_hide("/work/class/alice") and runner._may_hide("/srv")
-    assert not any(runner._may_hide(path) for path in ("/", "/usr", "/tmp", "/etc"))
 
 
 def test_exercises_2_and_3_without_their_headers_are_found_after_exercise_1():

@@ -62,20 +62,20 @@ def test_registry_is_consistent():
         assert set(item.answers) <= set(answer_ids(item.notebook))
         assert item.kind in KINDS, item.grade_id
         if item.kind == "gradient":
-            assert item.variable.startswith("d") and len(item.provided) == len(item.answers)
+            assert item.spec["variable"].startswith("d") and len(item.spec["provided"]) == len(item.answers)
         if item.kind == "scalar":
-            nodes = expression_graphs.GRAPHS[item.graph](*[1.0] * len(expression_graphs.graph_inputs(item.graph)))
-            assert item.nodes and set(item.nodes) <= set(nodes), item.grade_id
-            assert len(item.provided) == len(item.answers) and set(item.provided[0]) <= set(nodes)
+            nodes = expression_graphs.GRAPHS[item.spec["graph"]](*[1.0] * len(expression_graphs.graph_inputs(item.spec["graph"])))
+            assert item.spec["nodes"] and set(item.spec["nodes"]) <= set(nodes), item.grade_id
+            assert len(item.spec["provided"]) == len(item.answers) and set(item.spec["provided"][0]) <= set(nodes)
 
 
 def test_scalar_items_cover_every_step_and_node():
     """Notebook 00: the neuron is graded node by node, in the order of the backward pass."""
-    neuron_items = [item for item in ITEMS if item.kind == "scalar" and item.graph == "neuron"]
-    assert [node for item in neuron_items for node in item.nodes] == \
+    neuron_items = [item for item in ITEMS if item.kind == "scalar" and item.spec["graph"] == "neuron"]
+    assert [node for item in neuron_items for node in item.spec["nodes"]] == \
         ["o", "n", "x1w1x2w2", "b", "x1w1", "x2w2", "x1", "w1", "x2", "w2"]
     for item in neuron_items:  # the nodes before this step are fed in, never the item's own
-        assert not set(item.nodes) & set(item.provided[0])
+        assert not set(item.spec["nodes"]) & set(item.spec["provided"][0])
 
 
 def test_answer_ids_are_unique_across_notebooks():

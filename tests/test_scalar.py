@@ -16,7 +16,8 @@ from autograder.checking import checks
 from autograder.exercises import ITEMS, ITEMS_BY_ID, notebook
 from autograder.judge.scan import scan_answers
 from autograder.judge.untrusted import ForbiddenInAnswer
-from autograder.kinds import describe_case, student_output
+from autograder.judge.verdict import output_in_process as student_output
+from autograder.kinds import describe_case
 from autograder.kinds.cases import HIDDEN_CASES
 from autograder.workbook import drawing, expression_graphs
 from autograder.workbook.expression_graphs import NEURON_INPUTS, REUSE_INPUTS
@@ -392,4 +393,4 @@ def test_every_scalar_item_has_a_description_of_its_inputs():
     for item in EX0_ITEMS:
         for case in HIDDEN_CASES:
             text = describe_case(item, case)
-            assert all(f"{name} = " in text for name in expression_graphs.graph_inputs(item.graph))
+            assert all(f"{name} = " in text for name in expression_graphs.graph_inputs(item.spec["graph"]))

@@ -63,9 +63,9 @@ def test_every_right_gradient_passes_with_its_shape_and_a_tiny_maxdiff(ex1_names
     assert board.count(PASSED) == len(items_of(EX1))
     for item in items_of(EX1):
         r = row(board, item.grade_id)
-        assert r.name == item.variable and r.tensor == item.tensor
-        assert r.shape == tuple(ex1_namespace[item.tensor].shape)
-        assert r.maxdiff <= comparison.tolerance_for(ex1_namespace[item.tensor].grad)
+        assert r.name == item.spec["variable"] and r.tensor == item.spec["variable"][1:]
+        assert r.shape == tuple(ex1_namespace[item.spec["variable"][1:]].shape)
+        assert r.maxdiff <= comparison.tolerance_for(ex1_namespace[item.spec["variable"][1:]].grad)
     assert board.points == (sum(i.points for i in items_of(EX1)),) * 2
 
 
@@ -146,7 +146,7 @@ def test_tensor_statuses_name_the_tensors_of_the_gradient_items(ex1_namespace):
     ex1_namespace["dh"] = 2 * ex1_namespace["dh"]
     del ex1_namespace["dC"]
     found = scoreboard(EX1, ex1_namespace, answers={}).tensor_statuses()
-    assert set(found) == {item.tensor for item in items_of(EX1)}
+    assert set(found) == {item.spec["variable"][1:] for item in items_of(EX1)}
     assert (found["h"], found["C"], found["logits"]) == (FAILED, NOT_ATTEMPTED, PASSED)
 
 
@@ -161,7 +161,7 @@ def ex0_namespace(master_answers):
     by_graph = {"neuron": "g", "neuron_exp": "gx", "reuse": "gr"}
     for item in items_of(EX0):
         for answer in item.answers:
-            exec(compile(master_answers[answer], answer, "exec"), {"math": math, **graphs[by_graph[item.graph]]})
+            exec(compile(master_answers[answer], answer, "exec"), {"math": math, **graphs[by_graph[item.spec["graph"]]]})
     return graphs
 
 
@@ -401,7 +401,7 @@ def test_notebook_01_draws_its_graph_at_the_start_and_beside_the_scoreboard(kind
 @pytest.mark.ex1
 def test_the_graph_has_every_tensor_of_the_forward_pass_in_order():
     nodes, operations = forward_graph()
-    gradients = {item.tensor for item in items_of(EX1)}
+    gradients = {item.spec["variable"][1:] for item in items_of(EX1)}
     loss = EX1_LINES[0].output
     assert set(nodes) == gradients | {loss, "Xb", "Yb"} and len(nodes) == len(set(nodes))
     assert [op.output for op in operations] == [line.output for line in reversed(EX1_LINES)]
@@ -451,8 +451,8 @@ def test_the_graph_without_statuses_is_all_grey_and_without_tensors_shows_names_
     boxes = {a.get_gid()[5:]: a for a in figure.axes[0].texts if (a.get_gid() or "").startswith("node:")}
     grey = to_rgba(STATUS_COLOURS[NOT_ATTEMPTED][0])
     for item in items_of(EX1):
-        assert boxes[item.tensor].get_bbox_patch().get_facecolor() == grey
-        assert boxes[item.tensor].get_text() == item.tensor
+        assert boxes[item.spec["variable"][1:]].get_bbox_patch().get_facecolor() == grey
+        assert boxes[item.spec["variable"][1:]].get_text() == item.spec["variable"][1:]
     plt.close(figure)
 
 
