@@ -15,8 +15,8 @@ from pathlib import Path
 
 import nbformat
 
-from ..cells import ANSWER_DIRECTIVE, STUB
 from .. import exercises
+from ..cells import ANSWER_DIRECTIVE, STUB
 from ..exercises import ITEMS, NOTEBOOKS, answer_ids, notebook
 from ..kinds import kind_of
 from .course import RELEASE_DIR, SOLUTIONS
