@@ -674,8 +674,7 @@ def test_class_report_renders_without_console_errors(tmp_path, browser):
     from tests.test_class_report import planted_results
 
     results = planted_results()
-    grades = [StudentGrade(r["student"], {g: s[0] for g, s in r["scores"].items()},
-                           sum(s[0] for s in r["scores"].values())) for r in results]
+    grades = [StudentGrade(r.student, dict(r.scores), r.total()) for r in results]
     grades[0] = StudentGrade("ada", grades[0].scores, grades[0].raw, 7.0, 90000.0, "2026-12-02 13:00:00")
     view = class_report.ClassView(grades, results, class_mistakes.mistake_rows(results))
     path = tmp_path / "report.html"

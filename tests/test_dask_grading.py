@@ -53,10 +53,19 @@ def _copied(answer: str, code: str) -> str:
     return "o.backward()\n"  # autograd instead of the derivation: flagged, 0 points
 
 
+HANGING = "ex0_grad_o"
+
+
+def _hangs(answer: str, code: str) -> str:
+    """Right, but the first answer cell never ends: the student takes the item limit (10 s) to grade."""
+    return code + "while True:\n    pass\n" if answer == HANGING else code
+
+
 TINY = {  # student -> {notebook: how its answer cells are filled}
     "alice": {EX0: _solution, EX2: _solution},
     "bob": {EX0: _copied},
     "carol": {EX0: _blank},
+    "dave": {EX0: _hangs},  # slow to grade: a worker is busy with him long enough to be killed mid-student
 }
 
 
@@ -116,6 +125,8 @@ def embedded(tiny, tmp_path_factory) -> dict[str, dict]:
     ex2 = sum(item.points for item in items_of(EX2))
     assert float(graded["alice"]["total"]) == ex0 + ex2  # the sandbox and fork server work in the workers
     assert float(graded["bob"]["total"]) == 0 and float(graded["carol"]["total"]) == 0
+    hung = sum(item.points for item in items_of(EX0) if HANGING in item.answers)
+    assert float(graded["dave"]["total"]) == ex0 - hung
     return graded
 
 

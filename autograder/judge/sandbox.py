@@ -237,6 +237,9 @@ def _build_root(policy: Policy, limits: Limits, uid: int) -> None:
     devices = {name: os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC) for name in DEVICES}
     new = "/tmp"  # any folder will do as the mount point: this mount namespace is ours alone
     mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=755")
+    # The small writable /tmp first: a Python installation that lives under /tmp is bound inside it.
+    os.makedirs(new + "/tmp")
+    mount("tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.tmp_bytes},nr_inodes=4096,mode=1777")
     for path, fd, is_dir in handles:
         if os.path.lexists(new + path):  # inside a folder bound before it
             os.close(fd)
@@ -258,8 +261,6 @@ def _build_root(policy: Policy, limits: Limits, uid: int) -> None:
         os.symlink(target, f"{new}/dev/{name}")
     os.makedirs(new + "/dev/shm")
     mount("tmpfs", new + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=1m,mode=1777")
-    os.makedirs(new + "/tmp")
-    mount("tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.tmp_bytes},nr_inodes=4096,mode=1777")
     os.makedirs(new + "/etc", exist_ok=True)
     with open(new + "/etc/passwd", "w") as file:  # the sandbox's own user only: the host's are none of its business
         file.write(f"root:x:0:0:root:/:/bin/false\nstudent:x:{uid}:{uid}:student:/tmp/home:/bin/false\n")
