@@ -18,10 +18,12 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -409,6 +411,18 @@ def test_the_judge_survives_answers_that_kill_or_hang_its_process():
     value, error = outcomes[("ex1_dlogprobs", 0)]
     assert error is None and tuple(value.shape) == (32, 27)
     assert "SystemExit" in outcomes[("ex1_dprobs", 0)][1]
+    time.sleep(1)  # the killed children's namespaces die with them: nothing of them keeps running
+    assert [command for command in _commands() if "autograder.judge.child" in command and str(REPO) in command] == []
+
+
+def _commands() -> list[str]:
+    found = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
 
 
 # ------------------------------------------------ sanitising what was handed in

@@ -37,6 +37,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import site
 import subprocess
 import sys
@@ -46,7 +47,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 1 << 14, 1 << 18
 MNT_DETACH = 2
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
-PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 24, 47, 4
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 1, 38, 24, 47, 4
 _SYSCALLS = {"x86_64": {"pivot_root": 155, "capset": 126}, "aarch64": {"pivot_root": 41, "capset": 91}}
 UID_BASE = 2_000_000_000  # a root grader's sandboxes run as UID_BASE + their pid: users no file belongs to
 SYSTEM_LIBRARIES = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache")
@@ -188,10 +189,15 @@ def confine(policy: Policy, limits: Limits, keep_fds: tuple[int, ...] = (0, 1, 2
     from . import seccomp
 
     unprivileged_uid = UID_BASE + os.getpid() % 1_000_000_000 if _host_root() else os.getuid()
+    parent = os.getppid()
     _close_all_but(keep_fds)
     _build_root(policy, limits, unprivileged_uid)
     _limit(limits)
     _drop_privileges(unprivileged_uid)
+    # Changing the uid cleared the parent-death signal: arm it again, so that nothing outlives whoever started it.
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+    if os.getppid() != parent:  # it died meanwhile
+        os._exit(137)
     seccomp.install()
     os.environ.update(HOME="/tmp/home", TMPDIR="/tmp", NINJA_MEMORY_LIMIT_BYTES=str(limits.memory_bytes))
     os.makedirs("/tmp/home", exist_ok=True)
