@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)  # also where it was started with SIGINT ignored (in the background)
     hub = CourseHub(port=args.port, log=lambda message: print(f"[hub] {message}", flush=True),
                     environment={"NINJA_EX4_STEPS": "300"})
     try:

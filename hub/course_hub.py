@@ -58,7 +58,11 @@ PROXY = REPO / "build" / "node" / "node_modules" / ".bin" / "configurable-http-p
 HUB_VENV = REPO / "build" / "hub-venv"
 VENV_BIN = HUB_VENV / "bin"
 COURSE_ID = ASSIGNMENT  # one course, one assignment: both "backprop_ninja" (as in autograder/grading/course.py)
-USER_MARK = "backprop-ninja course hub (temporary)"  # the GECOS field of every user this module creates
+# Every user this module creates has this GECOS field, followed by " <pid>-<start time>" of the
+# process that made it; a run folder holds the same in its file "owner". A later run removes
+# what a run that died without cleaning up left behind (its hub, proxy, users and folder).
+USER_MARK = "backprop-ninja course hub (temporary)"
+RUN_PREFIX = "ninja-hub-"
 INSTRUCTOR = "ninja-instructor"
 STUDENTS = ("ninja-student1", "ninja-student2")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -69,6 +73,10 @@ STUDENT_TOOLS_OFF = {
     "lab": ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:course-list"],
 }
 QUIET_LAB = {"fetchNews": "false", "checkForUpdates": False}  # no news toast, no update check
+# JupyterLab's terminals start `bash -l`, and a login shell reads /etc/profile, which on Debian
+# sets PATH anew: the venv's `nbgrader` would be gone from the instructor's terminal. A plain
+# (non-login) shell keeps the server's environment.
+TERMINAL = {"ServerApp": {"terminado_settings": {"shell_command": ["/bin/bash"]}}}
 
 
 class HubError(RuntimeError):
@@ -128,6 +136,7 @@ class CourseHub:
         self.root: Path | None = None
         self.users: dict[str, HubUser] = {}
         self._names = [(instructor, "instructor")] + [(name, "student") for name in students]
+        self._owner = f"{os.getpid()}-{_start_time(os.getpid())}"  # no ":" (it would end a passwd field)
         self.shared_password = secrets.token_urlsafe(12)
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -182,6 +191,7 @@ class CourseHub:
         problem = missing_tools()
         if problem:
             raise HubError(problem)
+        clean_stale_runs()
         try:
             self._make_root()
             self._make_users()
@@ -192,8 +202,9 @@ class CourseHub:
             raise
 
     def _make_root(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="ninja-hub-"))
+        self.root = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
         self.root.chmod(0o711)  # every user passes through to the home, the exchange and the settings; nobody lists
+        (self.root / "owner").write_text(self._owner)
         self.state.mkdir(mode=0o700)
         (self.root / "home").mkdir(mode=0o711)
         self.exchange.mkdir()
@@ -201,17 +212,21 @@ class CourseHub:
         self.log(f"hub folder {self.root}")
 
     def _make_users(self) -> None:
+        # Two runs at once (two checkouts testing) must not share users: a suffix per run where a name is taken.
+        suffix = "" if not any(user_exists(name) for name, _ in self._names) else "-" + self.root.name[len(RUN_PREFIX):][:6].lower()
         for name, role in self._names:
+            name = name + suffix
             home = self.root / "home" / name
             if self.real_users:
+                if user_exists(name):
+                    raise HubError(f"a user {name!r} already exists on this machine; not touching it")
                 password = secrets.token_urlsafe(12)
-                _remove_stale_user(name)
-                subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-                                "--user-group", "--comment", USER_MARK, name], check=True, capture_output=True, text=True)
+                _run_admin(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash", "--user-group",
+                            "--comment", f"{USER_MARK} {self._owner}", name])
                 record = pwd.getpwnam(name)
                 user = HubUser(name, role, password, home, record.pw_uid, record.pw_gid)
                 self.users[name] = user  # from here on stop() removes it
-                subprocess.run(["chpasswd"], input=f"{name}:{password}\n", check=True, capture_output=True, text=True)
+                _run_admin(["chpasswd"], stdin=f"{name}:{password}\n")
                 home.chmod(0o700)  # Debian's useradd makes homes 0755: readable by every other student
             else:
                 home.mkdir(mode=0o700)
@@ -226,6 +241,7 @@ class CourseHub:
             "c = get_config()  # noqa\n"
             f"c.CourseDirectory.course_id = {COURSE_ID!r}\n"
             f"c.Exchange.root = {str(self.exchange)!r}\n")
+        (self.config_course / "jupyter_server_config.json").write_text(json.dumps(TERMINAL, indent=2))
         server = self.config_students / "jupyter_server_config.d"
         server.mkdir(parents=True)
         (server / "ninja-students.json").write_text(
@@ -236,7 +252,8 @@ class CourseHub:
             json.dumps({"disabledExtensions": dict.fromkeys(STUDENT_TOOLS_OFF["lab"], True)}, indent=2))
         for folder in (self.root / "etc", self.config_course, self.config_students, server, lab):
             folder.chmod(0o755)
-        for path in (self.config_course / "nbgrader_config.py", server / "ninja-students.json", lab / "page_config.json"):
+        for path in (self.config_course / "nbgrader_config.py", self.config_course / "jupyter_server_config.json",
+                     server / "ninja-students.json", lab / "page_config.json"):
             path.chmod(0o644)
 
         for user in self.users.values():
@@ -470,21 +487,60 @@ def user_exists(name: str) -> bool:
         return False
 
 
-def _remove_stale_user(name: str) -> None:
-    """Remove ``name`` if an earlier run of this module made it and could not clean up; refuse any other user."""
+def _run_admin(argv: list[str], stdin: str | None = None) -> None:
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise HubError(f"{argv[0]} exited {result.returncode}: {result.stderr.strip()}")
+
+
+def _owner_alive(owner: str) -> bool:
+    """Is the process recorded as ``<pid>-<start time>`` still running?"""
+    pid, _, start = owner.strip().partition("-")
+    return pid.isdigit() and process_alive(int(pid), start)
+
+
+def _kill_recorded(pid_file: Path, expected: str) -> None:
+    """SIGKILL the process group of the pid in ``pid_file`` if that process still runs ``expected``."""
     try:
-        record = pwd.getpwnam(name)
-    except KeyError:
+        pid = int(pid_file.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
         return
-    if record.pw_gecos != USER_MARK:
-        raise HubError(f"a user {name!r} already exists on this machine and was not made by the course hub; "
-                       "not touching it (choose other names)")
-    for pid in processes_of({record.pw_uid}):
+    if expected in command:
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
             pass
-    time.sleep(0.2)
-    subprocess.run(["userdel", name], check=True, capture_output=True, text=True)
-    if record.pw_dir.startswith(tempfile.gettempdir() + "/ninja-hub-"):
-        shutil.rmtree(record.pw_dir, ignore_errors=True)
+
+
+def clean_stale_runs() -> list[str]:
+    """Remove what runs that died without cleaning up left behind: hub, proxy, users' processes, users, folders.
+
+    Only runs whose recorded owner process is gone are touched; returns what was removed.
+    """
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{RUN_PREFIX}*"):
+        try:
+            owner = (folder / "owner").read_text()
+        except OSError:
+            continue
+        if _owner_alive(owner):
+            continue
+        _kill_recorded(folder / "state" / "jupyterhub.pid", "jupyterhub")
+        _kill_recorded(folder / "state" / "proxy.pid", "configurable-http-proxy")
+        removed.append(str(folder))
+    if os.geteuid() == 0:
+        for record in pwd.getpwall():
+            if record.pw_gecos.startswith(USER_MARK) and not _owner_alive(record.pw_gecos[len(USER_MARK):]):
+                for pid in processes_of({record.pw_uid}):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.2)
+                subprocess.run(["userdel", record.pw_name], capture_output=True, text=True)
+                removed.append(f"user {record.pw_name}")
+    for entry in removed:
+        if entry.startswith("/"):
+            shutil.rmtree(entry, ignore_errors=True)
+    return removed

@@ -6,24 +6,28 @@ logged in through PAM when the test runs as root, removed at its end; a shared
 password where it cannot make users) and nbgrader's exchange. Then, each user
 in a browser context of their own:
 
-1. the instructor's course is generated (the project's release, as the
-   instructor), and the instructor releases it from the formgrader;
-2. both students log in and fetch it from JupyterLab's Assignments panel;
-3. each answers cells of notebook 01 (the master's code written into the
+1. all three log in; the instructor's JupyterLab has nbgrader's instructor
+   tools, the students' only the Assignments panel and validation;
+2. the instructor's course was generated (the project's release, run as the
+   instructor); the instructor releases it from the formgrader;
+3. both students fetch it from JupyterLab's Assignments panel;
+4. each answers cells of notebook 01 (the master's code written into the
    fetched notebook, as the student): the first student the first nine answer
    cells right, the second the same but ``db2`` with an extra dimension
-   (``keepdim=True``); the second opens the notebook from the panel; both
-   submit from the panel;
-4. the instructor runs ``nbgrader collect``, then ``grade_course`` (for now
-   nbgrader's own autograde, generate_feedback and release_feedback);
-5. each student fetches the feedback from the panel, opens it, and the score
-   it shows is asserted, with the diagnosis of the second student's mistake;
-6. neither student can read the other's submission or feedback;
-7. stopping the hub leaves no process, user or folder behind.
+   (``keepdim=True``), and opens the notebook from the panel; both submit from
+   the panel;
+5. the instructor runs ``nbgrader collect`` in a JupyterLab terminal, then the
+   test calls ``grade_course`` (for now nbgrader's own autograde,
+   generate_feedback and release_feedback, as the instructor);
+6. each student fetches the feedback from the panel and opens it: the score it
+   shows is asserted, and the second student's page names the mistake;
+7. neither student can read the other's submission or feedback (as the Unix users);
+8. stopping the hub leaves no process, user or folder behind.
 
-Screenshots: ``build/screenshots/hub_*.png``. Without Chromium, npm's proxy or
-the hub's Python environment the tests skip and say why (``make test``);
-``make test-hub`` sets NINJA_HUB_REQUIRED=1 and they fail instead.
+Screenshots: ``build/screenshots/hub_*.png`` (``hub_FAILED_<user>.png`` when the
+round trip fails); the hub's log: ``build/hub.log``. Without Chromium, npm's
+proxy or the hub's Python environment the tests skip and say why (``make
+test``); ``make test-hub`` sets NINJA_HUB_REQUIRED=1 and they fail instead.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ RIGHT_DB2, WRONG_DB2 = "db2 = dlogits.sum(0)", "db2 = dlogits.sum(0, keepdim=Tru
 DIAGNOSIS = "an extra dimension of size 1"  # shape.extra_dim's message, as the failed check prints it
 # nbgrader's feedback template loads MathJax from this CDN (in the page's sandboxed frame; offline it fails harmlessly).
 FEEDBACK_PAGE_LOADS = ("https://cdnjs.cloudflare.com/ajax/libs/mathjax/",)
+NBGRADER_PLUGINS = ("@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:validate-assignment",  # everyone
+                    "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",  # the instructor only
+                    "@jupyter/nbgrader:course-list")
 LOGIN_TIMEOUT_MS = 120_000  # the hub spawns the user's server on the first login
 ACTION_TIMEOUT_MS = 60_000
 
@@ -235,6 +242,28 @@ def fetch_feedback(page, notebook: str):
     return frame
 
 
+def run_in_terminal(page, hub: CourseHub, name: str, command: str, label: str) -> str:
+    """Open a terminal from JupyterLab's launcher and type ``command`` in it, as the user would; returns its output.
+
+    The output also goes to ``~/.ninja-<label>.log``, and the exit status to ``~/.ninja-<label>.done``,
+    which the test waits for (the terminal's screen is a canvas).
+    """
+    home = hub.users[name].home
+    done, log = home / f".ninja-{label}.done", home / f".ninja-{label}.log"
+    page.evaluate("() => window.jupyterapp.commands.execute('launcher:create')")
+    page.locator(".jp-LauncherCard:visible", has_text="Terminal").click()
+    page.locator(".jp-Terminal:visible .xterm-screen").click()
+    page.keyboard.type(f"{command} 2>&1 | tee ~/{log.name}; echo ${{PIPESTATUS[0]}} > ~/{done.name}")
+    page.keyboard.press("Enter")
+    deadline = time.monotonic() + 300
+    while not done.exists() or not done.read_text().strip():
+        assert time.monotonic() < deadline, f"{command!r} did not finish in the terminal in 300 s"
+        page.wait_for_timeout(250)
+    output = log.read_text()
+    assert done.read_text().strip() == "0", f"{command!r} exited {done.read_text().strip()}:\n{output}"
+    return output
+
+
 # ------------------------------------------------------------------ on disk
 
 
@@ -310,6 +339,13 @@ def round_trip(hub: CourseHub, chromium, pages: dict) -> None:
     for name, page in pages.items():
         wait_for_lab(page, name)
     hub.timings["log in, three servers"] = time.monotonic() - t0
+    # The instructor has nbgrader's instructor tools; students only the Assignments panel and validation.
+    for name, page in pages.items():
+        active = page.evaluate("ids => ids.map(id => window.jupyterapp.isPluginActivated(id))", list(NBGRADER_PLUGINS))
+        is_instructor = name == instructor
+        assert active == [True, True, is_instructor, is_instructor, is_instructor], (name, active)
+        formgrader = page.request.get(f"{hub.url}/user/{name}/formgrader")
+        assert (formgrader.status == 200) == is_instructor, (name, formgrader.status)
 
     # 1. The instructor releases the assignment from the formgrader, opened in a tab of its own
     #    (JupyterHub >= 4.1 forbids the iframe that JupyterLab's Nbgrader > Formgrader shows it in).
@@ -351,9 +387,13 @@ def round_trip(hub: CourseHub, chromium, pages: dict) -> None:
     shot(pages[student1], "5_panel_submitted")
     hub.timings["release, fetch, answer, submit"] = time.monotonic() - t0 - hub.timings["log in, three servers"]
 
-    # 4. The instructor collects and grades.
+    # 4. The instructor collects (in a terminal of their JupyterLab), then grades.
     t1 = time.monotonic()
-    hub.nbgrader("collect", COURSE_ID)
+    teacher.goto(f"{hub.url}/user/{instructor}/lab")
+    wait_for_lab(teacher, instructor)
+    collected = run_in_terminal(teacher, hub, instructor, f"cd ~/{COURSE_ID} && nbgrader collect {COURSE_ID}", "collect")
+    assert all(f"Collecting submission: {s} {COURSE_ID}" in collected for s in (student1, student2)), collected
+    shot(teacher, "6_instructor_collect")
     for student in (student1, student2):
         submitted = hub.course_dir / "submitted" / student / COURSE_ID
         assert (submitted / f"{NOTEBOOK}.ipynb").exists() and (submitted / "timestamp.txt").exists()
@@ -370,7 +410,7 @@ def round_trip(hub: CourseHub, chromium, pages: dict) -> None:
     feedback = {}
     for number, student in enumerate((student1, student2), start=1):
         frame = fetch_feedback(pages[student], NOTEBOOK)
-        shot(pages[student], f"{5 + number}_feedback_student{number}")
+        shot(pages[student], f"{6 + number}_feedback_student{number}")
         text = feedback[student] = frame.locator("body").inner_text()
         score = re.search(rf"{NOTEBOOK} \(Score: ([\d.]+) / ([\d.]+)\)", text)
         assert score, text[:2000]
@@ -378,7 +418,7 @@ def round_trip(hub: CourseHub, chromium, pages: dict) -> None:
     assert DIAGNOSIS in feedback[student2] and DIAGNOSIS not in feedback[student1]
     diagnosis = pages[student2].frame_locator(".jp-HTMLViewer:visible iframe").get_by_text(DIAGNOSIS).first
     diagnosis.evaluate("element => element.scrollIntoView({block: 'center'})")
-    shot(pages[student2], "8_feedback_student2_diagnosis")
+    shot(pages[student2], "9_feedback_student2_diagnosis")
     hub.timings["feedback"] = time.monotonic() - t2
     hub.results.feedback = feedback
 
