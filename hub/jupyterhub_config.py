@@ -11,8 +11,8 @@
 #   hub/package.json, installed into build/node by the Makefile);
 # * passwords: PAM against real local users when the hub runs as root, else
 #   one shared password (no local users, no isolation: a try-out only);
-# * one single-user server per user, a local process running JupyterLab from this
-#   project's venv (so the notebooks import `autograder`), with nbgrader's
+# * one single-user server per user, a local process running JupyterLab from the
+#   project's lock in build/hub-venv (the notebooks import `autograder`), with nbgrader's
 #   extensions: students get the Assignments panel and the Validate button,
 #   the instructor also the formgrader and the course list;
 # * nbgrader's settings from JUPYTER_CONFIG_PATH (the role of /etc/jupyter on a
@@ -60,7 +60,7 @@ else:
     c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
     c.SimpleLocalProcessSpawner.home_dir_template = run["home_template"]
 
-# ---- the single-user servers: JupyterLab from this project's venv
+# ---- the single-user servers: JupyterLab from build/hub-venv (the project's lock, runnable by every user)
 venv_bin = os.path.dirname(sys.executable)  # the hub runs from the users' venv (build/hub-venv)
 c.Spawner.cmd = [os.path.join(venv_bin, "jupyterhub-singleuser")]
 c.Spawner.ip = "127.0.0.1"
@@ -73,6 +73,8 @@ c.Spawner.args = [
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, for the browser test
 ]
+if not run["real_users"] and os.geteuid() == 0:
+    c.Spawner.args.append("--allow-root")  # one shared Unix user, and it is root
 c.Spawner.env_keep = ["PATH", "LANG", "LC_ALL"]
 
 
