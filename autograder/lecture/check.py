@@ -23,7 +23,7 @@ from ..judge.transport import decode
 from ..workbook.model import PARAM_NAMES
 from . import LectureSettings, setting
 from .parse import EXERCISES, EXPECTED, NotebookError, Plan, find_exercises, read_cells
-from .report import Item, LectureResult, format_report
+from .report import GradientVerdict, LectureResult, format_report
 from .runner import build_request, run_child
 from .statements import Statement, is_cmp_or_print
 
@@ -125,14 +125,14 @@ def _rebinds(statement: Statement, name: str) -> bool:
     return any(t.id == name for t in bound)
 
 
-def _judge_value(exercise, name, values, expected, context, reply, statements, tainted) -> Item:
+def _judge_value(exercise, name, values, expected, context, reply, statements, tainted) -> GradientVerdict:
     if name in values and values[name] is None and name not in tainted:
         return _placeholder(exercise, name)
     if name in tainted:
-        return Item(exercise, name, "fail", f"cheating.{tainted[name]}",
+        return GradientVerdict(exercise, name, "fail", f"cheating.{tainted[name]}",
                     f"scores nothing: {FLAG_WORDS.get(tainted[name], 'uses autograd')}; derive it by hand")
     if "failed" in reply:
-        return Item(exercise, name, "error", _error_code(reply["failed"]), f"the exercise did not run: {reply['failed']}")
+        return GradientVerdict(exercise, name, "error", _error_code(reply["failed"]), f"the exercise did not run: {reply['failed']}")
     raised = _last_assignment_raised(name, reply.get("errors", []), statements)
     if name in values and raised is None:
         return _item_from(exercise, name, compare(name[1:], values[name], expected, context))
@@ -147,18 +147,18 @@ def _last_assignment_raised(name: str, errors: list[dict], statements: list[Stat
     return next((e for e in errors if (e.get("cell"), e.get("line")) == (last.cell, last.line)), None)
 
 
-def _placeholder(exercise: str, name: str) -> Item:
-    return Item(exercise, name, "missing", "not_attempted", f"{name} is None (the template's placeholder, not answered yet)")
+def _placeholder(exercise: str, name: str) -> GradientVerdict:
+    return GradientVerdict(exercise, name, "missing", "not_attempted", f"{name} is None (the template's placeholder, not answered yet)")
 
 
-def _item_from(exercise: str, name: str, comparison: Comparison) -> Item:
+def _item_from(exercise: str, name: str, comparison: Comparison) -> GradientVerdict:
     status = "pass" if comparison.ok else "fail"
     code = "" if comparison.ok else (comparison.code or "unknown")
     message = " ".join(part for part in (comparison.problem, comparison.hint) if part)
-    return Item(exercise, name, status, code, message, comparison.maxdiff)
+    return GradientVerdict(exercise, name, status, code, message, comparison.maxdiff)
 
 
-def _absent(exercise: str, name: str, errors: list[dict], statements: list[Statement]) -> Item:
+def _absent(exercise: str, name: str, errors: list[dict], statements: list[Statement]) -> GradientVerdict:
     """A gradient the learner's code left undefined: why (a statement raised), or missing."""
     raised = [e for e in errors if name in e.get("assigns", [])]
     if raised:
@@ -166,13 +166,13 @@ def _absent(exercise: str, name: str, errors: list[dict], statements: list[State
         where = f"cell {error['cell'] + 1}, line {error['line']}"
         why = (f"the statement at {where} was {error['error']}" if error["error"].startswith("not run")
                else f"the statement at {where} raised {error['error']}")
-        return Item(exercise, name, "error", _error_code(error["error"]), f"not computed: {why}")
+        return GradientVerdict(exercise, name, "error", _error_code(error["error"]), f"not computed: {why}")
     others = sorted({n for s in statements for n in s.assigns
                      if n.startswith("d") and n not in EXPECTED[exercise] and len(n) > 1})
     message = f"no statement assigns {name}"
     if others:
         message += f" (gradient-like names assigned here: {', '.join(others[:6])})"
-    return Item(exercise, name, "missing", "not_attempted", message)
+    return GradientVerdict(exercise, name, "missing", "not_attempted", message)
 
 
 def _error_code(message: str) -> str:
@@ -182,7 +182,7 @@ def _error_code(message: str) -> str:
     return f"error.{match.group(1)}" if match and match.group(1)[0].isupper() else "error.other"
 
 
-def _alias_note(item: Item, others: list[str] | None) -> None:
+def _alias_note(item: GradientVerdict, others: list[str] | None) -> None:
     if not others:
         return
     note = (f"d{item.name[1:]} and {', '.join(others)} are the same tensor in memory (assigned without "
@@ -216,7 +216,7 @@ def _judge_ex4(result: LectureResult, plan: Plan, reply: dict) -> None:
     loop = plan.ex4
     if loop is None:
         for name in names:
-            result.items.append(Item("ex4", name, "missing", "not_attempted",
+            result.items.append(GradientVerdict("ex4", name, "missing", "not_attempted",
                                      "no training loop with a '# manual backprop' region or assignments of "
                                      f"{', '.join(names)} was found"))
         return
@@ -244,9 +244,9 @@ def _judge_ex4(result: LectureResult, plan: Plan, reply: dict) -> None:
             message = ("scores nothing: the update applies autograd's p.grad, not your gradients"
                        if update_reads_grad and tainted[name] == "grad" and name not in taint(loop.block)
                        else f"scores nothing: {FLAG_WORDS.get(tainted[name], 'uses autograd')}; derive it by hand")
-            item = Item("ex4", name, "fail", f"cheating.{tainted[name]}", message)
+            item = GradientVerdict("ex4", name, "fail", f"cheating.{tainted[name]}", message)
         elif "failed" in reply:
-            item = Item("ex4", name, "error", _error_code(reply["failed"]), f"the training loop did not run: {reply['failed']}")
+            item = GradientVerdict("ex4", name, "error", _error_code(reply["failed"]), f"the training loop did not run: {reply['failed']}")
         elif name in comparisons and _last_assignment_raised(name, reply.get("errors", []), loop.block) is None:
             item = comparisons[name]
             if item.status == "pass":
@@ -274,9 +274,9 @@ def _backward_notes(result: LectureResult, loop, tainted: dict, update_reads_gra
                          "penalised": used})
 
 
-def _ex4_comparisons(steps: list[dict]) -> dict[str, Item]:
+def _ex4_comparisons(steps: list[dict]) -> dict[str, GradientVerdict]:
     """name -> its item over all steps: the first failing step, or a pass with the largest maxdiff."""
-    items: dict[str, Item] = {}
+    items: dict[str, GradientVerdict] = {}
     for (step, parameters, Xb, Yb, reference), reply in zip(setting.ex4_steps(len(steps)), steps):
         values = _decoded(reply.get("values", {}))
         context = None
@@ -299,7 +299,7 @@ def _ex4_comparisons(steps: list[dict]) -> dict[str, Item]:
     return items
 
 
-def _order_diagnosis(item: Item, got, reference: list[torch.Tensor]) -> None:
+def _order_diagnosis(item: GradientVerdict, got, reference: list[torch.Tensor]) -> None:
     """A wrong gradient that is another parameter's gradient: the names were swapped."""
     for other, expected in zip(PARAM_NAMES, reference):
         if f"d{other}" != item.name and isinstance(got, torch.Tensor) and compare(other, got, expected).ok:
@@ -308,7 +308,7 @@ def _order_diagnosis(item: Item, got, reference: list[torch.Tensor]) -> None:
             return
 
 
-def _check_order(item: Item, index: int, steps: list[dict], grads_lists: list) -> None:
+def _check_order(item: GradientVerdict, index: int, steps: list[dict], grads_lists: list) -> None:
     """The named gradient is right; is it also where the update will apply it (``grads[index]``)?"""
     reference = next(iter(setting.ex4_steps(1)))[4]
     grads = grads_lists[0] if grads_lists else None

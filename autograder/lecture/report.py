@@ -1,6 +1,6 @@
 """The result of checking a lecture-format notebook, and its text report.
 
-A ``LectureResult`` holds one ``Item`` per gradient, the flags and the notes;
+A ``LectureResult`` holds one ``GradientVerdict`` per gradient, the flags and the notes;
 ``to_json`` gives::
 
     {"items": [{"exercise": "ex1", "name": "dlogprobs", "status": "pass"|"fail"|"missing"|"error",
@@ -20,7 +20,7 @@ SYMBOLS = {"pass": "✅", "fail": "❌", "error": "❌", "missing": "--"}
 
 
 @dataclass
-class Item:
+class GradientVerdict:
     """The verdict on one gradient of one exercise."""
 
     exercise: str
@@ -36,7 +36,7 @@ class LectureResult:
     """A checked notebook: its items and flags, or the reason it could not be checked."""
 
     source: str
-    items: list[Item] = field(default_factory=list)
+    items: list[GradientVerdict] = field(default_factory=list)
     flags: list[dict] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)  # per exercise: statements that raised, ...
     error: str = ""  # why nothing could be checked
