@@ -357,3 +357,19 @@ def test_a_helper_defined_in_another_cell_is_available_to_the_exercise():
     nb = {"nbformat": 4, "cells": [{"cell_type": k, "source": s} for k, s in cells]}
     result = check.check_bytes(json.dumps(nb).encode(), "nb.ipynb", IN_PROCESS)
     assert statuses(result)["ex2_dlogits"] == ("pass", "")
+
+
+@pytest.mark.slow
+def test_grade_lecture_with_an_unreachable_scheduler_exits_with_its_address_not_a_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "alice.ipynb").write_bytes(fixtures.notebook_bytes())
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade-lecture", str(tmp_path / "subs"), "--out",
+                           str(tmp_path / "out"), "--scheduler", address], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert address in done.stdout and "cannot reach" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr

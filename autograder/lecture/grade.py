@@ -172,7 +172,13 @@ def main(submissions: Path, out: Path, settings: LectureSettings, engine=None) -
     if not submissions.is_dir():
         print(f"error: {submissions} is not a folder")
         return 2
-    results = grade_folder(submissions, out, settings, engine=engine)
+    from ..engine.errors import GradingError
+
+    try:
+        results = grade_folder(submissions, out, settings, engine=engine)
+    except GradingError as err:  # e.g. a scheduler that cannot be reached: its address and why, no traceback
+        print(f"error: {err}")
+        return 2
     if not results:
         print(f"error: no notebooks in {submissions} (expected <student_id>/*.ipynb or <student_id>.ipynb)")
         return 2
