@@ -14,7 +14,10 @@ the client's connection closes, and reports the child's exit status when it
 ends. A client passes the child's stdin, stdout and stderr over the Unix
 socket.
 
-    python -m autograder.judge.forkserver serve SOCKET
+    python -m autograder.judge.forkserver serve SOCKET [MODULE,MODULE,...]
+
+What it imports is ``PRELOAD`` (the workbook's judge) unless told otherwise:
+the lecture checker's children need less (``autograder.lecture.child``).
 """
 
 from __future__ import annotations
@@ -45,17 +48,23 @@ PRELOAD = ("torch", "numpy", "torch._dynamo", "torch.optim", "torch.func", "torc
 class ForkServer:
     """Owns a running server process; ``spawn`` asks it for a sandboxed child."""
 
-    def __init__(self, socket_path: Path, env: dict[str, str], log_path: Path):
-        self.socket_path = socket_path
+    def __init__(self, socket_path: Path, env: dict[str, str], log_path: Path,
+                 preload: tuple[str, ...] = PRELOAD, wait: bool = True):
+        self.socket_path, self.log_path = socket_path, log_path
         with open(log_path, "ab") as log:  # same process group as its owner, which kills it on the way out
             self.process = subprocess.Popen([sys.executable, "-m", "autograder.judge.forkserver", "serve",
-                                             str(socket_path)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while not socket_path.exists():
+                                             str(socket_path), ",".join(preload)], env=env, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, seconds: float = 120.0) -> None:
+        """Until the server listens (it is importing its modules meanwhile); RuntimeError if it dies or takes too long."""
+        deadline = time.monotonic() + seconds
+        while not self.socket_path.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the fork server did not start (see {log_path})")
-            time.sleep(0.05)
+                raise RuntimeError(f"the fork server did not start (see {self.log_path})")
+            time.sleep(0.02)
 
     def close(self) -> None:
         self.process.kill()
@@ -114,9 +123,9 @@ def exit_with_parent(interval: float = 0.5) -> None:
 
 # ------------------------------------------------------------------- server
 
-def serve(socket_path: str) -> None:
+def serve(socket_path: str, preload: tuple[str, ...] = PRELOAD) -> None:
     """Import the heavy modules once, then fork a guardian per request."""
-    for module in PRELOAD:
+    for module in preload:
         __import__(module)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -227,10 +236,10 @@ def _child(request: dict, fds: list[int], isolated: bool) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["serve"] and len(argv) == 2:
-        serve(argv[1])
+    if argv[:1] == ["serve"] and len(argv) in (2, 3):
+        serve(argv[1], tuple(m for m in argv[2].split(",") if m) if len(argv) == 3 else PRELOAD)
     else:
-        raise SystemExit("usage: python -m autograder.judge.forkserver serve SOCKET")
+        raise SystemExit("usage: python -m autograder.judge.forkserver serve SOCKET [MODULE,MODULE,...]")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,7 @@ reason instead of hanging again. When the student's whole budget
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +33,8 @@ from ..exercises import Item
 from ..kinds import kind_of
 from ..kinds.cases import HIDDEN_CASES
 from . import sandbox
-from .protocol import Conversation, Stop, child_env, stop_reason
+from .process import SandboxedChild
+from .protocol import Stop, stop_reason
 from .records import Verdict
 from .scan import scan_answers
 from .transport import decode, encode
@@ -45,6 +43,7 @@ from .verdict import verdict
 ITEM_SECONDS = 10.0  # one trial: an item on one hidden case; correct answers take milliseconds
 BUDGET_SPENT = "the submission used up its time budget"
 STARTUP_SECONDS = 60.0  # for a judge process to load Python and torch (busy machines are slow)
+CHILD_ENTRY = "autograder.judge.child:main"
 FORGED_REPLY = "wrote into the grader's results channel (a line that was not the grader's reply)"
 
 
@@ -123,7 +122,7 @@ class _Children:
 
     def __init__(self, policy: sandbox.Policy, limits: sandbox.Limits, fork_server: str | None):
         self.policy, self.limits, self.fork_server = policy, limits, fork_server
-        self.current: _Child | None = None
+        self.current: SandboxedChild | None = None
         self.handed: set[str] = set()  # what the current child was handed, by qualified name
 
     def run(self, trial: Trial, answers: Mapping[str, str], item_seconds: float,
@@ -132,7 +131,7 @@ class _Children:
         kind = kind_of(trial.item)
         if self.current is None or trial.qualified(kind.computes(trial.item)) & self.handed:
             self.close()
-            self.current = _Child(self.policy, self.limits, self.fork_server)
+            self.current = SandboxedChild(CHILD_ENTRY, self.policy, self.limits, self.fork_server)
             stop = self.current.conversation.wait_ready(STARTUP_SECONDS)
             if stop is not None:
                 self.close()
@@ -166,43 +165,6 @@ def _reason(stop: Stop, item_seconds: float) -> str:
     return stop_reason(stop, "grader", "answer", STARTUP_SECONDS,
                        timed_out=f"took longer than {item_seconds:g} s (an endless loop?)",
                        budget_spent=BUDGET_SPENT)
-
-
-class _Child:
-    """A sandboxed ``child`` and the conversation with it."""
-
-    def __init__(self, policy: sandbox.Policy, limits: sandbox.Limits, fork_server: str | None):
-        if fork_server is None:
-            command = sandbox.wrap([sys.executable, "-m", "autograder.judge.child"], policy, limits)
-            self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                             stderr=subprocess.DEVNULL, env=child_env(), cwd="/")
-            self.conversation = Conversation(self._process.stdin, self._process.stdout)
-            self._streams = (self._process.stdin, self._process.stdout)
-            return
-        from .forkserver import spawn
-
-        request_read, request_write = os.pipe()
-        result_read, result_write = os.pipe()
-        quiet = os.open(os.devnull, os.O_WRONLY)
-        self._control = spawn(fork_server, {"run": {"call": "autograder.judge.child:main"}, "cwd": "/",
-                                            "env": child_env(), "policy": policy.to_json(),
-                                            "limits": limits.to_json()},
-                              [request_read, result_write, quiet])
-        for fd in (request_read, result_write, quiet):
-            os.close(fd)
-        self._streams = (os.fdopen(request_write, "wb"), os.fdopen(result_read, "rb"))
-        self.conversation = Conversation(*self._streams)
-        self._process = None
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-        else:
-            self._control.close()  # the guardian kills the child when its client goes
-        for stream in self._streams:
-            if not stream.closed:
-                stream.close()
 
 
 def _parse(line: bytes, nonce: str) -> tuple[object, str | None] | None:

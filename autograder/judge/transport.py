@@ -2,7 +2,7 @@
 
 Only plain data crosses the process boundary: tensors as raw bytes with a
 dtype from a short list, numbers, lists of them, None, or the name of some
-other type. Nothing is unpickled, so a hostile child cannot run code in the
+other type (a whole number stays whole). Nothing is unpickled, so a hostile child cannot run code in the
 grader, and sizes are bounded, so it cannot make the grader hold much.
 """
 
@@ -44,6 +44,8 @@ def encode(value) -> dict:
                 "requires_grad": bool(value.requires_grad), "data": base64.b64encode(data).decode()}
     if isinstance(value, (list, tuple)):
         return {"kind": "list", "items": [encode(v) for v in list(value)[:MAX_ITEMS]]}
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53:
+        return {"kind": "number", "value": value, "integer": True}
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value) if abs(value) < 1e300 else math.inf
         if math.isfinite(number):
@@ -69,7 +71,7 @@ def decode(message: dict):
     if kind == "list":
         return [decode(item) for item in message["items"][:MAX_ITEMS]]
     if kind == "number":
-        return float(message["value"])
+        return int(message["value"]) if message.get("integer") is True else float(message["value"])
     if kind == "none":
         return None
     if kind == "other":
