@@ -57,16 +57,26 @@ def case_inputs(case: Case) -> dict:
     return {"parameters": params, "Xb": Xb, "Yb": Yb}
 
 
-@functools.lru_cache(maxsize=len(HIDDEN_CASES))
-def _reference_gradients(case: Case) -> dict[str, torch.Tensor]:
-    inputs = case_inputs(case)
-    params = [p.clone().requires_grad_(True) for p in inputs["parameters"]]
+def forward_gradients(parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> tuple[model.Tensors, dict]:
+    """The chunked forward pass on copies of ``parameters`` and autograd's gradient of each of its tensors.
+
+    Returns (forward tensors, {"d<name>": gradient} of every tensor but the
+    loss and of every parameter). The hidden cases are built on it, and so is
+    the lecture checker's reference for a learner's own parameters and batch.
+    """
+    params = [p.detach().clone().requires_grad_(True) for p in parameters]
     with torch.enable_grad():
-        fw = model.chunked_forward(params, inputs["Xb"], inputs["Yb"])
+        fw = model.chunked_forward(params, Xb, Yb)
         fw.loss.backward()
     grads = {f"d{name}": t.grad for name, t in fw.items() if name != "loss"}
     grads.update({f"d{name}": p.grad for name, p in zip(model.PARAM_NAMES, params)})
-    return grads
+    return fw, grads
+
+
+@functools.lru_cache(maxsize=len(HIDDEN_CASES))
+def _reference_gradients(case: Case) -> dict[str, torch.Tensor]:
+    inputs = case_inputs(case)
+    return forward_gradients(inputs["parameters"], inputs["Xb"], inputs["Yb"])[1]
 
 
 def reference_gradients(case: Case) -> dict[str, torch.Tensor]:
@@ -74,14 +84,20 @@ def reference_gradients(case: Case) -> dict[str, torch.Tensor]:
     return {name: grad.clone() for name, grad in _reference_gradients(case).items()}
 
 
-def gradient_namespace(case: Case) -> dict:
-    """What an Exercise 1-3 answer cell may use: the forward tensors, sizes, torch."""
-    inputs = case_inputs(case)
+def forward_namespace(parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> dict:
+    """What an Exercise 1-3 answer may use on these inputs: the forward tensors (no grad), the sizes, torch."""
     with torch.no_grad():
-        fw = model.chunked_forward(inputs["parameters"], inputs["Xb"], inputs["Yb"])
-    namespace = {"torch": torch, "F": F, "n": case.n, "batch_size": case.n, "n_hidden": case.n_hidden,
-                 "n_embd": case.n_embd, "vocab_size": VOCAB_SIZE, "block_size": BLOCK_SIZE}
-    namespace.update(inputs)
-    namespace.update(dict(zip(model.PARAM_NAMES, inputs["parameters"])))
+        fw = model.chunked_forward([p.detach() for p in parameters], Xb, Yb)
+    n, n_embd, n_hidden = Xb.shape[0], parameters[0].shape[1], parameters[1].shape[1]
+    namespace = {"torch": torch, "F": F, "n": n, "batch_size": n, "n_hidden": n_hidden,
+                 "n_embd": n_embd, "vocab_size": VOCAB_SIZE, "block_size": BLOCK_SIZE}
+    namespace.update(parameters=[p.detach() for p in parameters], Xb=Xb, Yb=Yb)
+    namespace.update(dict(zip(model.PARAM_NAMES, namespace["parameters"])))
     namespace.update(fw)
     return namespace
+
+
+def gradient_namespace(case: Case) -> dict:
+    """What an Exercise 1-3 answer cell may use on a hidden case (``forward_namespace``)."""
+    inputs = case_inputs(case)
+    return forward_namespace(inputs["parameters"], inputs["Xb"], inputs["Yb"])
