@@ -1,13 +1,17 @@
 """A corpus of realistic mistakes, each planted the way a student would write it, and the diagnosis it must get.
 
-Two kinds of entries:
+Three kinds of entries:
 
 * ``Line``: Exercise 1 lines run on the lecture's batch after
   ``loss.backward()`` (upstream gradients from autograd unless the lines
   compute them), then ``compare`` with the forward pass as context, as ``cmp``,
   the scoreboard and the judge do;
 * ``Answer``: an answer cell judged on the hidden cases (``verdict.judge_item``),
-  for the mistakes that show only there or only for a whole function.
+  for the mistakes that show only there or only for a whole function;
+* ``Cascade``: all of Exercise 1's answer cells (the master's, one line
+  changed) run in order in one namespace, as in the notebook, and a gradient
+  after the changed line checked as ``cmp`` checks it there (with the answer
+  cells, so that a cascade can be told from a mistake of its own).
 
 Every entry names the diagnosis code it must get, words its message must
 contain, and words it must not (the opposite advice, a wrong cause).
@@ -137,6 +141,67 @@ LINES: dict[str, Line] = {
     "dprobs never assigned": Line("probs", "dprobs = None", "unknown", ()),
 }
 
+LINES.update({
+    # a neighbouring tensor where the local derivative belongs
+    "dbndiff2 from bndiff": Line("bndiff2", "dbndiff2 = (1.0 / (n - 1)) * bndiff * dbnvar", "local_other",
+                                 ("bndiff times dbnvar", "local derivative of `bnvar")),
+    "dprobs times probs": Line("probs", "dprobs = probs * dlogprobs", "local_other",
+                               ("probs times dlogprobs", "`logprobs = probs.log()`"), ("sign", "factor")),
+    "dhpreact from h": Line("hpreact", "dhpreact = h * dh", "local_other", ("h times dh", "torch.tanh(hpreact)")),
+})
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """Exercise 1 with one line of the master's answer cell ``answer_id`` changed; ``d<tensor>``, checked after."""
+
+    tensor: str
+    answer_id: str
+    old: str
+    new: str
+    diagnosis: str
+    words: tuple[str, ...] = ()
+    never: tuple[str, ...] = ()
+
+
+TYPO = ("ex1_line_h", "dhpreact = (1.0 - h**2) * dh", "dhpreact = (1 - h**2) + dh")
+OVERWRITTEN = ("ex1_line_logit_maxes", "dlogits += F.one_hot", "dlogits = F.one_hot")
+CASCADES: dict[str, Cascade] = {
+    "dhpreact's typo, at dhpreact": Cascade("hpreact", *TYPO, "none", ("no specific diagnosis",)),
+    "dhpreact's typo, at dbngain": Cascade("bngain", *TYPO, "upstream", ("looks right", "`dhpreact`", "fix that first")),
+    "dhpreact's typo, at dbnraw": Cascade("bnraw", *TYPO, "upstream", ("`dhpreact`",)),
+    "dhpreact's typo, at dC": Cascade("C", *TYPO, "upstream", ("`demb`",)),
+    "dlogits overwritten, at dlogits": Cascade("logits", *OVERWRITTEN, "branch.missing", ("+=",)),
+    "dlogits overwritten, at dh": Cascade("h", *OVERWRITTEN, "upstream", ("`dlogits`", "fix that first")),
+    "dlogits overwritten, at dW2": Cascade("W2", *OVERWRITTEN, "upstream", ("`dlogits`",)),
+    "dlogits overwritten, at db2": Cascade("b2", *OVERWRITTEN, "upstream", ("`dlogits`",)),
+    "dbnvar without 0.5, at dbndiff": Cascade("bndiff", "ex1_line_bnvar_inv", "-0.5 *", "-1.0 *", "upstream",
+                                              ("`dbndiff2`",), ("factor",)),
+}
+
+
+def exercise_1_with(master_answers: dict[str, str], mistake: Cascade) -> dict[str, str]:
+    source = master_answers[mistake.answer_id]
+    assert mistake.old in source, f"{mistake.old!r} is not in {mistake.answer_id}"
+    return {**master_answers, mistake.answer_id: source.replace(mistake.old, mistake.new, 1)}
+
+
+def diagnose_cascade(mistake: Cascade, master_answers: dict[str, str]) -> tuple[bool, str, str]:
+    """(passed, code, message) of the notebook's check of ``d<tensor>`` after all of Exercise 1 ran."""
+    from autograder.exercises import EX1_LINES
+    from autograder.judge.untrusted import IN_PROCESS
+    from autograder.kinds import KINDS
+
+    ns = notebook_batch()
+    answers = exercise_1_with(master_answers, mistake)
+    scope = dict(ns)
+    for line in EX1_LINES:
+        IN_PROCESS.run_cell(answers[line.answer_id], line.answer_id, scope)
+    result = KINDS["gradient"].check(mistake.tensor, scope[f"d{mistake.tensor}"], ns[mistake.tensor], scope, answers,
+                                     IN_PROCESS)
+    return result.ok, result.code, result.reason()
+
+
 EX4_RETURN = "    return [dC, dW1, db1, dW2, db2, dbngain, dbnbias]"
 ORDER = ("[dC, dW1, db1, dW2, db2, dbngain, dbnbias]",)
 
@@ -246,7 +311,8 @@ def problems_with(mistake, passed: bool, code: str, message: str) -> list[str]:
 
 
 def covered_codes() -> set[str]:
-    return {m.diagnosis for m in LINES.values()} | {m.diagnosis for m in ANSWERS.values()}
+    return ({m.diagnosis for m in LINES.values()} | {m.diagnosis for m in ANSWERS.values()}
+            | {m.diagnosis for m in CASCADES.values()})
 
 
 def main() -> None:
@@ -262,6 +328,7 @@ def main() -> None:
     right = 0
     rows = [(label, m, diagnose_line(ns, m)) for label, m in LINES.items()]
     rows += [(label, m, diagnose_answer(m, master_answers)) for label, m in ANSWERS.items()]
+    rows += [(label, m, diagnose_cascade(m, master_answers)) for label, m in CASCADES.items()]
     for label, mistake, outcome in rows:
         problems = problems_with(mistake, *outcome)
         right += not problems

@@ -17,7 +17,16 @@ from autograder.diagnosis.codes import CODES, CODES_BY_NAME, NO_HINT, codes_mark
 from autograder.diagnosis.comparison import ROUNDING_NOTE, TRACKED_NOTE, compare
 from autograder.diagnosis.diagnose import context_of, diagnose
 from tests import mistake_corpus
-from tests.mistake_corpus import ANSWERS, LINES, diagnose_answer, diagnose_line, problems_with, run_lines
+from tests.mistake_corpus import (
+    ANSWERS,
+    CASCADES,
+    LINES,
+    diagnose_answer,
+    diagnose_cascade,
+    diagnose_line,
+    problems_with,
+    run_lines,
+)
 
 pytestmark = pytest.mark.ex1
 
@@ -52,6 +61,18 @@ def test_each_planted_line_gets_its_diagnosis(ns, mistake):
 @pytest.mark.parametrize("mistake", list(ANSWERS))
 def test_each_planted_answer_gets_its_diagnosis_from_the_judge(mistake, master_answers):
     assert problems_with(ANSWERS[mistake], *diagnose_answer(ANSWERS[mistake], master_answers)) == []
+
+
+@pytest.mark.parametrize("mistake", list(CASCADES))
+def test_each_cascade_is_told_from_a_mistake_of_its_own(mistake, master_answers):
+    assert problems_with(CASCADES[mistake], *diagnose_cascade(CASCADES[mistake], master_answers)) == []
+
+
+def test_a_right_gradient_after_a_wrong_one_passes_without_a_note(master_answers):
+    """dlogprobs is upstream of dhpreact's typo: right, and nothing is said about the typo."""
+    passed, code, message = diagnose_cascade(mistake_corpus.Cascade("logprobs", *mistake_corpus.TYPO, ""),
+                                             master_answers)
+    assert passed and code == "" and message == ""
 
 
 def test_the_corpus_covers_every_code():
@@ -192,3 +213,77 @@ def test_diagnose_works_without_a_context():
     assert diagnose("x", -expected, expected).code == "sign"
     assert diagnose("x", expected + 1, expected).code == "offset"
     assert diagnose("x", expected + torch.arange(12.0).view(3, 4) / 7, expected).message == NO_HINT
+
+
+# --------------------------------------------------------------- cascades in the notebook
+
+def _exercise_1_ran(master_answers, mistake, monkeypatch) -> dict:
+    """The notebook after every Exercise 1 cell ran, one of them changed; the kernel's record of the cells."""
+    from autograder import cells
+    from autograder.exercises import EX1_LINES
+    from autograder.judge.untrusted import IN_PROCESS
+
+    answers = mistake_corpus.exercise_1_with(master_answers, mistake)
+    scope = mistake_corpus.notebook_batch()
+    for line in EX1_LINES:
+        IN_PROCESS.run_cell(answers[line.answer_id], line.answer_id, scope)
+    monkeypatch.setattr(cells, "_recorded_cells", [answers[line.answer_id] for line in EX1_LINES])
+    return scope
+
+
+@pytest.mark.parametrize("cascade, tensor, wrong", [("dhpreact's typo, at dbngain", "bngain", "dhpreact"),
+                                                    ("dlogits overwritten, at dh", "h", "dlogits"),
+                                                    ("dlogits overwritten, at dW2", "W2", "dlogits"),
+                                                    ("dlogits overwritten, at db2", "b2", "dlogits")])
+def test_cmp_in_the_notebook_names_the_wrong_gradient_a_right_line_uses(master_answers, monkeypatch, capsys, cascade,
+                                                                        tensor, wrong):
+    from autograder.checking.checks import failure_reason
+
+    scope = _exercise_1_ran(master_answers, CASCADES[cascade], monkeypatch)
+    exec(f"result = cmp('{tensor}', d{tensor}, {tensor})", {**scope, "cmp": cmp})
+    out = capsys.readouterr().out
+    assert "approximate: False" in out
+    assert f"this line looks right; it uses `{wrong}`, which is wrong: fix that first" in out
+    assert f"`{wrong}`" in failure_reason()  # the message of a failed `assert cmp(...)`
+    before = {key: value.clone() for key, value in scope.items() if isinstance(value, torch.Tensor)}
+    exec(f"cmp('{tensor}', d{tensor}, {tensor})", {**scope, "cmp": cmp})
+    assert all(torch.equal(before[key], scope[key]) for key in before)  # running the cell again changed nothing
+
+
+def test_cmp_without_the_answer_cells_gives_the_line_no_cause(master_answers, monkeypatch, capsys):
+    """Outside a kernel that recorded its cells, no cell can be run again: the honest 'no diagnosis'."""
+    from autograder import cells
+
+    scope = _exercise_1_ran(master_answers, CASCADES["dhpreact's typo, at dbngain"], monkeypatch)
+    monkeypatch.setattr(cells, "_recorded_cells", [])
+    exec("cmp('bngain', dbngain, bngain)", {**scope, "cmp": cmp})
+    out = capsys.readouterr().out
+    assert "approximate: False" in out and "fix that first" not in out and NO_HINT in out
+
+
+def test_the_progress_table_names_the_cascade_too(master_answers, monkeypatch):
+    scope = _exercise_1_ran(master_answers, CASCADES["dhpreact's typo, at dbngain"], monkeypatch)
+    from autograder import cells
+
+    rows = {r.grade_id: r for r in scoreboard.scoreboard("01_atomic_backprop", scope, cells.recorded_answers()).rows}
+    assert rows["ex1_dbngain"].status == scoreboard.FAILED
+    assert any("uses `dhpreact`, which is wrong" in note for note in rows["ex1_dbngain"].notes)
+    assert not any("fix that first" in note for note in rows["ex1_dhpreact"].notes)  # its own mistake
+    assert rows["ex1_dlogprobs"].status == scoreboard.PASSED
+
+
+def test_the_hidden_judge_says_which_failed_gradient_a_passing_line_depends_on(master_answers):
+    """Fed right inputs, the line after the typo passes the hidden check; its feedback says why the notebook's fails."""
+    from autograder.exercises import ITEMS_BY_ID
+    from autograder.judge.verdict import judge_item, note_cascades
+
+    answers = mistake_corpus.exercise_1_with(master_answers, CASCADES["dhpreact's typo, at dbngain"])
+    items = [ITEMS_BY_ID[i] for i in ("ex1_dlogprobs", "ex1_dh", "ex1_dhpreact", "ex1_dbngain", "ex1_dbnraw")]
+    verdicts = {item.grade_id: judge_item(item, answers) for item in items}
+    assert [v.passed for v in verdicts.values()] == [True, True, False, True, True]
+    note_cascades(verdicts, items, answers)
+    for grade_id in ("ex1_dbngain", "ex1_dbnraw"):
+        assert verdicts[grade_id].passed and "note [upstream]" in verdicts[grade_id].message
+        assert "uses `dhpreact`, which is wrong: fix that first" in verdicts[grade_id].message
+    assert "upstream" not in verdicts["ex1_dlogprobs"].message + verdicts["ex1_dh"].message
+    assert "upstream" not in verdicts["ex1_dhpreact"].message  # its own mistake

@@ -22,6 +22,7 @@ import inspect
 import sys
 from collections.abc import Callable
 
+from ..judge.untrusted import IN_PROCESS
 from ..kinds import KINDS
 
 _published: dict[tuple[int, str], Callable] = {}
@@ -41,13 +42,15 @@ def visible_checks() -> dict[str, Callable]:
 
 def _publish(method: Callable) -> Callable:
     """The test cell's function: prints the report, keeps the reason for a failing assert, returns a bool."""
-    wants_namespace = "namespace" in inspect.signature(method).parameters
+    parameters = inspect.signature(method).parameters
 
     @functools.wraps(method)
     def check(*args, **kwargs) -> bool:
-        if wants_namespace and "namespace" not in kwargs:  # the test cell's variables, for notes on aliases
+        if "namespace" in parameters and "namespace" not in kwargs:  # the test cell's variables, for notes on aliases
             caller = inspect.currentframe().f_back
             kwargs["namespace"] = caller.f_globals if caller is not None else {}
+        if "runner" in parameters and "runner" not in kwargs:  # to run an answer cell again (a cascade's cause)
+            kwargs["runner"] = IN_PROCESS
         report = method(*args, **kwargs)
         print("\n".join(report.lines))
         _note_outcome(report.result.reason())

@@ -202,6 +202,15 @@ def unwritten(item: Item, answers: Mapping[str, str]) -> list[str]:
     return [a for a in item.answers if isinstance(answers.get(a), str) and is_stub(answers[a])]
 
 
+def _probe(kind, item: Item, namespace: Mapping, answers: Mapping[str, str]):
+    """The kind's ``probe``; a kind that can explain a cascade gets a runner for the answer cells."""
+    if "runner" in inspect.signature(kind.probe).parameters:
+        from ..judge.untrusted import IN_PROCESS
+
+        return kind.probe(item, namespace, answers, runner=IN_PROCESS)
+    return kind.probe(item, namespace, answers)
+
+
 def _row(item: Item, namespace: Mapping, answers: Mapping[str, str]) -> Row:
     """The item's visible check (its kind's ``probe``) on the notebook's variables, as a row."""
     kind = kind_of(item)
@@ -213,7 +222,7 @@ def _row(item: Item, namespace: Mapping, answers: Mapping[str, str]) -> Row:
     if unwritten(item, answers):
         return Row(status=NOT_ATTEMPTED, **base)
     try:
-        result = kind.probe(item, namespace, answers).result
+        result = _probe(kind, item, namespace, answers).result
     except NotImplementedError:
         return Row(status=NOT_ATTEMPTED, **base)
     except StudentError as err:

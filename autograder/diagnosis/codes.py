@@ -58,6 +58,10 @@ CODES: tuple[Code, ...] = (
          "this is {what}, not the gradient of {name}"),
     Code("local_only", "the local derivative without the upstream gradient",
          "this is the local derivative alone: multiply it by the gradient arriving from above (the chain rule)"),
+    Code("local_other", "the right shape, but a neighbouring tensor (or a simple function of it) where the local "
+         "derivative belongs",
+         "the right shape, but the values are {candidate} times {upstream}, the gradient arriving from above: "
+         "{tensor} is not the local derivative of `{line}` with respect to {name}; derive that line again"),
     Code("scatter.repeats", "dC[Xb] += demb keeps one contribution of a repeated character",
          "a character that appears several times in the batch kept only one contribution: "
          "dC[Xb] += demb does not add up repeated rows; accumulate them one by one or with index_add_"),
@@ -79,6 +83,8 @@ CODES: tuple[Code, ...] = (
     Code("int_dtype", "an integer tensor",
          "an integer tensor cannot hold a gradient: it was made from integer data (F.one_hot, "
          "dtype=torch.long, arange); make it a float tensor (.float(), or dtype=torch.float32)"),
+    Code("upstream", "right given right inputs: a gradient the line uses is wrong (a cascade from an earlier line)",
+         "this line looks right; it uses {inputs}, which {verb} wrong: fix {pronoun} first"),
     Code("none", "failed, and no known mistake fits",
          "no specific diagnosis: go through the derivation of this line again"),
     Code("unknown", "not a float tensor at all (None, a number, a list): nothing to diagnose",
@@ -102,6 +108,14 @@ def diagnosis(code: str, **fields) -> Diagnosis:
 
 
 NOTHING_FITS = diagnosis("none")
+
+
+def upstream(inputs: list[str] | tuple[str, ...]) -> Diagnosis:
+    """A line that is right given right inputs, which uses the wrong gradients ``inputs`` (a cascade)."""
+    names = [f"`{name}`" for name in inputs]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return diagnosis("upstream", inputs=listed, verb="is" if len(names) == 1 else "are",
+                     pronoun="that" if len(names) == 1 else "those")
 
 
 def codes_markdown() -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import tokenize
 from collections.abc import Callable, Mapping
 
@@ -36,7 +37,7 @@ def diagnose(name: str, got: torch.Tensor, expected: torch.Tensor, context: Cont
     if got.shape != expected.shape:
         return shape_diagnosis(got, expected)
     for check in (_zeros, _the_tensor_itself, _sign, _scale, _offset, _one_branch, _another_gradient,
-                  _local_derivative, _embedding_scatter, _epsilon):
+                  _local_derivative, _embedding_scatter, _epsilon, _neighbour_as_local_derivative):
         found = check(name, got, expected, context)
         if found is not None:
             return found
@@ -240,6 +241,70 @@ def _embedding_scatter(name, got, expected, context) -> Diagnosis | None:
     if close(got, overwritten):
         return diagnosis("scatter.repeats")
     return None
+
+
+# What a learner puts where a local derivative belongs: a tensor of the line (or of the line that made the
+# input), or one of these simple functions of it, times the gradient arriving from above.
+NEIGHBOUR_FORMS: tuple[tuple[str, Callable], ...] = (
+    ("{t}", lambda t: t), ("1/{t}", lambda t: 1.0 / t), ("{t}**2", lambda t: t**2), ("(1 - {t}**2)", lambda t: 1.0 - t**2),
+)
+
+
+def _neighbour_as_local_derivative(name, got, expected, context) -> Diagnosis | None:
+    """``got`` is c * f(T) * dU, summed to its shape: T a tensor next to ``name`` in the forward pass, dU the
+    gradient of a line that uses ``name``. Only a near-exact fit counts (never a resemblance).
+    """
+    from ..exercises import EX1_LINES
+
+    scale = got.abs().max().item()
+    if scale == 0:
+        return None
+    users = [line for line in EX1_LINES if line.output != name and name in _identifiers(line.code)]
+    near = sorted({t for line in EX1_LINES if line.output == name or name in _identifiers(line.code)
+                   for t in (_identifiers(line.code) | {line.output})})
+    for line in users:
+        upstream = context.get(f"d{line.output}")
+        if not isinstance(upstream, torch.Tensor):
+            continue
+        for tensor in near:
+            value = context.get(tensor)
+            if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+                continue
+            for form, function in NEIGHBOUR_FORMS:
+                try:
+                    candidate = _summed_to(function(value.detach().double()) * upstream.detach().double(), got.shape)
+                except RuntimeError:  # shapes that do not broadcast
+                    continue
+                if candidate is None or candidate.abs().max().item() < 1e-6 * scale:
+                    continue
+                factor = (got * candidate).sum().item() / (candidate * candidate).sum().item()
+                if abs(factor) < 1e-6 or not close(got, factor * candidate) or close(factor * candidate, expected):
+                    continue
+                shown = form.format(t=tensor)
+                return diagnosis("local_other", candidate=shown if math.isclose(factor, 1, rel_tol=1e-3)
+                                 else f"{factor:.3g} * {shown}", upstream=f"d{line.output}", tensor=shown,
+                                 line=line.code, name=name)
+    return None
+
+
+def _identifiers(code: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code))
+
+
+def _summed_to(value: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
+    """``value`` summed over the dimensions it was broadcast along to reach ``shape``; None when it cannot be."""
+    if value is None:
+        return None
+    try:
+        extra = value.dim() - len(shape)
+        if extra < 0:
+            return None
+        dims = tuple(range(extra)) + tuple(extra + i for i, size in enumerate(shape) if size == 1
+                                           and value.shape[extra + i] != 1)
+        summed = value.sum(dims, keepdim=True).reshape(shape) if dims else value
+        return summed if summed.shape == shape else None
+    except RuntimeError:
+        return None
 
 
 EPSILON_MAX_RELATIVE = 1e-2  # a wrong epsilon moves a gradient by about 3e-5 / variance of its scale

@@ -38,7 +38,7 @@ from .protocol import Stop, stop_reason
 from .records import Verdict
 from .scan import scan_answers
 from .transport import decode, encode
-from .verdict import verdict
+from .verdict import note_cascades, verdict
 
 ITEM_SECONDS = 10.0  # one trial: an item on one hidden case; correct answers take milliseconds
 BUDGET_SPENT = "the submission used up its time budget"
@@ -90,6 +90,7 @@ def judge_submission(items: list[Item], cell_sources: dict[str, list[str]], poli
         outputs = [outcomes[(item.grade_id, case)][0] for case in range(len(HIDDEN_CASES))]
         errors = [outcomes[(item.grade_id, case)][1] for case in range(len(HIDDEN_CASES))]
         verdicts[item.grade_id] = verdict(item, outputs, errors, [], answers)
+    note_cascades(verdicts, runnable, answers)
     return verdicts
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..cells import recorded_answers
-from ..diagnosis.codes import Diagnosis
+from ..diagnosis.codes import Diagnosis, upstream
 from ..diagnosis.diagnose import hardcoded_size
 from ..diagnosis.hints import pointer
 from ..exercises import ITEMS_BY_ID, Item
@@ -86,6 +86,26 @@ def reference(item: Item, case_index: int):
     if key not in _references:
         _references[key] = KINDS[item.kind].reference(item, HIDDEN_CASES[case_index])
     return _references[key]
+
+
+def note_cascades(verdicts: dict[str, Verdict], items: list[Item], sources: Mapping[str, str]) -> None:
+    """A passed item whose answer uses a quantity that a failed item of its notebook computes: say so.
+
+    The judge feeds every answer right inputs, so such an item passes here;
+    in the student's notebook its own check fails, through the other item
+    (the ``upstream`` diagnosis, which ``cmp`` shows there). The note says
+    which to fix first.
+    """
+    for item in items:
+        verdict = verdicts.get(item.grade_id)
+        if verdict is None or not verdict.passed:
+            continue
+        reads = KINDS[item.kind].reads(item, sources)
+        spoilt = [other for other in items if other.notebook == item.notebook and other is not item
+                  and not verdicts.get(other.grade_id, verdict).passed and KINDS[other.kind].computes(other) & reads]
+        names = sorted({q.split(":", 1)[-1] for other in spoilt for q in KINDS[other.kind].computes(other) & reads})
+        if names:
+            verdict.message += f"\nnote [upstream]: in your notebook its check fails: {upstream(names).message}"
 
 
 def _typed_in_size(item: Item, failed: int, sources: Mapping[str, str]) -> Diagnosis | None:

@@ -90,6 +90,10 @@ class Kind:
         """The quantities the item's answer produces: a child that was handed one of them never runs it."""
         return frozenset({item.grade_id})
 
+    def reads(self, item: Item, sources: Mapping[str, str]) -> frozenset[str]:
+        """The quantities of ``given`` that the answer cells (``sources``) use: what a cascade would come through."""
+        return frozenset()
+
     def run(self, item: Item, sources: Mapping[str, str], case, inputs: Mapping, runner: AnswerRunner):
         """UNTRUSTED: run the item's answer cells (``sources``: answer id -> code) on ``case``; their output."""
         raise NotImplementedError
