@@ -595,3 +595,26 @@ def test_a_stop_in_words_names_the_parents_trade():
                                                     "not of the answer)")
     assert words[protocol.Stop.STOPPED] == "stopped the grader's process (os._exit, a crash, or it ran out of memory)"
     assert (words[protocol.Stop.TIMED_OUT], words[protocol.Stop.BUDGET_SPENT]) == ("slow", "spent")
+
+
+# ------------------------------------------------------------- children forked from the caller
+
+def test_a_guardian_forked_here_keeps_only_the_descriptors_it_was_given():
+    """Another child's pipe held open by this one would keep that child alive after its owner closed it."""
+    from autograder.judge.forkserver import _close_all_but
+
+    report_read, report_write = os.pipe()
+    other_read, other_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _close_all_but({0, 1, 2, report_write})  # as fork_here keeps them
+            os.write(report_write, " ".join(os.listdir("/proc/self/fd")).encode())
+        finally:
+            os._exit(0)
+    os.close(report_write)
+    seen = {int(fd) for fd in os.read(report_read, 4096).split()}
+    os.waitpid(pid, 0)
+    for fd in (report_read, other_read, other_write):
+        os.close(fd)
+    assert {0, 1, 2, report_write} <= seen and not seen & {other_read, other_write}

@@ -90,6 +90,38 @@ def spawn(socket_path: str | Path, request: dict, fds: list[int]) -> socket.sock
     return connection
 
 
+def fork_here(request: dict, fds: list[int]) -> tuple[socket.socket, int]:
+    """What ``spawn`` asks a server for, forked from this very process: (the control connection, the guardian's pid).
+
+    Only for a process that holds nothing its child may not see and runs a
+    single thread (a command that has just imported torch, before it computes
+    anything): the child is a copy of it. The caller reaps the guardian
+    (``os.waitpid``) once it closed the connection.
+    """
+    sandbox.available()  # probed here, once, not in every guardian
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            # Every other child's pipes and control socket stay the caller's alone: a guardian holding
+            # one would keep that child alive past its close, and its child could reach that conversation.
+            _close_all_but({0, 1, 2, theirs.fileno(), *fds})
+            _guard(theirs, request, fds)  # never returns
+        finally:
+            os._exit(1)
+    theirs.close()
+    return ours, pid
+
+
+def _close_all_but(keep: set[int]) -> None:
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:  # not closerange(0, 0): it closes every descriptor
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
 def wait_exit(connection: socket.socket) -> int:
     """Block until the child ends; its exit status (or 1 if the guardian vanished)."""
     data = b""
