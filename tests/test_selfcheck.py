@@ -175,3 +175,27 @@ def test_a_hidden_check_that_never_returns_is_stopped():
     answers = {"ex2_dlogits_fused": "#| answer: ex2_dlogits_fused\nwhile True:\n    pass\n"}
     verdict = selfcheck.hidden_verdict(item, answers, seconds=0.5)
     assert not verdict.passed and "took longer than 0.5 s" in verdict.message
+
+
+@pytest.mark.slow
+@pytest.mark.ex1
+def test_the_self_check_names_a_cascade_where_the_notebook_shows_it(tmp_path):
+    """A typo in dhpreact: the lines below it fail their checks in the notebook, each naming dhpreact; hidden, they pass."""
+    from autograder.grading.samples import filled
+
+    typo = ("dhpreact = (1.0 - h**2) * dh", "dhpreact = (1 - h**2) + dh")
+
+    def edit(answer: str, solution: str) -> str:
+        return solution.replace(*typo) if answer == "ex1_line_h" else solution
+
+    path = tmp_path / f"{notebook(1)}.ipynb"
+    nbformat.write(filled(notebook(1), edit), path)
+    (result,) = selfcheck.check_folder(path, ex4_steps=10)
+    by_id = {r.item.grade_id: r for r in result.items}
+    assert by_id["ex1_dhpreact"].status == FAILED and by_id["ex1_dhpreact"].hidden is False
+    for grade_id in ("ex1_dbngain", "ex1_dbnbias", "ex1_dbnraw"):
+        shown = "\n".join(by_id[grade_id].shown)
+        assert by_id[grade_id].status == FAILED and by_id[grade_id].hidden is True
+        assert "this line looks right; it uses `dhpreact`, which is wrong: fix that first" in shown
+    assert "fix that first" in selfcheck.report([result], tmp_path, 10)
+    assert by_id["ex1_dh"].status == PASSED
