@@ -235,14 +235,17 @@ def _lecture_commands(commands) -> None:
 
 
 def _run_lecture_command(args) -> int:
+    import dataclasses
+
     from .lecture import LectureSettings
-    from .lecture.check import main as check_lecture
-    from .lecture.grade import main as grade_lecture
 
     settings = LectureSettings(exercise_seconds=args.exercise_timeout, ex4_steps=args.ex4_steps)
-    if args.command == "check-lecture":
-        return check_lecture(args.notebook, args.json_out, settings)
+    if args.command == "check-lecture":  # one notebook: its children forked from this process, torch imported once
+        from .lecture.check import main as check_lecture
+
+        return check_lecture(args.notebook, args.json_out, dataclasses.replace(settings, fork_here=True))
     from .engine.cluster import ClusterSettings
+    from .lecture.grade import main as grade_lecture
 
     engine = ClusterSettings(scheduler=args.scheduler, **({"jobs": args.jobs} if args.jobs else {}))
     return grade_lecture(args.submissions, args.out, settings, engine)

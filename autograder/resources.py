@@ -23,6 +23,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLE = PACKAGE_DIR / "_bundled"
 DISTRIBUTION = "backprop-ninja"
+NAMES_ENV = "NINJA_NAMES_FILE"  # another list of names than the bundled one (``workbook.data``, the lecture's children)
 # What to do about a bundled data file whose sha256 is wrong (format with file= and make=).
 RESTORE_HINT = ("Restore it with `git checkout {file}` or regenerate it with `{make}` in a checkout; "
                 "otherwise reinstall the package as it was installed (`pip install --force-reinstall --no-deps <spec>`).")

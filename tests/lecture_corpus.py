@@ -134,9 +134,9 @@ MISTAKES: dict[str, Mistake] = {m_name: m for m_name, m in {
     "dbnraw_no_gain": Mistake("ex1_dbnraw", "dbnraw", "dbnraw = dhpreact.clone()", "other_tensor"),
     # a neighbouring tensor where the local derivative should be
     "dbndiff2_uses_bndiff": Mistake("ex1_dbndiff2", "dbndiff2", "dbndiff2 = (1.0/(n-1)) * bndiff * dbnvar",
-                                    "local.wrong"),
-    "dprobs_times_probs": Mistake("ex1_dprobs", "dprobs", "dprobs = probs * dlogprobs", "local.wrong"),
-    "dhpreact_h": Mistake("ex1_dhpreact", "dhpreact", "dhpreact = h * dh", "local.wrong"),
+                                    "local_other"),
+    "dprobs_times_probs": Mistake("ex1_dprobs", "dprobs", "dprobs = probs * dlogprobs", "local_other"),
+    "dhpreact_h": Mistake("ex1_dhpreact", "dhpreact", "dhpreact = h * dh", "local_other"),
     # the cascades of issue 22
     "dhpreact_typo": Mistake("ex1_dhpreact", "dhpreact", "dhpreact = (1 - h**2) + dh", "none"),
     "dlogits_overwritten": Mistake("ex1_dlogits", "dlogits+",
@@ -185,7 +185,7 @@ class Notebook:
                      for kind, source, _ in self.cells]
             return json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {},
                                "worksheets": [{"cells": sheet}]}).encode()
-        return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3"}},
+        return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
                            "cells": cells}).encode()
 
     def learner(self, name: str) -> str:
@@ -277,7 +277,8 @@ def build(recipe: Recipe) -> Notebook:
     cheats = {}
     if recipe.shortcut:
         replaced[recipe.shortcut] = SHORTCUTS[recipe.shortcut]
-        cheats[f"ex1_{recipe.shortcut}"] = "grad"
+        if not recipe.pasted_reference:  # the pasted lines derive it again, last
+            cheats[f"ex1_{recipe.shortcut}"] = "grad"
     steps = ex1_code(recipe.styles, replaced)
     if recipe.prints:
         steps = [(n, c + (f"\nprint({n.rstrip('+')}.shape)" if i % 5 == 0 else "")) for i, (n, c) in enumerate(steps)]
@@ -532,6 +533,52 @@ def _by_hand() -> list[Notebook]:
     broken.cells[index] = (kind, source.replace("dh = dlogits @ W2.T", "dh = dlogits @ W2.T)"), role)
     broken.causes = ("syntax error",)
     made.append(broken)
+    # semicolons, tabs, Windows line ends, another alias for functional, helpers of their own, prints of cmp
+    styled = build(Recipe("semicolons_tabs_crlf", styles={"dC": 1}))
+    styled.cells = [(k, s.replace("dcounts = counts_sum_inv * dprobs\n", "dcounts = counts_sum_inv * dprobs; ")
+                     .replace("dW2 = h.T @ dlogits\ndb2 = dlogits.sum(0)", "dW2 = h.T @ dlogits; db2 = dlogits.sum(0)")
+                     .replace("F.", "nnf.").replace("\n", "\r\n") if r == "ex1" else s, r) for k, s, r in styled.cells]
+    styled.cells.insert(2, ("code", "import torch.nn.functional as nnf\r\n", "setup"))
+    styled.cells = [(k, s.replace("cmp(", "print(cmp(").replace(")\n", "))\n") if s.startswith("\ncmp(") else s, r)
+                    for k, s, r in styled.cells]
+    styled.causes = ("semicolons", "line ends", "own imports")
+    made.append(styled)
+    tabs = build(Recipe("tab_indented_loops", column0_comment=True))
+    tabs.cells = [(k, s.replace("\n  for j", "\n\tfor j").replace("\n    ix = Xb", "\n\t\tix = Xb")
+                   .replace("\n    dC[ix]", "\n\t\tdC[ix]").replace("# the row", "\t\t# the row") if r == "ex1" else s, r)
+                  for k, s, r in tabs.cells]
+    tabs.causes = ("indentation",)
+    made.append(tabs)
+    # the forward pass copied into the Exercise 1 cell again, loss.backward() and all, then the answers
+    again = build(Recipe("forward_again_in_ex1", mistakes=("dbngain_not_summed",)))
+    forward = base.SETUP[-1][1]
+    again.cells = [(k, s.replace("# Exercise 1: backprop through the whole thing manually\n\n",
+                                 "# Exercise 1: backprop through the whole thing manually\n\n" + forward + "\n\n"), r)
+                   for k, s, r in again.cells]
+    again.causes = ("forward pass again", "own mistake")
+    made.append(again)
+    # own intermediate names and a redefined n inside Exercise 1
+    helpers = build(Recipe("intermediate_helpers", mistakes=("dprobs_sign",)))
+    helpers.cells = [(k, s.replace("dhpreact = (1.0 - h**2) * dh", "local = 1.0 - h**2\ndhpreact = local * dh")
+                      .replace("dlogprobs = torch.zeros_like(logprobs)", "n = Xb.shape[0]\ndlogprobs = torch.zeros_like(logprobs)")
+                      if r == "ex1" else s, r) for k, s, r in helpers.cells]
+    helpers.causes = ("own helper", "own mistake")
+    made.append(helpers)
+    # an exercise answered only in part: Exercise 1 stops after dh, Exercise 3 still uses dhpreact
+    partial = build(Recipe("stopped_halfway"))
+    keep = "\n".join(code for name, code in ex1_code() if STEP_NAMES.index(name) <= STEP_NAMES.index("dh")) + "\n"
+    partial.cells = [(k, ("# Exercise 1: backprop through the whole thing manually\n\n" + keep) if r == "ex1" else s, r)
+                     for k, s, r in partial.cells]
+    partial.causes = ("unfinished",)
+    made.append(partial)
+    # their own forward pass: BatchNorm's variance without Bessel's correction, and answers that follow it
+    variant = build(Recipe("own_forward_variant"))
+    variant.cells = [(k, s.replace("bnvar = 1/(n-1) * bndiff2.sum(0, keepdim=True)", "bnvar = 1/n * bndiff2.sum(0, keepdim=True)")
+                      .replace("dbndiff2 = (1.0/(n-1)) * torch.ones_like(bndiff2) * dbnvar",
+                               "dbndiff2 = (1.0/n) * torch.ones_like(bndiff2) * dbnvar")
+                      .replace("n/(n-1)*bnraw", "bnraw"), r) for k, s, r in variant.cells]
+    variant.causes = ("own forward pass",)
+    made.append(variant)
     return made
 
 
@@ -725,13 +772,18 @@ def measure(check: Callable[[bytes, str], dict], corpus: list[Notebook], names_f
 
 
 def main() -> None:
+    """``python -m tests.lecture_corpus [--sandbox] [NAME...]``: the numbers (in this process, or sandboxed)."""
     from autograder.lecture import LectureSettings
     from autograder.lecture.check import check_bytes
+    from autograder.lecture.warm import fork_server
     from autograder.resources import data_file
 
-    settings = LectureSettings(in_process="--sandbox" not in sys.argv, ex4_steps=1)
-    corpus = notebooks()
-    found = measure(lambda data, name: check_bytes(data, name, settings).to_json(), corpus, data_file("names.txt"))
+    torch.set_num_threads(1)
+    chosen = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    corpus = [nb for nb in notebooks() if not chosen or nb.name in chosen]
+    with fork_server(LectureSettings(in_process="--sandbox" not in sys.argv, ex4_steps=1)) as settings:
+        found = measure(lambda data, name: check_bytes(data, name, settings).to_json(), corpus,
+                        data_file("names.txt"))
     for line in found.disagreements + [f"misleading: {m}" for m in found.misleading] + \
             [f"missed: {m}" for m in found.missed] + [f"no report: {m}" for m in found.no_report]:
         print(line)

@@ -1,24 +1,36 @@
-"""The untrusted half: run a learner's exercise code in the lecture's setting.
+"""The untrusted half: run a learner's lecture-format code, never holding a reference answer.
 
-Started by ``runner`` (sandboxed when the machine allows) as
-``python -m autograder.lecture.child``. It reads one JSON request from stdin
-(the statements of each exercise, see ``runner.build_request``), writes
-``{"ready": true}`` once torch is loaded, then one JSON line per exercise:
-the values the learner's code left under the expected names (raw tensors,
-see ``judge.transport``) and the statements that raised. It decides
-nothing: the parent compares, with references it computes itself.
+Two kinds of process, both started by ``runner`` in the sandbox (warm from a
+fork server, or cold), both working in lock-step (``judge.protocol``): one
+request per line on stdin, one reply per line on the results channel, each
+reply carrying the request's nonce. Whatever the learner's code prints goes
+nowhere.
 
-Each exercise runs in a fresh namespace, statement by statement; a statement
-that raises is recorded and the next one runs. Each exercise has a time
-budget: when it runs out, the running statement is interrupted and the rest
-are not run. The learner's code runs with autograd unavailable, files cannot
-be opened from it, and what it prints goes nowhere.
+* The **setup child** (``setup_main``) runs the learner's setup cells
+  (their data, parameters, batch and forward pass, and their own
+  ``loss.backward()``) with autograd available, and hands back as data every
+  small tensor of the namespace, its ``.grad``, the numbers and the lists of
+  tensors. It runs no answer. ``open('names.txt')`` reads the bundled names
+  (or ``$NINJA_NAMES_FILE``); no other file can be opened.
+* The **answers child** (``answers_main``) gives autograd up for good
+  (``judge.untrusted.lock_autograd``) before any learner code runs, then runs
+  exercise statements on the values the parent hands it: the learner's own
+  forward tensors, and, only when the parent judges a line on its own, the
+  right upstream gradients of that line (never the answer of a line it will
+  still run: ``runner`` sees to it). It hands back the values of the names it
+  is asked for. Exercise 4's training steps run here too, on parameters and
+  batches the parent draws.
+
+``Worker`` does the work of both; ``runner`` calls it directly for trusted
+test notebooks (``LectureSettings.in_process``).
 """
 
 from __future__ import annotations
 
 import builtins
+import os
 import signal
+import sys
 import time
 
 import torch
@@ -26,16 +38,18 @@ import torch.nn.functional as F
 
 # Everything this module takes from the rest of the package, in one place.
 from ..diagnosis.comparison import sharing_memory
-from ..judge.protocol import announce_ready, read_request, send_reply
+from ..judge.protocol import announce_ready, next_request, send_reply
 from ..judge.sandbox import results_channel
-from ..judge.transport import encode
-from ..judge.untrusted import autograd_forbidden
+from ..judge.transport import decode, encode
+from ..judge.untrusted import autograd_forbidden, lock_autograd
+from ..resources import NAMES_ENV, data_file
 from ..workbook import model
-from . import setting
-from .parse import EX1_NAMES, EXPECTED, GRADS_LIST
 
-EX4_BATCH_NAMES = {"ix", "Xb", "Yb"}  # drawn by the setting, not by the learner's loop
 MESSAGE_CHARS = 400
+EXPORT_ELEMENTS = 100_000  # a setup tensor larger than this is not handed back
+EXPORT_INTEGERS = 10_000  # nor an integer tensor larger than this (the data splits; a batch is far smaller)
+EXPORT_BYTES = 8 * 2**20  # all the setup's tensors and gradients together: the reply stays under 16 MB
+NAMES_FILE = "names.txt"
 
 
 class ExerciseTimeout(BaseException):
@@ -44,6 +58,13 @@ class ExerciseTimeout(BaseException):
 
 def _no_files(*args, **kwargs):
     raise PermissionError("exercise code may not open files here (the check runs it in the lecture's setting)")
+
+
+def _names_only(path, mode="r", *args, **kwargs):
+    """``open`` in the setup: the lecture's ``names.txt`` (whatever folder it is asked for in), read only."""
+    if os.path.basename(str(path)) != NAMES_FILE or any(flag in str(mode) for flag in "wax+"):
+        raise PermissionError(f"the setup may open {NAMES_FILE} only (asked for {str(path)[:80]!r})")
+    return builtins.open(os.environ.get(NAMES_ENV) or data_file(NAMES_FILE), mode, *args, **kwargs)
 
 
 def _no_input(*args, **kwargs):
@@ -55,18 +76,20 @@ def _quiet_cmp(*args, **kwargs):
     return None
 
 
-def safe_builtins() -> dict:
+def safe_builtins(open_file=_no_files) -> dict:
     table = dict(vars(builtins))
-    table.update(open=_no_files, input=_no_input)
+    table.update(open=open_file, input=_no_input)
     return table
 
 
 class Runner:
     """Runs statements against a deadline, recording what raised."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, forbid_autograd: bool = True):
+        """``forbid_autograd``: each statement inside ``autograd_forbidden`` (nothing to do once it is locked)."""
         self.deadline = time.monotonic() + seconds
         self.seconds = seconds
+        self.forbid_autograd = forbid_autograd
         self.timed_out = False
         self.stopped_at = ""  # where the time ran out
         signal.signal(signal.SIGALRM, self._alarm)
@@ -88,18 +111,23 @@ class Runner:
                 self.timed_out = True
                 self._record(errors, statement, f"not run: the exercise's {self.seconds:g} s ran out{self.stopped_at}")
                 continue
-            # Pad with blank lines so a traceback's line numbers are the cell's.
-            code = compile("\n" * (statement["line"] - 1) + statement["source"], f"<cell {statement['cell'] + 1}>", "exec")
             signal.setitimer(signal.ITIMER_REAL, remaining)
             try:
-                with autograd_forbidden():
+                # Pad with blank lines so a traceback's line numbers are the cell's.
+                code = compile("\n" * (statement["line"] - 1) + statement["source"], f"<cell {statement['cell'] + 1}>",
+                               "exec")
+                if self.forbid_autograd:
+                    with autograd_forbidden():
+                        exec(code, namespace)
+                else:
                     exec(code, namespace)
             except ExerciseTimeout:
                 self.timed_out = True
-                self.stopped_at = f" at the statement of cell {statement['cell'] + 1}, line {statement['line']}, which did not end"
+                self.stopped_at = (f" at the statement of cell {statement['cell'] + 1}, line {statement['line']}, "
+                                   "which did not end")
                 self._record(errors, statement, f"took longer than the exercise's {self.seconds:g} s (an endless loop?)")
             except BaseException as err:  # SystemExit and KeyboardInterrupt are the learner's too
-                self._record(errors, statement, f"{type(err).__name__}: {err}"[:MESSAGE_CHARS])
+                self._record(errors, statement, _described(err))
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 namespace["cmp"] = _quiet_cmp  # a learner's own cmp changes nothing
@@ -111,68 +139,158 @@ class Runner:
                            "assigns": statement["assigns"], "error": message})
 
 
-def _base_namespace() -> dict:
-    return {"__builtins__": safe_builtins(), "__name__": "__main__", "cmp": _quiet_cmp}
+def _described(err: BaseException) -> str:
+    try:
+        return f"{type(err).__name__}: {err}"[:MESSAGE_CHARS]
+    except Exception:  # a learner's exception whose __str__ raises
+        return type(err).__name__
 
 
-def run_ex123(exercise: str, statements: list[dict], seconds: float) -> dict:
-    parameters, Xb, Yb, forward = setting.ex123_forward()
-    namespace = _base_namespace()
-    namespace.update(setting.ex123_namespace(parameters, Xb, Yb, forward))
-    # Exercises 2 and 3 follow Exercise 1 in the lecture: the gradients before theirs are given.
-    if exercise != "ex1":
-        given = EX1_NAMES[: EX1_NAMES.index(EXPECTED[exercise][0])]
-        reference = setting.reference_gradients(parameters, forward)
-        namespace.update({name: reference[name].detach().clone() for name in given})
-    errors: list[dict] = []
-    runner = Runner(seconds)
-    runner.run(statements, namespace, errors)
-    return {"exercise": exercise, "values": _values(namespace, EXPECTED[exercise]),
-            "aliases": _aliases(namespace, EXPECTED[exercise]), "errors": errors, "timed_out": runner.timed_out}
+def base_namespace(open_file=_no_files) -> dict:
+    return {"__builtins__": safe_builtins(open_file), "__name__": "__main__", "cmp": _quiet_cmp, "torch": torch,
+            "F": F}
 
 
-def run_ex4(plan: dict, steps: int, seconds: float) -> dict:
-    names = EXPECTED["ex4"]
-    runner = Runner(seconds)
-    errors: list[dict] = []
-    results = []
-    for step, parameters, Xb, Yb, _ in setting.ex4_steps(steps):
-        params = [p.clone() for p in parameters]
-        lecture_g = model.make_generator(model.SEED)
-        namespace = _base_namespace()
-        namespace.update(torch=torch, F=F, n=setting.BATCH, batch_size=setting.BATCH, n_embd=setting.N_EMBD,
-                         n_hidden=setting.EX4_N_HIDDEN, vocab_size=model.VOCAB_SIZE, block_size=model.BLOCK_SIZE,
-                         **setting.data_names(), g=lecture_g, i=step, k=step,
-                         lr=setting.EX4_LR, max_steps=200000, lossi=[], stepi=[], parameters=params,
-                         **dict(zip(model.PARAM_NAMES, params)))
-        record = errors if step == 0 else None
-        runner.run(plan["prelude"], namespace, record)
-        forward = [s for s in plan["forward"] if not s["calls_backward"] and not set(s["assigns"]) & EX4_BATCH_NAMES]
-        namespace.update(Xb=Xb, Yb=Yb)
-        runner.run(forward, namespace, record)
-        # The lecture's forward tensors, whatever the learner's forward left behind.
-        with torch.no_grad():
-            namespace.update(model.fused_forward(params, Xb, Yb, retain=False))
-        namespace.update(Xb=Xb, Yb=Yb, parameters=params, **dict(zip(model.PARAM_NAMES, params)))
+def decoded(values: dict) -> dict:
+    """Values handed over as data, rebuilt; a list of names (``{"names": [...]}``) is rebuilt from the others."""
+    found, lists = {}, {}
+    for name, message in values.items():
+        if isinstance(message, dict) and message.get("kind") == "names":
+            lists[name] = message["names"]
+        else:
+            found[name] = None if message is None else decode(message)
+    for name, members in lists.items():
+        found[name] = [found.get(member) for member in members]
+    return found
+
+
+class Worker:
+    """What a child does with each request (see the module's docstring); ``locked``: autograd is gone for good."""
+
+    SETUP, ANSWERS = "setup", "answers"
+
+    def __init__(self, role: str):
+        self.role = role
+        self.units: dict[str, dict] = {}  # unit -> its namespace, kept between the requests of one unit
+        self.ex4_plan: dict = {}
+        self.ex4_errors: list[dict] = []
+
+    def handle(self, request: dict) -> dict:
+        task = request.get("task")
+        if self.role == self.SETUP and task == "setup":
+            return self.setup(request)
+        if self.role == self.ANSWERS and task == "run":
+            return self.run(request)
+        if self.role == self.ANSWERS and task == "ex4":
+            return self.ex4_step(request)
+        return {"failed": f"a {self.role} process does not take the request {str(task)[:40]!r}"}
+
+    # ------------------------------------------------------------------ the setup child
+
+    def setup(self, request: dict) -> dict:
+        namespace = base_namespace(_names_only)
+        errors: list[dict] = []
+        runner = Runner(request["seconds"], forbid_autograd=False)
+        with torch.enable_grad():
+            runner.run(request["statements"], namespace, errors)
+        return {**export(namespace), "errors": errors, "timed_out": runner.timed_out}
+
+    # ------------------------------------------------------------------ the answers child
+
+    def run(self, request: dict) -> dict:
+        """One request of a unit: statements on the unit's namespace; ``feed`` sets names first, before each."""
+        unit = request["unit"]
+        if "namespace" in request:
+            namespace = base_namespace()
+            namespace.update(decoded(request["namespace"]))
+            self.units = {unit: namespace}  # one unit at a time: the last one's values are gone
+        namespace = self.units.get(unit)
+        if namespace is None:
+            return {"failed": "the unit's namespace is gone"}
+        feeds = decoded(request.get("feed", {}))
+        errors: list[dict] = []
+        runner = Runner(request["seconds"])
+        for statement in request["statements"]:
+            for name in statement.get("feed", ()):  # the right upstream gradient, fresh before every line that reads it
+                if isinstance(feeds.get(name), torch.Tensor):
+                    namespace[name] = feeds[name].clone()
+            runner.run([statement], namespace, errors)
+        export_names = request.get("export", [])
+        return {"values": {name: _encode(namespace[name]) for name in export_names if name in namespace},
+                "aliases": aliases(namespace, request.get("aliases_of", [])), "errors": errors,
+                "timed_out": runner.timed_out}
+
+    def ex4_step(self, request: dict) -> dict:
+        """One training step of Exercise 4 on the parameters and batch the parent drew."""
+        if request.get("first") is not None:
+            first = request["first"]
+            namespace = base_namespace()
+            namespace.update(decoded(first["namespace"]))
+            self.units = {"ex4": namespace}
+            self.ex4_plan, self.ex4_errors = first, []
+            Runner(first["seconds"]).run(first["prelude"], namespace, self.ex4_errors)
+        namespace, plan = self.units.get("ex4"), self.ex4_plan
+        if namespace is None:
+            return {"failed": "the training loop's namespace is gone"}
+        record = self.ex4_errors if request.get("first") is not None else None
+        runner = Runner(request["seconds"])
+        given = decoded(request["given"])
+        namespace.update(given)
+        for name, role in plan["batch_names"].items():
+            namespace[name] = given[role]
+        params = [given[name] for name in plan["parameter_names"]]
+        namespace["parameters"] = params
+        runner.run(plan["forward"], namespace, record)
+        with torch.no_grad():  # the lecture's forward tensors, whatever the loop left
+            namespace.update(model.fused_forward(params, given["Xb"], given["Yb"], retain=False))
+        namespace.update(given)
+        namespace["parameters"] = [given[name] for name in plan["parameter_names"]]
         runner.run(plan["block"], namespace, record)
-        results.append({"values": _values(namespace, names), "grads": _encode(namespace.get(GRADS_LIST))})
-        if step == 0:
-            aliases = _aliases(namespace, names)
-        if runner.timed_out:
-            break
-    return {"exercise": "ex4", "steps": results, "aliases": aliases if results else {}, "errors": errors,
-            "timed_out": runner.timed_out}
+        names = plan["export"]
+        return {"values": {name: _encode(namespace[name]) for name in names if name in namespace},
+                "grads": _encode(namespace.get(plan["grads_list"])),
+                "aliases": aliases(namespace, names) if record is not None else {},
+                "errors": self.ex4_errors if record is not None else [], "timed_out": runner.timed_out}
 
 
 def _encode(value):
     return None if value is None else encode(value)
 
 
-def _values(namespace: dict, names) -> dict:
-    return {name: _encode(namespace[name]) for name in names if name in namespace}
+def export(namespace: dict) -> dict:
+    """The setup's results as data: small tensors, their ``.grad``, numbers, lists of tensors (by name)."""
+    values, grads, leaves, lists = {}, {}, [], {}
+    total = 0
+    names_of = {}
+    for name, value in namespace.items():
+        if name.startswith("_") or not isinstance(value, torch.Tensor):
+            continue
+        names_of.setdefault(id(value), name)
+        grad = value.grad if value.is_leaf or value.retains_grad else None  # (asking a non-leaf warns)
+        size = value.numel() * value.element_size() + (grad.numel() * 4 if grad is not None else 0)
+        large = value.numel() > (EXPORT_ELEMENTS if value.is_floating_point() else EXPORT_INTEGERS)
+        if large or total + size > EXPORT_BYTES:
+            continue
+        total += size
+        values[name] = encode(value)
+        if grad is not None:
+            grads[name] = encode(grad)
+        if value.is_leaf and value.requires_grad:
+            leaves.append(name)
+    for name, value in namespace.items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[name] = encode(value)
+        elif isinstance(value, (list, tuple)) and 0 < len(value) <= 64 and all(isinstance(v, torch.Tensor)
+                                                                               for v in value):
+            members = [names_of.get(id(v)) for v in value]
+            if all(member in values for member in members):
+                lists[name] = members
+    return {"values": values, "grads": grads, "leaves": leaves, "lists": lists}
 
 
-def _aliases(namespace: dict, names) -> dict:
+def aliases(namespace: dict, names) -> dict:
     """name -> the other gradient variables that are the very same tensor (``dX = dY`` without ``.clone()``).
 
     A view of another shape (``demb = dembcat.view(emb.shape)``) shares memory on purpose and is left out.
@@ -188,23 +306,26 @@ def _aliases(namespace: dict, names) -> dict:
     return found
 
 
-def main() -> None:
-    request = read_request()
+def _serve(worker: Worker) -> None:
+    requests = sys.stdin.buffer
     results = results_channel()
-
     torch.set_num_threads(1)
-    setting.splits()  # loading the names is the setting's time, not the learner's
+    if worker.role == Worker.ANSWERS:
+        lock_autograd()
     announce_ready(results)
-    for exercise in request["exercises"]:
+    while (request := next_request(requests)) is not None:
         try:
-            if exercise == "ex4":
-                reply = run_ex4(request["ex4"], request["steps"], request["seconds"])
-            else:
-                reply = run_ex123(exercise, request["statements"][exercise], request["seconds"])
+            reply = worker.handle(request)
         except BaseException as err:  # the setting itself failed (e.g. a learner's code broke torch)
-            reply = {"exercise": exercise, "failed": f"{type(err).__name__}: {err}"[:MESSAGE_CHARS]}
-        send_reply(results, reply)
+            reply = {"failed": _described(err)}
+        send_reply(results, {"nonce": request.get("nonce"), **reply})
 
 
-if __name__ == "__main__":
-    main()
+def setup_main() -> None:
+    """The setup child: the learner's setup cells, with autograd (their own ``loss.backward()``)."""
+    _serve(Worker(Worker.SETUP))
+
+
+def answers_main() -> None:
+    """The answers child: exercise statements, autograd locked before any of them runs."""
+    _serve(Worker(Worker.ANSWERS))

@@ -13,8 +13,10 @@ Each gradient of the 35 (26 + 1 + 1 + 7) is worth one point. ``OUT`` gets:
 ``grade_lecture_submission`` grades one student from the bytes of their
 files. The students are graded on the workbook's engine, a Dask cluster
 (``engine.cluster.cluster_client``: embedded, or ``--scheduler``), one task per
-student; a student whose notebook is broken or hostile gets their error and 0,
-never stopping the rest, and this process alone writes ``OUT``.
+student, each worker process starting the children warm from a fork server of
+its own (``warm.shared_fork_server``); a student whose notebook is broken or
+hostile gets their error and 0, never stopping the rest, and this process
+alone writes ``OUT``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from . import LectureSettings
 from .check import check_bytes
 from .parse import EXERCISES, EXPECTED, NotebookError, find_exercises, read_cells
 from .report import LectureResult, format_report
+from .warm import shared_fork_server
 
 NOTEBOOK_SUFFIXES = (".ipynb", ".py")
 ITEM_IDS = [f"{exercise}_{name}" for exercise in EXERCISES for name in EXPECTED[exercise]]
@@ -52,7 +55,7 @@ def grade_lecture_submission(files: dict[str, bytes], settings: LectureSettings 
             found = 0
         if found > best:
             chosen, best = name, found
-    result = check_bytes(candidates[chosen], Path(chosen).name, settings)
+    result = check_bytes(candidates[chosen], Path(chosen).name, shared_fork_server(settings))
     return _as_dict(chosen, result)
 
 

@@ -5,14 +5,22 @@ content, never by cell position:
 
 * the exercise headers (``# Exercise 1: ...`` in a code cell, in a markdown
   cell, or in a string statement of a Colab ``.py`` export) split the code
-  into regions; a cell before any header is placed by what it assigns;
+  into regions. A header is recognised when its word is within two edits of
+  "exercise" and starts with "ex" (``Excercise 2``, ``Excercie 3``,
+  ``Exercize 1``, ``exercise2``), or is "Ex." itself; "Part 2" or "Example 2"
+  are not headers. A cell before any header is placed by the gradients it
+  assigns and reads: one that reads a gradient only Exercise 1 makes is
+  Exercise 1's, whatever it assigns;
 * in the regions of Exercises 1-3, every top-level statement is kept, in
   order (a second attempt below the first overrides it when run, a
   commented-out attempt is a comment);
 * in Exercise 4, the training loop is the loop around the ``# manual
   backprop`` comment (or, without it, around assignments of the parameter
   gradients); its body splits into the forward part, the learner's backward
-  block and the update.
+  block and the update;
+* the setup is every statement before the first answer that no header
+  placed (data, parameters, batch, the forward pass, ``loss.backward()``);
+  the learner's own names come from it (``follow``).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from dataclasses import dataclass, field
 
 from ..exercises import EX1_LINES
 from ..workbook.model import PARAM_NAMES
-from .statements import Cell, Statement, cell_statements, node_statement
+from .statements import Cell, Statement, cell_statements, cmp_calls, first_node, node_statement, parsed
 
 # The gradients each exercise assigns, in the order of the backward pass.
 EX1_NAMES = tuple(dict.fromkeys(grad for line in EX1_LINES for grad in line.grads))
@@ -41,12 +49,45 @@ TITLES = {"ex1": "Exercise 1: backprop through the whole thing manually",
           "ex4": "Exercise 4: the manual backward pass in the training loop"}
 GRADS_LIST = "grads"  # Exercise 4's list of gradients, in the order of `parameters`
 ALL_GRADIENTS = frozenset(EX1_NAMES) | frozenset(EXPECTED["ex4"])
+# The gradients only Exercise 1 makes: Exercise 2 makes dlogits, Exercise 3 dhprebn from dhpreact.
+EX1_ONLY = frozenset(EX1_NAMES) - {"dlogits", "dhprebn", "dhpreact"}
 
-_HEADER_COMMENT = re.compile(r"^[ \t]*#+[ \t]*\**[ \t]*exercise[ \t]*([1-4])\b", re.IGNORECASE | re.MULTILINE)
-_HEADER_TEXT = re.compile(r"^[ \t]*(?:#+|\*\*|>)?[ \t]*\**[ \t]*exercise[ \t]*([1-4])\b", re.IGNORECASE | re.MULTILINE)
+# A header's word and number: "# Excercise 2: ...", "## **Exercise #3**", "exercise4".
+_HEADER_COMMENT = re.compile(r"^[ \t]*#+[ \t]*\**[ \t]*([A-Za-z]+\.?)[ \t#:\-]*([1-4])(?![0-9])", re.MULTILINE)
+_HEADER_TEXT = re.compile(r"^[ \t]*(?:#+|\*\*|>|__)?[ \t]*\**[ \t]*([A-Za-z]+\.?)[ \t#:\-]*([1-4])(?![0-9])",
+                          re.MULTILINE)
+HEADER_WORD = "exercise"
+HEADER_EDITS = 2  # misspellings learners make: Excercise (1), Excercie (2), Exersice (1), Excersise (2)
 _MARKER = re.compile(r"#[ \t]*manual[ \t]*backprop", re.IGNORECASE)
 _CELL_MARKER = re.compile(r"^# (?:In\[[ 0-9]*\]:|%%).*$", re.MULTILINE)
 MAX_SOURCE_BYTES = 20_000_000
+
+
+def edits(a: str, b: str) -> int:
+    """Insertions, deletions, substitutions and swaps of neighbours that turn ``a`` into ``b``."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        row = [i]
+        for j, y in enumerate(b, start=1):
+            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x != y))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                cost = min(cost, previous2[j - 2] + 1)
+            row.append(cost)
+        previous2, previous = previous, row
+    return previous[-1]
+
+
+def is_header_word(word: str) -> bool:
+    """"Exercise" as learners spell it: within HEADER_EDITS edits, starting with "ex"; or "Ex." / "Ex" itself."""
+    word = word.lower().rstrip(".")
+    return word == "ex" or (word.startswith("ex") and edits(word, HEADER_WORD) <= HEADER_EDITS)
+
+
+def header_numbers(pattern: re.Pattern, text: str) -> list[tuple[int, str]]:
+    """(line from 1, "exN") of every header ``pattern`` finds in ``text``."""
+    return [(text[:m.start()].count("\n") + 1, f"ex{m.group(2)}") for m in pattern.finditer(text)
+            if is_header_word(m.group(1))]
 
 
 class NotebookError(ValueError):
@@ -70,6 +111,8 @@ class Plan:
     """What to run for each exercise that was found."""
 
     statements: dict[str, list[Statement]] = field(default_factory=dict)  # "ex1".."ex3"
+    setup: list[Statement] = field(default_factory=list)  # before the first answer: data, parameters, forward pass
+    cmps: list[tuple[str, str, str]] = field(default_factory=list)  # every cmp('label', dX, X) of the notebook
     # Every import and function definition of the notebook (setup included), but `cmp`.
     definitions: list[Statement] = field(default_factory=list)
     ex4: Exercise4 | None = None
@@ -98,6 +141,8 @@ def read_cells(data: bytes, filename: str = "notebook.ipynb") -> list[Cell]:
         return _script_cells(text)
     try:
         notebook = json.loads(text)
+    except RecursionError:
+        raise NotebookError(f"{filename}: not a notebook: its JSON is nested too deeply to read") from None
     except ValueError as err:
         if not text.lstrip().startswith("{") and _looks_like_python(text):
             return _script_cells(text)  # a .py export saved under another name
@@ -132,19 +177,19 @@ def _script_cells(text: str) -> list[Cell]:
 # ------------------------------------------------------------------ the plan
 
 def find_exercises(cells: list[Cell]) -> Plan:
-    """Split the notebook's code into the four exercises."""
+    """Split the notebook's code into the four exercises (and the setup before them)."""
     plan = Plan()
     region: str | None = None
     regioned: list[tuple[str | None, Statement, Cell]] = []
     for cell in cells:
         if cell.kind == "markdown":
-            header = _HEADER_TEXT.search(cell.source)
-            if header:
-                region = f"ex{header.group(1)}"
-                _seen(plan, region)
+            headers = header_numbers(_HEADER_TEXT, cell.source)
+            if headers:
+                region = headers[-1][1]
+                for _, name in headers:
+                    _seen(plan, name)
             continue
-        headers = [(cell.source[:m.start()].count("\n") + 1, f"ex{m.group(1)}")
-                   for m in _HEADER_COMMENT.finditer(cell.source)]
+        headers = header_numbers(_HEADER_COMMENT, cell.source)
         for _, name in headers:
             _seen(plan, name)
         unheaded = region is None and not headers
@@ -156,25 +201,38 @@ def find_exercises(cells: list[Cell]) -> Plan:
                 continue
             region = next((name for line, name in reversed(headers) if line <= statement.line), region)
             regioned.append((region, statement, cell))
+            plan.cmps += cmp_calls(statement)
         if headers:
             region = headers[-1][1]
         if unheaded:
             _place_unheaded(regioned, cell)
     _reclaim_headerless(regioned, plan.headers)
-    for region_name, statement, _cell in regioned:
-        if region_name in ("ex1", "ex2", "ex3"):
+    plan.ex4 = _find_training_loop(regioned)
+    loop_statements = {id(s) for _, s, _ in regioned if plan.ex4 is not None and _holds(s, plan.ex4)}
+    first_answer = next((i for i, (r, _, _) in enumerate(regioned) if r in ("ex1", "ex2", "ex3")), len(regioned))
+    for index, (region_name, statement, _cell) in enumerate(regioned):
+        if region_name in ("ex1", "ex2", "ex3") and id(statement) not in loop_statements:
             plan.statements.setdefault(region_name, []).append(statement)
+        elif region_name is None and index < first_answer and id(statement) not in loop_statements:
+            plan.setup.append(statement)
         if _is_definition(statement):
             plan.definitions.append(statement)
-    plan.ex4 = _find_training_loop(regioned)
     return plan
 
 
-def _reclaim_headerless(regioned: list, headers: list[str]) -> None:
-    """Exercise 2 or 3 whose header was deleted: its cell lands in Exercise 1's region.
+def _holds(statement: Statement, loop: Exercise4) -> bool:
+    """Whether ``statement`` is (or contains) the training loop ``loop`` was cut from."""
+    return any(part.cell == statement.cell and statement.line <= part.line
+               and part.line < statement.line + statement.source.count("\n") + 1 for part in loop.block)
 
-    After the cell where Exercise 1 is answered, a cell of that region that
-    assigns only ``dlogits`` (or only ``dhprebn``) is taken to be Exercise 2 (3).
+
+def _reclaim_headerless(regioned: list, headers: list[str]) -> None:
+    """Exercise 2 or 3 whose header was deleted: its cell lands in the region before it.
+
+    A cell of another exercise's region that assigns only ``dlogits`` (only
+    ``dhprebn``) and reads no gradient only Exercise 1 makes is taken to be
+    Exercise 2 (3); in Exercise 1's region only after the cell where
+    Exercise 1 is answered, so that its own pieces stay its own.
     """
     alone = {"ex2": {"dlogits"}, "ex3": {"dhprebn"}}
     missing = [ex for ex in alone if ex not in headers]
@@ -182,16 +240,18 @@ def _reclaim_headerless(regioned: list, headers: list[str]) -> None:
         return
     by_cell: dict[int, list[int]] = {}
     for index, (region, _statement, cell) in enumerate(regioned):
-        if region == "ex1":
+        if region in ("ex1", "ex2", "ex3"):
             by_cell.setdefault(cell.index, []).append(index)
     answered = False
     for indices in by_cell.values():
+        region = regioned[indices[0]][0]
         names = {n for i in indices for n in regioned[i][1].assigns} & ALL_GRADIENTS
-        target = next((ex for ex in missing if names and names <= alone[ex]), None)
-        if answered and target:
+        read = {n for i in indices for n in regioned[i][1].reads} & EX1_ONLY
+        target = next((ex for ex in missing if names and names <= alone[ex] and not read - names and ex != region), None)
+        if target and (answered or region != "ex1"):
             for i in indices:
                 regioned[i] = (target, *regioned[i][1:])
-        answered |= len(names) >= 3
+        answered |= region == "ex1" and len(names) >= 3
 
 
 def _seen(plan: Plan, region: str) -> None:
@@ -204,17 +264,28 @@ def _string_header(statement: Statement) -> str | None:
     text = statement.source.lstrip()
     if not text.startswith(('"""', "'''", '"', "'")) or statement.assigns:
         return None
-    match = _HEADER_TEXT.search(text.strip("\"'"))
-    return f"ex{match.group(1)}" if match else None
+    found = header_numbers(_HEADER_TEXT, text.strip("\"'"))
+    return found[0][1] if found else None
 
 
 def _place_unheaded(regioned: list, cell: Cell) -> None:
-    """A cell before any header: place it by the gradients it assigns (None when it assigns none)."""
+    """A cell before any header: place it by the gradients it assigns and reads (None when it assigns none).
+
+    A cell that reads a gradient only Exercise 1 makes (``dnorm_logits``,
+    ``dbndiff``, ...) is Exercise 1's even when it assigns only ``dlogits``.
+    Statements before the cell's first gradient stay where they are (the
+    forward pass in the same cell as the first answers).
+    """
     entries = [i for i, (region, _, c) in enumerate(regioned) if c is cell]
     assigned = {name for i in entries for name in regioned[i][1].assigns} & ALL_GRADIENTS
     if not assigned or any(_training_loops(regioned[i][1]) for i in entries):
         return  # setup code, or a training loop (found separately)
-    if assigned <= {"dlogits"}:
+    read = {name for i in entries for name in regioned[i][1].reads} & EX1_ONLY
+    first = next(i for i in entries if set(regioned[i][1].assigns) & ALL_GRADIENTS)
+    entries = [i for i in entries if i >= first]
+    if read - assigned or assigned & EX1_ONLY:
+        guess = "ex1"
+    elif assigned <= {"dlogits"}:
         guess = "ex2"
     elif assigned <= {"dhprebn"}:
         guess = "ex3"
@@ -225,9 +296,8 @@ def _place_unheaded(regioned: list, cell: Cell) -> None:
 
 
 def _training_loops(statement: Statement) -> list[ast.AST]:
-    try:
-        tree = ast.parse(statement.source)
-    except SyntaxError:
+    tree = parsed(statement)
+    if tree is None:
         return []
     return [node for node in ast.walk(tree) if isinstance(node, (ast.For, ast.While))
             and _assigns_gradients(node)]
@@ -274,19 +344,16 @@ def definitions_for(plan: Plan, statements: list[Statement]) -> list[Statement]:
 
 
 def _is_definition(statement: Statement) -> bool:
-    try:
-        node = ast.parse(statement.source).body[0]
-    except (SyntaxError, IndexError):
-        return False
+    node = first_node(statement)
     return (isinstance(node, (ast.FunctionDef, ast.Import, ast.ImportFrom))
             and not (isinstance(node, ast.FunctionDef) and node.name == "cmp"))
 
 
 def _loops(statement: Statement, cell: Cell) -> list[tuple[tuple, Exercise4]]:
     """(score, split) of every candidate training loop in ``statement``."""
-    if statement.syntax_error:
+    tree = parsed(statement)
+    if tree is None:
         return []
-    tree = ast.parse(statement.source)
     lines = statement.source.splitlines()
     markers = [number for number, line in enumerate(lines, start=1) if _MARKER.search(line)]
     found = []

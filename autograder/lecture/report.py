@@ -55,6 +55,7 @@ def format_report(result: LectureResult) -> str:
     lines = [f"Checked {result.source} (the lecture's notebook format)"]
     if result.error:
         return "\n".join(lines + [f"error: {result.error}"])
+    lines += [f"note: {_one_line(note, 600)}" for note in result.notes.get("setup", [])]
     for exercise in EXERCISES:
         items = [item for item in result.items if item.exercise == exercise]
         counts = {status: sum(item.status == status for item in items) for status in ("pass", "fail", "error", "missing")}

@@ -1,126 +1,175 @@
-"""The child process that runs a learner's lecture-format code, and how it is driven.
+"""The children that run a learner's lecture-format code, and how the trusted side talks to them.
 
-``build_request`` turns a ``parse.Plan`` into the JSON the child
-(``child``) reads on stdin; ``run_child`` starts the child (in the sandbox
-when the machine has one), sends the request and reads one reply line per
-exercise. An exercise that hangs or stops the child is given up with a
-reason and the child is started again for the exercises after it.
-``run_in_process`` does the child's work here, for trusted test notebooks.
+``Session`` owns the children of one notebook: the setup child (run once,
+then gone) and the answers child (``child``), each a ``judge.process.
+SandboxedChild`` started warm from a fork server when the settings name one
+(``LectureSettings.fork_server``), else cold, in the sandbox when the
+machine has one. Every request is one line and gets one reply (lock-step,
+``judge.protocol.Conversation``), with a nonce the learner's code cannot
+know, within the request's seconds plus a margin.
+
+The answer is never where the learner's code runs: ``Session.ask`` is told
+what each request hands the child (``given``: right upstream gradients) and
+what it computes (the gradients it makes as trials). A request never runs
+in a child that was handed one of the gradients it computes: a new child
+starts instead. The setup child, which holds the learner's own ``.grad``,
+never runs an answer.
+
+A request that runs past its time, stops the child or says too much fails
+alone (``{"failed": why}``): the child is replaced for the next one.
+``LectureSettings.in_process`` does the children's work in this process,
+for trusted test notebooks.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import secrets
+import time
 
 # Everything this module takes from the rest of the package, in one place.
 from ..judge import sandbox
-from ..judge.protocol import child_env, read_replies, send_request, stop_reason
-from ..workbook.data import NAMES_ENV
+from ..judge.process import SandboxedChild
+from ..judge.protocol import Stop, stop_reason
 from . import LectureSettings
-from .parse import EXERCISES, Plan, definitions_for
+from .parse import Plan, definitions_for
 from .statements import Statement, defines_cmp, is_cmp_or_print
+from .warm import environment, policy, wanted
 
-MARGIN_SECONDS = 10.0  # beyond an exercise's budget before the child is killed outright
+SPARE_CHILDREN = 2  # answers children forked ahead: the lines judged on their own may need a fresh one
+MARGIN_SECONDS = 10.0  # beyond a request's budget before the child is killed outright
 MEMORY_LIMIT = 2 << 30  # bytes: torch imports and works; a runaway allocation gets MemoryError
+SETUP_ENTRY = "autograder.lecture.child:setup_main"
+ANSWERS_ENTRY = "autograder.lecture.child:answers_main"
+FORGED = "the checker's process sent a line that was not its reply (the notebook's code wrote into its channel)"
 
 
-def statement_json(statement: Statement) -> dict:
+def statement_json(statement: Statement, feed: list[str] | None = None) -> dict:
     skip = is_cmp_or_print(statement) or defines_cmp(statement)
-    return {"source": statement.source, "cell": statement.cell, "line": statement.line,
+    data = {"source": statement.source, "cell": statement.cell, "line": statement.line,
             "assigns": list(statement.assigns), "calls_backward": statement.calls_backward,
             "syntax_error": statement.syntax_error, "skip": skip}
+    if feed:
+        data["feed"] = feed
+    return data
 
 
-def build_request(plan: Plan, settings: LectureSettings) -> dict:
-    exercises = [ex for ex in EXERCISES if ex in plan.found()]
-
-    def with_imports(statements: list[Statement]) -> list[Statement]:
-        return definitions_for(plan, statements) + statements
-
-    request = {"exercises": exercises, "steps": settings.ex4_steps, "seconds": settings.exercise_seconds,
-               "statements": {ex: [statement_json(s) for s in with_imports(plan.statements.get(ex, []))]
-                              for ex in EXERCISES[:3]}}
-    if plan.ex4 is not None:
-        loop = plan.ex4
-        prelude = definitions_for(plan, loop.prelude + loop.forward + loop.block) + loop.prelude
-        request["ex4"] = {"prelude": [statement_json(s) for s in prelude],
-                          "forward": [statement_json(s) for s in loop.forward],
-                          "block": [statement_json(s) for s in loop.block]}
-    return request
+def with_definitions(plan: Plan, statements: list[Statement]) -> list[Statement]:
+    """The notebook's imports and functions that ``statements`` use, then the statements."""
+    return definitions_for(plan, statements) + statements
 
 
-def run_child(request: dict, settings: LectureSettings) -> dict[str, dict]:
-    """exercise -> the child's reply; an exercise that hangs or kills the child gets {"failed": why}."""
-    if settings.in_process:
-        return run_in_process(request)
-    replies: dict[str, dict] = {}
-    pending = list(request["exercises"])
-    while pending:
-        process = _start_child(settings)
+class Session:
+    """The children of one notebook (see the module's docstring); ``close`` ends them all."""
+
+    def __init__(self, settings: LectureSettings):
+        self.settings = settings
+        self.current: SandboxedChild | None = None
+        self.handed: set[str] = set()
+        self.children_started = 0
+        self._in_process = None
+        # Forked now, while this process holds nothing but the notebook's text: a setup child and answers children.
+        self._spares: dict[str, list[SandboxedChild]] = {SETUP_ENTRY: [], ANSWERS_ENTRY: []}
+        if settings.fork_here and wanted(settings):
+            for entry in (SETUP_ENTRY, *[ANSWERS_ENTRY] * SPARE_CHILDREN):
+                self._spares[entry].append(self._start(entry, here=True))
+
+    # ------------------------------------------------------------------ asking
+
+    def setup(self, request: dict) -> dict:
+        """The setup child's reply to ``request`` (one child, ended right after)."""
+        if self.settings.in_process:
+            return self._locally("setup", request)
+        child = self._start(SETUP_ENTRY)
         try:
-            send_request(process.stdin, {**request, "exercises": pending})
-            done, failure = _collect(process, pending, settings, replies)
+            return self._converse(child, request)
         finally:
-            process.kill()
-            process.wait()
-            process.stdout.close()
-        pending = pending[done:]
-        if failure is not None:
-            replies[pending.pop(0)] = {"failed": failure}
-    return replies
+            child.kill()
 
+    def ask(self, request: dict, computes: frozenset[str] = frozenset(), given: frozenset[str] = frozenset()) -> dict:
+        """The answers child's reply to ``request``, in a child never handed what ``request`` computes."""
+        if self.current is not None and computes & self.handed:
+            self.close()
+        if self.settings.in_process:
+            if computes & self.handed:
+                self._in_process, self.handed = None, set()
+            self.handed |= given
+            return self._locally("answers", request)
+        if self.current is None:
+            self.current = self._start(ANSWERS_ENTRY)
+        self.handed |= given
+        reply = self._converse(self.current, request)
+        if "failed" in reply:
+            self.close()
+        return reply
 
-def run_in_process(request: dict) -> dict[str, dict]:
-    """The child's work done here (trusted notebooks only); replies pass through JSON as from a child."""
-    from . import child
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.kill()
+        self.current, self.handed = None, set()
 
-    replies = {}
-    for exercise in request["exercises"]:
-        if exercise == "ex4":
-            reply = child.run_ex4(request["ex4"], request["steps"], request["seconds"])
+    def end(self) -> None:
+        """Close the current child and the spares no request needed."""
+        self.close()
+        for spares in self._spares.values():
+            while spares:
+                spares.pop().kill()
+
+    # ------------------------------------------------------------------ the children
+
+    def _start(self, entry: str, here: bool = False) -> SandboxedChild:
+        if not here and self._spares.get(entry):
+            return self._spares[entry].pop(0)
+        self.children_started += 1
+        server = self.settings.fork_server
+        if server is not None:  # it may still be importing torch: its socket appears when it listens
+            deadline = time.monotonic() + self.settings.startup_seconds
+            while not os.path.exists(server) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        limits = sandbox.Limits(memory_bytes=MEMORY_LIMIT)
+        rules = policy() if self.settings.sandboxed else sandbox.Policy(())
+        if not self.settings.sandboxed:  # tests that measure the protocol without namespaces
+            return SandboxedChild(entry, rules, limits, None, environment(), sandboxed=False)
+        return SandboxedChild(entry, rules, limits, self.settings.fork_server, environment(), here=here)
+
+    def _converse(self, child: SandboxedChild, request: dict) -> dict:
+        stop = child.conversation.wait_ready(self.settings.startup_seconds) if not child.ready else None
+        if stop is not None:
+            return {"failed": self._reason(stop)}
+        child.ready = True
+        nonce = secrets.token_hex(8)
+        seconds = float(request.get("seconds", self.settings.exercise_seconds)) + MARGIN_SECONDS
+        reply = child.conversation.ask({**request, "nonce": nonce}, seconds)
+        if isinstance(reply, Stop):
+            child.kill()
+            return {"failed": self._reason(reply)}
+        try:
+            data = json.loads(reply)
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict) or data.get("nonce") != nonce:
+            child.kill()
+            return {"failed": FORGED}
+        data.pop("nonce", None)
+        return data
+
+    def _reason(self, stop: Stop) -> str:
+        return stop_reason(stop, "checker", "notebook", self.settings.startup_seconds,
+                           timed_out=f"took longer than {self.settings.exercise_seconds:g} s and could not be "
+                                     "interrupted (an endless loop?)")
+
+    def _locally(self, role: str, request: dict) -> dict:
+        """The child's work done here (trusted notebooks only); requests and replies pass through JSON as from a child."""
+        from .child import Worker
+
+        if role == "setup":
+            worker = Worker(Worker.SETUP)
         else:
-            reply = child.run_ex123(exercise, request["statements"][exercise], request["seconds"])
-        replies[exercise] = json.loads(json.dumps(reply))
-    return replies
-
-
-def _start_child(settings: LectureSettings) -> subprocess.Popen:
-    """The lecture child, sandboxed when asked: it sees the Python installation, the package and the names."""
-    command = [sys.executable, "-m", "autograder.lecture.child"]
-    if settings.sandboxed:
-        policy = sandbox.student_policy()
-        names = os.environ.get(NAMES_ENV)
-        if names:
-            policy = sandbox.Policy((*policy.readable, os.path.abspath(names)))
-        command = sandbox.wrap(command, policy, sandbox.Limits(memory_bytes=MEMORY_LIMIT))
-    env = child_env()
-    if os.environ.get(NAMES_ENV):
-        env[NAMES_ENV] = os.path.abspath(os.environ[NAMES_ENV])
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=env, cwd="/")
-
-
-def _collect(process, pending, settings, replies) -> tuple[int, str | None]:
-    """Read the child's replies; (exercises done, why the next one failed or None)."""
-
-    def record(index: int, line: bytes) -> None:
-        replies[pending[index]] = _parse_reply(line)
-
-    done, stop = read_replies(process.stdout, len(pending), record, settings.startup_seconds,
-                              settings.exercise_seconds + MARGIN_SECONDS)
-    if stop is None:
-        return done, None
-    return done, stop_reason(stop, "checker", "notebook", settings.startup_seconds,
-                             timed_out=f"took longer than {settings.exercise_seconds:g} s and could not be "
-                                       "interrupted (an endless loop?)")
-
-
-def _parse_reply(line: bytes) -> dict:
-    try:
-        reply = json.loads(line)
-        return reply if isinstance(reply, dict) else {"failed": "the checker's process sent an unreadable reply"}
-    except ValueError:
-        return {"failed": "the checker's process sent an unreadable reply"}
+            self._in_process = self._in_process or Worker(Worker.ANSWERS)
+            worker = self._in_process
+        try:
+            reply = worker.handle(json.loads(json.dumps(request)))
+        except Exception as err:  # as the child would: the request fails, the check goes on
+            reply = {"failed": f"{type(err).__name__}: {err}"[:400]}
+        return json.loads(json.dumps(reply))

@@ -1,8 +1,12 @@
-"""The lecture's setting, rebuilt the same way on both sides of the process boundary.
+"""The lecture's setting, on the trusted side: its data, parameters and batches, and the references on them.
 
-The child that runs learner code and the parent that judges it each build it
-from the seeds alone, so the parent never has to trust a number the child
-sends back. Shapes: n = 32 (batch), H = 64 (Exercises 1-3) or 200 (Exercise 4).
+Exercises 1-3 are normally judged on the learner's own parameters and batch
+(``follow``); this is what stands in when their setup could not be run here
+(``lecture_inputs``, ``lecture_namespace``), built from the lecture's seed as
+the hidden cases are built (``kinds.cases``). Exercise 4 trains on a fresh
+initialisation (H = 200) with batches drawn here; between steps the
+parameters move by autograd's gradients, computed here (``ex4_reference``).
+Shapes: n = 32 (batch), H = 64 (Exercises 1-3) or 200 (Exercise 4).
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ import dataclasses
 import functools
 
 import torch
-import torch.nn.functional as F
 
 from ..diagnosis.diagnose import context_of
+from ..kinds.cases import forward_gradients, forward_namespace
 from ..workbook import model
-from ..workbook.data import BLOCK_SIZE, VOCAB_SIZE, make_splits
+from ..workbook.data import make_splits
 
 BATCH = 32
 N_EMBD = 10
@@ -30,49 +34,29 @@ def splits():
     return make_splits()
 
 
-def ex123_forward():
-    """Exercises 1-3: the lecture's parameters (requires grad), batch and chunked forward after
-    ``loss.backward()``, every intermediate with its ``.grad`` retained.
-
-    Returns (parameters, Xb (n, 3), Yb (n,), forward: model.Tensors).
-    """
+def lecture_inputs() -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Exercises 1-3 as the lecture sets them up: its parameters (detached), and its batch (n, 3), (n,)."""
     g = model.make_generator(model.SEED)
-    parameters = model.init_params(g, n_embd=N_EMBD, n_hidden=N_HIDDEN)
-    Xtr, Ytr = splits().Xtr, splits().Ytr
-    Xb, Yb = model.sample_batch(Xtr, Ytr, BATCH, g)
-    with torch.enable_grad():
-        forward = model.chunked_forward(parameters, Xb, Yb)
-        for p in parameters:
-            p.grad = None
-        forward.loss.backward()
-    return parameters, Xb, Yb, forward
+    parameters = [p.detach() for p in model.init_params(g, n_embd=N_EMBD, n_hidden=N_HIDDEN)]
+    Xb, Yb = model.sample_batch(splits().Xtr, splits().Ytr, BATCH, g)
+    return parameters, Xb, Yb
 
 
-def reference_gradients(parameters, forward) -> dict[str, torch.Tensor]:
-    """Autograd's gradient of every tensor of Exercises 1-3, as ``d<name>``."""
-    grads = {f"d{name}": t.grad for name, t in forward.items() if t.grad is not None}
-    grads.update({f"d{name}": p.grad for name, p in zip(model.PARAM_NAMES, parameters)})
-    return grads
-
-
-def ex123_namespace(parameters, Xb, Yb, forward) -> dict:
-    """What an Exercise 1-3 cell sees, as in the lecture's notebook after its forward cell."""
-    namespace = {"torch": torch, "F": F, "n": BATCH, "batch_size": BATCH, "n_embd": N_EMBD,
-                 "n_hidden": N_HIDDEN, "vocab_size": VOCAB_SIZE, "block_size": BLOCK_SIZE,
-                 "Xb": Xb, "Yb": Yb, "parameters": parameters, **dict(zip(model.PARAM_NAMES, parameters))}
+def lecture_namespace(parameters, Xb, Yb) -> dict:
+    """What an Exercise 1-3 cell sees in the lecture's notebook after its forward cell (no ``.grad``)."""
+    namespace = forward_namespace(parameters, Xb, Yb)
     namespace.update(data_names(), g=model.make_generator(model.SEED))
-    namespace.update(forward)
     return namespace
+
+
+def references(parameters, Xb, Yb) -> tuple[model.Tensors, dict[str, torch.Tensor]]:
+    """The chunked forward pass on these inputs and autograd's gradient of each of its tensors (trusted side)."""
+    return forward_gradients(parameters, Xb, Yb)
 
 
 def data_names() -> dict:
     """The splits under the lecture's names (Xtr, Ytr, Xdev, Ydev, Xte, Yte)."""
     return {field.name: getattr(splits(), field.name) for field in dataclasses.fields(splits())}
-
-
-def ex123_context(parameters, forward) -> dict:
-    """What ``diagnose`` knows of the forward pass (values and correct gradients)."""
-    return context_of(forward, forward.inputs)
 
 
 def ex4_initial_parameters() -> tuple[list[torch.Tensor], torch.Generator]:
@@ -82,20 +66,21 @@ def ex4_initial_parameters() -> tuple[list[torch.Tensor], torch.Generator]:
     return parameters, g
 
 
-def ex4_steps(steps: int):
-    """Yield (step, parameters, Xb, Yb, reference gradients) for ``steps`` training steps.
+def ex4_batch(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One of the loop's batches, as the lecture draws it: ix (n,), Xb (n, 3), Yb (n,)."""
+    ix = torch.randint(0, splits().Xtr.shape[0], (BATCH,), generator=g)
+    return ix, splits().Xtr[ix], splits().Ytr[ix]
 
-    Between steps the parameters move by autograd's gradients, so every step
-    checks the learner's block on the lecture's trajectory, whatever it got wrong before.
-    """
-    parameters, g = ex4_initial_parameters()
-    Xtr, Ytr = splits().Xtr, splits().Ytr
-    for step in range(steps):
-        Xb, Yb = model.sample_batch(Xtr, Ytr, BATCH, g)
-        reference = model.autograd_grads(parameters, Xb, Yb)
-        yield step, parameters, Xb, Yb, reference
-        with torch.no_grad():
-            parameters = [p - EX4_LR * grad for p, grad in zip(parameters, reference)]
+
+def ex4_reference(parameters, Xb, Yb) -> list[torch.Tensor]:
+    """Autograd's gradients of the fused loss, in parameter order (computed only after the child answered)."""
+    return model.autograd_grads(parameters, Xb, Yb)
+
+
+def ex4_step(parameters, reference) -> list[torch.Tensor]:
+    """The parameters after one step along ``reference``: every step checks the block on the lecture's trajectory."""
+    with torch.no_grad():
+        return [p - EX4_LR * grad for p, grad in zip(parameters, reference)]
 
 
 def ex4_context(parameters, Xb, Yb) -> dict:

@@ -1,10 +1,12 @@
 """A code cell's top-level statements, each with the names it binds, reads and the autograd it uses.
 
-Nothing here runs learner code; it only reads it. A cell is parsed with
-``ast``; the body of a ``with torch.no_grad():`` block counts as top-level;
-a part that does not parse becomes one error entry while the statements
-around it are kept. The finding of exercises among the statements is in
-``parse``.
+Nothing here runs learner code; it only reads it, and nothing here raises on
+what it reads. A cell is parsed with ``ast``; the body of a ``with
+torch.no_grad():`` block counts as top-level; a part that does not parse
+becomes one error entry while the statements around it are kept. A comment
+that sits left of the code around it (``# manual backprop`` moved to column 0
+inside a loop) is ignored by Python, and so here. The finding of exercises
+among the statements is in ``parse``.
 """
 
 from __future__ import annotations
@@ -55,12 +57,26 @@ def cell_statements(cell: Cell) -> list[Statement]:
     exercises run without gradient tracking anyway, and one failing line in
     it should not cost the lines after it.
     """
-    source = strip_magics(cell.source)
+    source = strip_magics(cell.source).replace("\x00", "")
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return _salvage(source, cell.index)
-    return [node_statement(node, source, cell.index) for node in _open_no_grad(tree.body)]
+        try:
+            return _salvage(source, cell.index)
+        except (RecursionError, MemoryError, ValueError):
+            return [_broken(source, cell.index, 1, "the cell could not be read")]
+    except (RecursionError, MemoryError, ValueError) as err:  # nested too deep for the parser, ...
+        return [_broken(source, cell.index, 1, f"the cell could not be read ({type(err).__name__})")]
+    try:
+        return [node_statement(node, source, cell.index) for node in _open_no_grad(tree.body)]
+    except (RecursionError, MemoryError, ValueError) as err:
+        return [_broken(source, cell.index, 1, f"the cell could not be read ({type(err).__name__})")]
+
+
+def _broken(source: str, cell: int, line: int, why: str) -> Statement:
+    """A part of a cell that cannot be run, as an error entry with the gradients it seems to assign."""
+    assigned = tuple(dict.fromkeys(re.findall(r"^\s*(d\w+)\s*(?:\[.*\])?\s*[-+*/]?=", source, re.MULTILINE)))
+    return Statement(source, cell, line, assigned, syntax_error=f"{why} (cell {cell + 1}, line {line})")
 
 
 def _open_no_grad(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -111,9 +127,29 @@ def _salvage_lines(lines: list[str], first: int, cell: int) -> list[Statement]:
 
 def node_statement(node: ast.stmt, source: str, cell: int, shift: int = 0) -> Statement:
     """``node`` of ``source`` as a Statement; ``shift`` is added to its line numbers (for nested code)."""
-    text = textwrap.dedent(ast.get_source_segment(source, node, padded=True) or "")
+    text = dedent_code(ast.get_source_segment(source, node, padded=True) or "")
     assigns, reads, autograd, backward = _names(node)
     return Statement(text, cell, node.lineno + shift, assigns, reads, autograd, backward)
+
+
+def dedent_code(text: str) -> str:
+    """``text`` moved left by the indentation of its code lines; comment and blank lines do not count.
+
+    Python ignores a comment's indentation, so a comment at column 0 inside
+    an indented block is fine there; ``textwrap.dedent`` would then remove
+    nothing and leave code that no longer parses. Such a comment is put at
+    the new left margin.
+    """
+    lines = text.splitlines()
+    code = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not code:
+        return textwrap.dedent(text)
+    margin = min(len(line) - len(line.lstrip()) for line in code)
+    moved = []
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        moved.append(line[min(margin, indent):] if indent >= margin or not line.strip() else line.lstrip())
+    return "\n".join(moved)
 
 
 def _names(node: ast.AST) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]:
@@ -135,8 +171,12 @@ def _names(node: ast.AST) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, 
             if not (sub.attr == "grad" and isinstance(sub.ctx, ast.Store)):
                 autograd.append(sub.attr)
             backward |= sub.attr == "backward"
-    # An augmented or subscripted assignment (`dC[ix] += ...`) binds the name it changes.
+    # An augmented or subscripted assignment (`dC[ix] += ...`) binds the name it changes, and so does an
+    # in-place method (`dC.index_add_(...)`).
     for sub in ast.walk(node):
+        if (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and isinstance(sub.func.value, ast.Name)
+                and sub.func.attr.endswith("_") and not sub.func.attr.startswith("_")):
+            assigns.append(sub.func.value.id)
         if isinstance(sub, (ast.AugAssign, ast.Assign, ast.AnnAssign)):
             targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
             for target in targets:
@@ -152,12 +192,41 @@ def _unique(items) -> tuple:
     return tuple(dict.fromkeys(items))
 
 
+def parsed(statement: Statement) -> ast.Module | None:
+    """The statement's syntax tree, or None when it does not parse (never raises)."""
+    if statement.syntax_error:
+        return None
+    try:
+        return ast.parse(statement.source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def first_node(statement: Statement) -> ast.stmt | None:
+    tree = parsed(statement)
+    return tree.body[0] if tree is not None and tree.body else None
+
+
+def cmp_calls(statement: Statement) -> list[tuple[str, str, str]]:
+    """(label, gradient variable, tensor variable) of every ``cmp('label', dX, X)`` in the statement."""
+    tree = parsed(statement)
+    if tree is None:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and len(node.args) >= 3):
+            continue
+        function = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        label, gradient, tensor = node.args[:3]
+        if (function == "cmp" and isinstance(label, ast.Constant) and isinstance(label.value, str)
+                and isinstance(gradient, ast.Name) and isinstance(tensor, ast.Name)):
+            found.append((label.value, gradient.id, tensor.id))
+    return found
+
+
 def is_cmp_or_print(statement: Statement) -> bool:
     """A bare call of ``cmp(...)`` or ``print(...)``: reporting, not an answer."""
-    try:
-        node = ast.parse(statement.source).body[0]
-    except (SyntaxError, IndexError):
-        return False
+    node = first_node(statement)
     return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
             and isinstance(node.value.func, ast.Name) and node.value.func.id in ("cmp", "print"))
 

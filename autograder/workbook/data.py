@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 
-from ..resources import RESTORE_HINT, data_file
+from ..resources import NAMES_ENV, RESTORE_HINT, data_file
 
 BUNDLED_NAMES = data_file("names.txt")
 NAMES_SHA256 = "91691165b471c338ee35387260590f0fdc23fcb50509b9ccfe1c879c7ac39a1e"
-NAMES_ENV = "NINJA_NAMES_FILE"
 
 CHARS = ".abcdefghijklmnopqrstuvwxyz"  # '.' (index 0) marks the start and the end of a name
 STOI = {ch: i for i, ch in enumerate(CHARS)}
