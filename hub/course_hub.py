@@ -462,7 +462,7 @@ def processes_of(uids: set[int]) -> list[int]:
     found = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            line = next(l for l in status.read_text().splitlines() if l.startswith("Uid:"))
+            line = next(row for row in status.read_text().splitlines() if row.startswith("Uid:"))
         except (OSError, StopIteration):
             continue
         real, effective = (int(x) for x in line.split()[1:3])

@@ -22,7 +22,7 @@ import nbformat
 import nbformat.reader
 
 from ..cells import ANSWER_DIRECTIVE
-from .submissions import MAX_NOTEBOOK_BYTES, Submission
+from .submissions import EXCHANGE_FILES, MAX_NOTEBOOK_BYTES, Submission
 
 MAX_CELLS = 2000  # the longest release notebook has a few hundred
 MAX_CELL_CHARS = 256 * 1024  # of one cell's source
@@ -53,6 +53,9 @@ def sanitize_submission(submission: Submission, templates: dict[str, nbformat.No
     notes: list[str] = list(submission.notes)
     if not submission.folder_is_link and not (submission.files or submission.links or submission.unread):
         notes.append("the submission folder is empty")
+    elif not any(name.endswith(".ipynb") for name in submission.files) and any(e.endswith("/") for e in submission.unread):
+        notes.append("no notebook here, only folders: expected the notebooks in the student's folder, or in "
+                     "nbgrader's layout, <student>/<assignment>/*.ipynb")
     for link in submission.links:
         notes.append(f"{link} is a link (a symbolic link), not a file of your own: it was not read")
     notebooks = {name[: -len(".ipynb")]: name for name in submission.files if name.endswith(".ipynb")}
@@ -69,7 +72,7 @@ def sanitize_submission(submission: Submission, templates: dict[str, nbformat.No
         if file[:-6] != name:
             notes.append(f"{file} was graded as {name}.ipynb (the file was renamed)")
         result[name] = sanitize_bytes(file, submission.files[file], template)
-    extras = [f for f in submission.files if f not in used and f != "timestamp.txt"] + list(submission.unread)
+    extras = [f for f in submission.files if f not in used and f not in EXCHANGE_FILES] + list(submission.unread)
     if extras:
         notes.append("ignored what is not part of the workbook: " + ", ".join(extras[:10])
                      + (f" and {len(extras) - 10} more" if len(extras) > 10 else ""))
