@@ -23,7 +23,7 @@
   ``stop()`` stops all of them, kills what outlived the hub and reports it.
 
 The course folder is made by the instructor (``prepare_course``): the project's
-release (``autograder.grading.release.generate_release``, nbgrader's
+release (``backprop-ninja release --course``, nbgrader's
 ``generate_assignment`` with the workbook's header) into ``~/backprop_ninja``,
 with its gradebook. The rest is nbgrader's own commands, run as the instructor
 (``nbgrader(...)``), and what students click in JupyterLab.
@@ -360,16 +360,13 @@ class CourseHub:
         return path
 
     def prepare_course(self) -> None:
-        """The instructor makes the course: ``~/backprop_ninja`` with the generated assignment and its gradebook.
+        """The instructor makes the course: ``backprop-ninja release --course ~/backprop_ninja``, as the README says.
 
-        This is the project's release (nbgrader's ``generate_assignment`` on the masters, with the
-        workbook's header), run as the instructor with the course folder as nbgrader's root.
+        The release (nbgrader's ``generate_assignment`` on the masters, with the workbook's header)
+        lands in the course folder with its gradebook, run as the instructor.
         """
-        scratch = self.instructor.home / ".cache" / "backprop-ninja" / "release-copy"
-        script = ("import sys; from pathlib import Path; from autograder.grading.release import generate_release; "
-                  "generate_release(Path(sys.argv[1]), Path(sys.argv[2]))")
-        self.as_user(self.instructor, [str(VENV_BIN / "python"), "-c", script, str(scratch), str(self.course_dir)])
-        shutil.rmtree(scratch, ignore_errors=True)
+        self.as_user(self.instructor, [str(VENV_BIN / "backprop-ninja"), "release", "--course", str(self.course_dir)],
+                     cwd=self.instructor.home)
 
     # ------------------------------------------------------------ stop
 

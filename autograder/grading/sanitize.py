@@ -29,6 +29,7 @@ MAX_CELL_CHARS = 256 * 1024  # of one cell's source
 MAX_SOURCE_CHARS = 4 * 2**20  # of all the sources of a notebook
 SAVED_OUTPUT_CHARS = 4000  # shown per test cell of what the student's own run printed
 SAVED_OUTPUT_NOTEBOOK_CHARS = 64 * 1024  # and per notebook
+OWN_CELL = "backprop_ninja_own_cell"  # metadata of a student's own cell in a rebuilt notebook (shown as text)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -139,6 +140,8 @@ def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -
     """The template's cells with the student's answers and extra cells put in."""
     notes: list[str] = []
     template_ids = {_grade_id(c) for c in template.cells if _grade_id(c)}
+    # The release's own cells without an id (its header): kept from the template, never an extra.
+    release_text = {(c.get("cell_type"), _source(c).strip()) for c in template.cells if not _grade_id(c)}
     answers: dict[str, nbformat.NotebookNode] = {}
     provided: dict[str, list] = {}  # grade id of a locked or test cell -> the student's copies of it
     extras_after: dict[str | None, list] = {}  # template grade id (or None: before all) -> extra cells
@@ -163,6 +166,8 @@ def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -
             else:
                 provided.setdefault(grade_id, []).append(cell)
             anchor = grade_id
+            continue
+        if not _grade_id(cell) and (cell.get("cell_type"), _source(cell).strip()) in release_text:
             continue
         if _grade_id(cell):
             notes.append(f"a cell carried the unknown id '{_grade_id(cell)}'; it was kept as an ordinary cell")
@@ -306,9 +311,10 @@ def _plain_copy(cell) -> nbformat.NotebookNode:
     """
     source = _source(cell)
     if cell.get("cell_type") == "code":
-        return nbformat.v4.new_code_cell(source)
+        return nbformat.v4.new_code_cell(source, metadata={OWN_CELL: True})
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
-    return nbformat.v4.new_markdown_cell(f"*Your own cell, shown as text:*\n\n{fence}text\n{source}\n{fence}")
+    return nbformat.v4.new_markdown_cell(f"*Your own cell, shown as text:*\n\n{fence}text\n{source}\n{fence}",
+                                         metadata={OWN_CELL: True})
 
 
 def _unique_ids(nb) -> None:
