@@ -11,10 +11,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="backprop-ninja", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    release = commands.add_parser("release", help="generate notebooks/ from solutions/ with nbgrader (in a checkout)")
+    release = commands.add_parser("release", help="generate notebooks/ from solutions/ with nbgrader (in a checkout), "
+                                                   "or the assignment into an nbgrader course (--course)")
     release.add_argument("--package-spec", default=None,
                          help="what each notebook's first cell installs where autograder is missing "
                               "(default: PACKAGE_SPEC in autograder/grading/course.py)")
+    release.add_argument("--course", type=Path, default=None, metavar="COURSE",
+                         help="an nbgrader course folder: generate the assignment into COURSE/release/<assignment>/ "
+                              "and its gradebook, ready for `nbgrader release_assignment` (a checkout or the wheel)")
 
     notebooks = commands.add_parser("notebooks", help="copy the six student notebooks into DEST")
     notebooks.add_argument("dest", type=Path, help="the folder to write them to (created if needed)")
@@ -24,9 +28,16 @@ def main(argv: list[str] | None = None) -> None:
     links.add_argument("--repository", default=None, help="the public GitHub repository (default: REPOSITORY_URL in course.py)")
     links.add_argument("--ref", default=None, help="branch or tag (default: REPOSITORY_REF in course.py)")
 
-    grade = commands.add_parser("grade", help="autograde SUBMISSIONS/<student_id>/*.ipynb into OUT")
-    grade.add_argument("submissions", type=Path, help="a folder with one folder per student")
-    grade.add_argument("--out", type=Path, required=True, help="the course folder for results (gradebook, CSV, feedback)")
+    grade = commands.add_parser("grade", help="autograde SUBMISSIONS/<student_id>/*.ipynb into OUT, or an nbgrader "
+                                               "course's submitted/ into the course (--course)")
+    grade.add_argument("submissions", type=Path, nargs="?", default=None,
+                       help="a folder with one folder per student (their notebooks, or nbgrader's <assignment>/ "
+                            "folder of them)")
+    grade.add_argument("--out", type=Path, default=None, help="the folder for results (gradebook, CSV, feedback)")
+    grade.add_argument("--course", type=Path, default=None, metavar="COURSE",
+                       help="grade COURSE/submitted (what `nbgrader collect` leaves) into the course itself: its "
+                            "gradebook.db, autograded/ and feedback/ (for `nbgrader release_feedback`); the tables "
+                            "and the class report go to COURSE/reports/<assignment>/")
     _grading_options(grade)
 
     demo = commands.add_parser("demo", help="release, grade the sample submissions, print the gradebook")
@@ -44,14 +55,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command in ("check-lecture", "grade-lecture"):
         sys.exit(_run_lecture_command(args))
-    if args.command == "release":
+    if args.command == "release" and args.course is not None:
+        _release_into_course(args.course, args.package_spec)
+    elif args.command == "release":
         _release(args.package_spec)
     elif args.command == "notebooks":
         _copy_notebooks(args.dest, args.force)
     elif args.command == "colab-links":
         _colab_links(args.repository, args.ref)
     elif args.command == "grade":
-        _grade(args.submissions, args.out, _settings(args))
+        _grade(*_grade_places(parser, args), _settings(args))
     elif args.command == "demo":
         _demo(args.out, _settings(args))
     elif args.command == "export":
@@ -75,13 +88,16 @@ def _export_command(commands) -> None:
                         help="CSV: student_id (the submission folder), name, email, sis_user_id, sis_login_id, section")
     export.add_argument("--assignment", default=DEFAULT_ASSIGNMENT, help="the assignment's name in the LMS (default %(default)s)")
     export.add_argument("--assignment-id", default="", help="Canvas: the assignment's id, for its column '<assignment> (<id>)'")
+    export.add_argument("--nbgrader-assignment", default=None, metavar="NAME",
+                        help="the assignment's name in the gradebook (default backprop_ninja)")
 
 
 def _export(args) -> None:
     from .grading.export import ExportError, export
 
     try:
-        summary = export(args.out, args.format, args.output, args.roster, args.assignment, args.assignment_id)
+        summary = export(args.out, args.format, args.output, args.roster, args.assignment, args.assignment_id,
+                         **({"nbgrader_assignment": args.nbgrader_assignment} if args.nbgrader_assignment else {}))
     except ExportError as err:
         sys.exit(f"error: {err}")
     print(f"wrote {args.output}: {summary.rows} students ({args.format})")
@@ -131,6 +147,9 @@ def _grading_options(parser: argparse.ArgumentParser, **overrides) -> None:
     parser.add_argument("--memory-limit", type=float, default=defaults.worker.memory_limit, metavar="GB",
                         help="memory of each sandboxed process of a student, its /tmp included, in GB "
                              "(default %(default)g)")
+    parser.add_argument("--assignment", default=defaults.worker.assignment,
+                        help="the nbgrader assignment's name, as in the course's gradebook and folders "
+                             "(default %(default)s)")
 
 
 def _settings(args):
@@ -138,25 +157,40 @@ def _settings(args):
 
     return GradingSettings().but(jobs=args.jobs, scheduler=args.scheduler, regrade=args.regrade,
                                  item_timeout=args.item_timeout, student_timeout=args.student_timeout,
-                                 memory_limit=args.memory_limit)
+                                 memory_limit=args.memory_limit, assignment=args.assignment)
 
 
-def _grade(submissions: Path, out: Path, settings) -> list:
+def _grade_places(parser, args):
+    """(submissions, where to write) from ``SUBMISSIONS --out OUT`` or ``--course COURSE``."""
+    from .grading.report import Destination
+
+    if args.course is not None:
+        if args.out is not None:
+            parser.error("grade: --course writes into the course; leave out --out")
+        return args.submissions or args.course / "submitted", Destination.course(args.course, args.assignment)
+    if args.submissions is None or args.out is None:
+        parser.error("grade: give SUBMISSIONS --out OUT, or --course COURSE")
+    return args.submissions, Destination(args.out, args.out, args.assignment)
+
+
+def _grade(submissions: Path, out, settings) -> list:
     from .engine.errors import GradingError
     from .grading import report
     from .grading.grade import grade
 
+    dest = report.destination(out)
     try:
-        results = grade(submissions, out, settings)
+        results = grade(submissions, dest, settings)
     except GradingError as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
-        sys.exit(f"\ninterrupted: every result received so far is kept in {out}; "
+        sys.exit(f"\ninterrupted: every result received so far is kept in {dest.root}; "
                  "running the same command again grades the rest")
     print()
-    print(report.summary_table(report.gradebook_rows(out)))
-    print(f"\ngradebook {out / 'gradebook.db'}\ngrades    {out / report.GRADES_CSV}\n"
-          f"flags     {out / report.FLAGS_CSV}\nfeedback  {out / 'feedback'}/<student_id>/index.html")
+    print(report.summary_table(report.gradebook_rows(dest)))
+    print(f"\ngradebook {dest.gradebook}\ngrades    {dest.tables / report.GRADES_CSV}\n"
+          f"flags     {dest.tables / report.FLAGS_CSV}\nfeedback  {dest.root / 'feedback'}/<student_id>/index.html"
+          f" and <student_id>/{dest.assignment}/<notebook>.html")
     return results
 
 
@@ -209,6 +243,20 @@ def _release(package_spec: str | None = None) -> None:
     leaks = leaked_markers()
     if leaks:
         sys.exit("solution or hidden-test text in the release:\n  " + "\n  ".join(leaks))
+
+
+def _release_into_course(course: Path, package_spec: str | None) -> None:
+    from .grading import course as settings
+    from .grading.release import ReleaseError, release_into_course
+
+    try:
+        written = release_into_course(course, package_spec or settings.PACKAGE_SPEC)
+    except (ReleaseError, FileExistsError) as err:
+        sys.exit(f"error: {err}")
+    for path in written:
+        print(f"wrote {path}")
+    print(f"the assignment is in {course / 'gradebook.db'}; publish it with "
+          f"`nbgrader release_assignment {settings.ASSIGNMENT}` (in {course})")
 
 
 # ------------------------------------------------ notebooks in the lecture's own format

@@ -56,10 +56,16 @@ def course_source() -> Path:
 
 
 def work_dir() -> Path:
-    """A writable folder for generated things (the release course, cached grading templates)."""
+    """A writable folder for generated things (the release course, cached grading templates).
+
+    A checkout's ``build/`` when this user may write there; otherwise (a wheel,
+    or a checkout installed for everyone on a shared hub) the user's own cache.
+    """
     root = checkout_root()
     if root is not None:
-        return root / "build"
+        build = root / "build"
+        if os.access(build if build.exists() else root, os.W_OK | os.X_OK):
+            return build
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / DISTRIBUTION
 

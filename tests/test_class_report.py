@@ -363,23 +363,24 @@ def test_a_roster_from_a_spreadsheet(tmp_path):
 
 # ------------------------------------------------------------------ late work
 
-def test_timestamps_as_nbgrader_writes_them(tmp_path):
+def test_timestamps_as_nbgrader_writes_them():
     from datetime import datetime
+
+    assert late.parse_timestamp(None) == (None, "")  # no file: not late
+    assert late.parse_timestamp(b"2026-12-02 13:00:00.000000 UTC\n") == (datetime(2026, 12, 2, 13, 0), "")
+    assert late.parse_timestamp(b"  \n") == (None, "timestamp.txt is empty: the submission counts as on time")
+    assert "no time nbgrader can read ('last tuesday'" in late.parse_timestamp(b"last tuesday")[1]
+
+
+def test_a_timestamp_that_is_a_link_is_never_read(tmp_path):
+    from autograder.grading.submissions import read_submission
 
     folder = tmp_path / "ada"
     folder.mkdir()
-    assert late.read_timestamp(folder) == (None, "")  # no file: not late
-    (folder / "timestamp.txt").write_text("2026-12-02 13:00:00.000000 UTC\n")
-    assert late.read_timestamp(folder) == (datetime(2026, 12, 2, 13, 0), "")
-    (folder / "timestamp.txt").write_text("  \n")
-    assert late.read_timestamp(folder) == (None, "timestamp.txt is empty: the submission counts as on time")
-    (folder / "timestamp.txt").write_text("last tuesday")
-    assert "no time nbgrader can read ('last tuesday'" in late.read_timestamp(folder)[1]
-    (folder / "timestamp.txt").unlink()
-    (folder / "timestamp.txt").symlink_to(tmp_path / "secret.txt")
     (tmp_path / "secret.txt").write_text("2026-12-01 00:00:00 UTC")
-    assert late.read_timestamp(folder) == (None, "timestamp.txt is a link, not a file: it was not read, "
-                                                 "the submission counts as on time")
+    (folder / "timestamp.txt").symlink_to(tmp_path / "secret.txt")
+    submission = read_submission(folder, "ada")
+    assert "timestamp.txt" not in submission.files and submission.links == ("timestamp.txt",)
 
 
 # ------------------------------------------------------------------ on a real gradebook (slow)
@@ -404,15 +405,15 @@ def gradebook_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def graded_out(tmp_path, gradebook_template) -> tuple[Path, Path]:
-    """OUT with the planted results recorded as ``grade`` records them, and their submission folders."""
-    out, submissions = tmp_path / "out", tmp_path / "submissions"
+def graded_out(tmp_path, gradebook_template) -> tuple[Path, list]:
+    """OUT with the planted results recorded as ``grade`` records them, and those results."""
+    out = tmp_path / "out"
     out.mkdir()
     shutil.copy(gradebook_template, out / "gradebook.db")
-    for r in planted_results():
+    results = planted_results()
+    for r in results:
         report.record(out, r)
-        (submissions / r.student).mkdir(parents=True)
-    return out, submissions
+    return out, results
 
 
 def set_due_date(out: Path, due: str) -> None:
@@ -433,8 +434,8 @@ def run_nbgrader_export(out: Path) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_finish_writes_the_class_files_and_nbgrader_export_reads_out(graded_out):
-    out, submissions = graded_out
-    class_report.finish(out, submissions, planted_results(), 12.0)
+    out, results = graded_out
+    class_report.finish(out, results, 12.0)
     assert (out / "mistakes.csv").read_text(encoding="utf-8").splitlines()[3] == "ex1_dbnmeani,shape.missing_dim,3,'=bo x ada cy"
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "ex1_dbnmeani" in page and page.count("data:image/png;base64,") == 3
@@ -445,15 +446,18 @@ def test_finish_writes_the_class_files_and_nbgrader_export_reads_out(graded_out)
 
 @pytest.mark.slow
 def test_late_work_the_nbgrader_way(graded_out):
-    out, submissions = graded_out
+    out, results = graded_out
     set_due_date(out, "2026-12-01 12:00:00 UTC")
-    (submissions / "ada" / "timestamp.txt").write_text("2026-12-02 13:00:00.000000 UTC\n")  # 25 h late: two days started
-    (submissions / "cy" / "timestamp.txt").write_text("2026-12-01 11:00:00.000000 UTC\n")  # on time
-    (submissions / "=bo x" / "timestamp.txt").write_text("yesterday\n")  # unreadable: on time, and said so
+    handed_in = {"ada": b"2026-12-02 13:00:00.000000 UTC\n",  # 25 h late: two days started
+                 "cy": b"2026-12-01 11:00:00.000000 UTC\n",  # on time
+                 "=bo x": b"yesterday\n"}  # unreadable: on time, and said so
+    for result in results:
+        if result.student in handed_in:
+            result.exchange = {"timestamp.txt": handed_in[result.student]}
     late.ensure_config(out)
     with open(out / "nbgrader_config.py", "a", encoding="utf-8") as config:
         config.write('c.AssignLatePenalties.plugin_class = "tests.late_plugins.HalfOffPerDay"\n')
-    view = class_report.finish(out, submissions, planted_results(), 12.0)
+    view = class_report.finish(out, results, 12.0)
     grades = {g.student_id: g for g in view.grades}
     assert (grades["ada"].raw, grades["ada"].penalty, grades["ada"].score) == (71.0, 71.0, 0.0)
     assert grades["ada"].seconds_late == 25 * 3600
@@ -574,14 +578,14 @@ def test_the_planted_class_has_exactly_its_mistakes(planted_class):
 
 @pytest.mark.slow
 def test_a_late_plugin_that_does_not_load_costs_no_grades(graded_out):
-    out, submissions = graded_out
+    out, results = graded_out
     set_due_date(out, "2026-12-01 12:00:00 UTC")
-    (submissions / "ada" / "timestamp.txt").write_text("2026-12-02 13:00:00 UTC\n")
+    next(r for r in results if r.student == "ada").exchange = {"timestamp.txt": b"2026-12-02 13:00:00 UTC\n"}
     late.ensure_config(out)
     with open(out / "nbgrader_config.py", "a", encoding="utf-8") as config:
         config.write('c.AssignLatePenalties.plugin_class = "tests.no_such_module.Plugin"\n')
     printed: list[str] = []
-    view = class_report.finish(out, submissions, planted_results(), 12.0, progress=printed.append)
+    view = class_report.finish(out, results, 12.0, progress=printed.append)
     assert len(printed) == 1 and printed[0].startswith("warning: late penalties were not applied")
     assert {g.student_id: (g.raw, g.penalty) for g in view.grades}["ada"] == (71.0, 0.0)
     assert "late penalties were not applied" in (out / "report.html").read_text(encoding="utf-8")

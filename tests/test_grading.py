@@ -460,6 +460,27 @@ def test_a_broken_notebook_file_is_graded_blank_with_a_reason(label, tmp_path):
     nbformat.validate(result.notebook)
 
 
+def test_an_untouched_release_rebuilds_to_itself_and_only_the_students_own_cells_are_shown_as_text():
+    """The release's header (a cell without an nbgrader id) is the release's, not a cell the student added."""
+    from autograder.grading.feedback import notebook_page
+    from autograder.grading.sanitize import OWN_CELL
+
+    notebook = grading_cases.ex(1)
+    template = _template(notebook)
+    assert any("nbgrader" not in c.metadata for c in template.cells)  # the header the release puts on top
+    untouched = sanitize_bytes(f"{notebook}.ipynb", nbformat.writes(template).encode(), template)
+    assert [c.source for c in untouched.notebook.cells] == [c.source for c in template.cells]
+    assert untouched.notes == []
+    edited = nbformat.from_dict(json.loads(nbformat.writes(template)))
+    edited.cells.insert(2, nbformat.v4.new_markdown_cell("my notes <b>bold</b>"))
+    rebuilt = sanitize_bytes(f"{notebook}.ipynb", nbformat.writes(edited).encode(), template).notebook
+    own = [c for c in rebuilt.cells if c.metadata.get(OWN_CELL)]
+    assert [c.source.splitlines()[-2] for c in own] == ["my notes <b>bold</b>"]
+    page = notebook_page("ada", notebook, rebuilt, {}, {}, {}, [])
+    assert "my notes &lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold</b>" not in page
+    assert page.count("Your copy of the workbook") == 1 and "<blockquote>" in page  # the header, rendered once
+
+
 def test_a_linked_student_folder_is_not_followed(tmp_path):
     """A student folder that is a link to the masters must not be graded as the student's work."""
     link = tmp_path / "student"

@@ -8,17 +8,17 @@ in a browser context of their own:
 
 1. all three log in; the instructor's JupyterLab has nbgrader's instructor
    tools, the students' only the Assignments panel and validation;
-2. the instructor's course was generated (the project's release, run as the
-   instructor); the instructor releases it from the formgrader;
+2. the instructor's course was generated (``backprop-ninja release --course``,
+   run as the instructor); the instructor releases it from the formgrader;
 3. both students fetch it from JupyterLab's Assignments panel;
 4. each answers cells of notebook 01 (the master's code written into the
    fetched notebook, as the student): the first student the first nine answer
    cells right, the second the same but ``db2`` with an extra dimension
    (``keepdim=True``), and opens the notebook from the panel; both submit from
    the panel;
-5. the instructor runs ``nbgrader collect`` in a JupyterLab terminal, then the
-   test calls ``grade_course`` (for now nbgrader's own autograde,
-   generate_feedback and release_feedback, as the instructor);
+5. the instructor runs ``nbgrader collect`` in a JupyterLab terminal, then, in
+   the same terminal, what the README gives: ``backprop-ninja grade --course .``
+   and ``nbgrader release_feedback``;
 6. each student fetches the feedback from the panel and opens it: the score it
    shows is asserted, and the second student's page names the mistake;
 7. neither student can read the other's submission or feedback (as the Unix users);
@@ -43,7 +43,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from hub.course_hub import COURSE_ID, CourseHub, missing_tools, process_alive, processes_of, user_exists
+from hub.course_hub import COURSE_ID, CourseHub, describe, missing_tools, process_alive, processes_of, user_exists
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
@@ -60,9 +60,9 @@ ANSWERED = ("ex1_line_loss", "ex1_line_logprobs", "ex1_line_probs", "ex1_line_co
 # The second student's mistake: b2's gradient summed with keepdim=True, (1, 27) where (27,) is right.
 MISTAKE_CELL, MISTAKE_ITEM = "ex1_line_logits", "ex1_db2"
 RIGHT_DB2, WRONG_DB2 = "db2 = dlogits.sum(0)", "db2 = dlogits.sum(0, keepdim=True)"
-DIAGNOSIS = "an extra dimension of size 1"  # shape.extra_dim's message, as the failed check prints it
-# nbgrader's feedback template loads MathJax from this CDN (in the page's sandboxed frame; offline it fails harmlessly).
-FEEDBACK_PAGE_LOADS = ("https://cdnjs.cloudflare.com/ajax/libs/mathjax/",)
+DIAGNOSIS = "an extra dimension of size 1"  # shape.extra_dim's message, as the feedback page gives it
+SCORE_LINE = "This notebook: "  # the feedback page's line "This notebook: <got> / <points>"
+GRADE = f"backprop-ninja grade --course . && nbgrader release_feedback {COURSE_ID}"  # the README's two steps
 NBGRADER_PLUGINS = ("@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:validate-assignment",  # everyone
                     "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",  # the instructor only
                     "@jupyter/nbgrader:course-list")
@@ -78,17 +78,6 @@ def _missing() -> str | None:
     except ImportError:
         return "the playwright package is not installed (pip install -r requirements.txt)"
     return missing_tools()
-
-
-def grade_course(hub: CourseHub) -> None:
-    """Grade what ``nbgrader collect`` put in the course and hand the feedback to the exchange.
-
-    Placeholder for ``backprop-ninja grade --course``: nbgrader's own autograde,
-    generate_feedback and release_feedback, as the instructor in the course folder.
-    """
-    hub.nbgrader("autograde", COURSE_ID)
-    hub.nbgrader("generate_feedback", COURSE_ID)
-    hub.nbgrader("release_feedback", COURSE_ID)
 
 
 # ------------------------------------------------------------------ fixtures
@@ -237,7 +226,7 @@ def fetch_feedback(page, notebook: str):
     view.click()  # the file browser goes to ~/backprop_ninja/feedback/<timestamp>/
     page.locator(".jp-DirListing-item", has=page.locator(".jp-DirListing-itemText", has_text=f"{notebook}.html")).dblclick()
     frame = page.frame_locator(".jp-HTMLViewer:visible iframe")
-    frame.locator("body").get_by_text("Score:").first.wait_for()
+    frame.locator("body").get_by_text(SCORE_LINE).first.wait_for()
     page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
     return frame
 
@@ -253,7 +242,7 @@ def run_in_terminal(page, hub: CourseHub, name: str, command: str, label: str) -
     page.evaluate("() => window.jupyterapp.commands.execute('launcher:create')")
     page.locator(".jp-LauncherCard:visible", has_text="Terminal").click()
     page.locator(".jp-Terminal:visible .xterm-screen").click()
-    page.keyboard.type(f"{command} 2>&1 | tee ~/{log.name}; echo ${{PIPESTATUS[0]}} > ~/{done.name}")
+    page.keyboard.type(f"( {command} ) 2>&1 | tee ~/{log.name}; echo ${{PIPESTATUS[0]}} > ~/{done.name}")
     page.keyboard.press("Enter")
     deadline = time.monotonic() + 300
     while not done.exists() or not done.read_text().strip():
@@ -397,7 +386,9 @@ def round_trip(hub: CourseHub, chromium, pages: dict) -> None:
     for student in (student1, student2):
         submitted = hub.course_dir / "submitted" / student / COURSE_ID
         assert (submitted / f"{NOTEBOOK}.ipynb").exists() and (submitted / "timestamp.txt").exists()
-    grade_course(hub)
+    graded = run_in_terminal(teacher, hub, instructor, f"cd ~/{COURSE_ID} && {GRADE}", "grade")
+    assert all(s in graded for s in (student1, student2)) and "gradebook" in graded, graded
+    shot(teacher, "6b_instructor_graded")
     hub.timings["collect and grade"] = time.monotonic() - t1
 
     # 5. Each student fetches the feedback, opens it and sees the score; the second also the diagnosis.
@@ -412,7 +403,7 @@ def round_trip(hub: CourseHub, chromium, pages: dict) -> None:
         frame = fetch_feedback(pages[student], NOTEBOOK)
         shot(pages[student], f"{6 + number}_feedback_student{number}")
         text = feedback[student] = frame.locator("body").inner_text()
-        score = re.search(rf"{NOTEBOOK} \(Score: ([\d.]+) / ([\d.]+)\)", text)
+        score = re.search(rf"{SCORE_LINE}([\d.]+) / ([\d.]+)", text)
         assert score, text[:2000]
         assert (float(score.group(1)), float(score.group(2))) == (expected[student], total), student
     assert DIAGNOSIS in feedback[student2] and DIAGNOSIS not in feedback[student1]
@@ -428,9 +419,9 @@ def round_trip(hub: CourseHub, chromium, pages: dict) -> None:
         totals = {student: gradebook.find_submission(COURSE_ID, student).score for student in (student1, student2)}
     assert totals == expected
 
-    # The browser asked nothing of any host but the hub, except what nbgrader's feedback page loads.
+    # The browser asked nothing of any host but the hub (the feedback pages load nothing from anywhere).
     elsewhere = [url for url in chromium.requests if not url.startswith((hub.url + "/", "data:", "blob:", "about:"))]
-    assert [url for url in elsewhere if not url.startswith(FEEDBACK_PAGE_LOADS)] == [], elsewhere
+    assert elsewhere == [], elsewhere
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: without local users every student is the same Unix user")
@@ -493,7 +484,8 @@ def test_hub_stops_and_leaves_nothing_behind(course_hub):
     assert [pid for pid, start in tree_before.items() if process_alive(pid, start)] == []
     if hub.real_users:
         assert not any(user_exists(u.name) for u in hub.users.values())
-        assert processes_of(uids) == []
+        left = processes_of(uids)
+        assert left == [], [describe(pid) for pid in left]
     assert not root.exists()
     for port in hub.ports():
         with socket.socket() as s:

@@ -79,6 +79,18 @@ def test_an_installed_package_finds_the_wheels_copies(tmp_path, monkeypatch):
     assert resources.work_dir() == tmp_path / "cache" / "backprop-ninja"
 
 
+def test_a_checkout_this_user_cannot_write_to_keeps_its_work_in_the_users_cache(tmp_path, monkeypatch):
+    """A hub installs one checkout for everyone: an instructor who does not own it grades from their own cache."""
+    writable = {REPO: False, REPO / "build": False}
+    real_access = os.access
+    monkeypatch.setattr(resources.os, "access", lambda path, mode: writable.get(Path(path), real_access(path, mode)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert resources.checkout_root() == REPO
+    assert resources.work_dir() == tmp_path / "cache" / "backprop-ninja"
+    writable[REPO / "build"] = True
+    assert resources.work_dir() == REPO / "build"
+
+
 def test_a_checkout_stays_a_checkout_when_the_sandbox_hides_its_top_level(tmp_path, monkeypatch):
     """Grading kernels see the package and data/, not pyproject.toml or solutions/: still the checkout's data."""
     package = tmp_path / "repo" / "autograder"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..checking import class_mistakes
 from ..diagnosis.codes import CODES_BY_NAME
-from ..exercises import ASSIGNMENT, ITEMS, ITEMS_BY_ID, NOTEBOOKS, max_score
+from ..exercises import ITEMS, ITEMS_BY_ID, NOTEBOOKS, max_score
 from . import late, report
 from .export import StudentGrade, class_grades, describe_delay, number
 from .results import StudentResult
@@ -58,33 +58,36 @@ class ClassView:
     rows: list[class_mistakes.MistakeRow] = field(default_factory=list)
 
 
-def finish(out: Path, submissions: Path, results: list[StudentResult], seconds: float, progress=print) -> ClassView:
-    """Late penalties, mistakes.csv and report.html for ``out``, after a grading run of ``results``.
+def finish(out, results: list[StudentResult], seconds: float, progress=print) -> ClassView:
+    """Late penalties, mistakes.csv and report.html for ``out`` (a ``report.Destination``), after a run of ``results``.
 
     A late-work setting that cannot be used (a plugin that does not import, a
     penalty that raises) is reported, here and in the page, and no penalty is
     changed: the grades of the run are kept either way.
     """
-    late.ensure_config(out)
+    dest = report.destination(out)
+    late.ensure_config(dest.root)
     try:
-        late_notes = late.apply_lateness(out, submissions, [r.student for r in results])
+        late_notes = late.apply_lateness(dest, {r.student: r.exchange.get(late.TIMESTAMP_FILE) for r in results})
     except Exception as err:  # the instructor's config or plugin: say so, keep the batch's grades
-        message = f"late penalties were not applied: {type(err).__name__}: {err} (see {out / late.CONFIG_FILE})"
+        message = f"late penalties were not applied: {type(err).__name__}: {err} (see {dest.root / late.CONFIG_FILE})"
         progress(f"warning: {message}")
         late_notes = {"all students": message}
-    view = load_class(out)
-    class_mistakes.write_mistakes(out / class_mistakes.MISTAKES_CSV, view.rows)
-    (out / REPORT_HTML).write_text(render(out, view, results, seconds, late_notes), encoding="utf-8")
+    view = load_class(dest)
+    dest.tables.mkdir(parents=True, exist_ok=True)
+    class_mistakes.write_mistakes(dest.tables / class_mistakes.MISTAKES_CSV, view.rows)
+    (dest.tables / REPORT_HTML).write_text(render(dest, view, results, seconds, late_notes), encoding="utf-8")
     return view
 
 
-def load_class(out: Path) -> ClassView:
-    grades = class_grades(out)
-    results = [_saved_result(out, grade.student_id) for grade in grades]
+def load_class(out) -> ClassView:
+    dest = report.destination(out)
+    grades = class_grades(dest.root, dest.assignment)
+    results = [_saved_result(dest, grade.student_id) for grade in grades]
     return ClassView(grades, results, class_mistakes.mistake_rows(results))
 
 
-def _saved_result(out: Path, student: str) -> StudentResult:
+def _saved_result(out, student: str) -> StudentResult:
     saved = report.saved_result(out, student)
     if saved is None:
         return StudentResult(student, notes=["not graded: its report.json is missing or unreadable"])
@@ -93,7 +96,7 @@ def _saved_result(out: Path, student: str) -> StudentResult:
 
 # ------------------------------------------------------------------ the page
 
-def render(out: Path, view: ClassView, run: list[StudentResult], seconds: float,
+def render(out, view: ClassView, run: list[StudentResult], seconds: float,
            late_notes: dict[str, str] | None = None) -> str:
     """report.html for ``view``; ``run`` and ``seconds``: the results and wall time of this grading run."""
     import jinja2
@@ -104,7 +107,7 @@ def render(out: Path, view: ClassView, run: list[StudentResult], seconds: float,
     finals = [g.score for g in view.grades]
     examples = _examples(view)
     context = {
-        "assignment": ASSIGNMENT, "max": max_score(), "students": len(view.grades),
+        "assignment": report.destination(out).assignment, "max": max_score(), "students": len(view.grades),
         "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "mean": statistics.fmean(finals) if finals else 0.0, "median": statistics.median(finals) if finals else 0.0,
         "raw_mean": statistics.fmean(totals) if totals else 0.0,
@@ -123,7 +126,7 @@ def render(out: Path, view: ClassView, run: list[StudentResult], seconds: float,
         "unjudged": [{"item": row.item, "code": row.diagnosis, "students": row.students,
                       "message": message_for(row.diagnosis), "ids": ", ".join(row.student_ids)}
                      for row in view.rows if row.diagnosis in class_mistakes.NOT_JUDGED - {class_mistakes.NOT_ATTEMPTED}],
-        "renamed": _renamed_ids(out),
+        "renamed": _renamed_ids(report.destination(out).tables),
         "late": [{"student": g.student_id, "timestamp": g.timestamp, "late": describe_delay(g.seconds_late),
                   "raw": number(g.raw), "penalty": number(g.penalty), "score": number(g.score)}
                  for g in view.grades if g.seconds_late > 0],

@@ -119,8 +119,8 @@ class ExportSummary:
 
 # ------------------------------------------------------------------ reading
 
-def class_grades(out: Path) -> list[StudentGrade]:
-    """Every student with a submission in ``OUT/gradebook.db``, sorted by id."""
+def class_grades(out: Path, assignment: str = ASSIGNMENT) -> list[StudentGrade]:
+    """Every student with a submission of ``assignment`` in ``OUT/gradebook.db``, sorted by id."""
     import warnings
 
     from nbgrader.api import Gradebook, MissingEntry
@@ -136,10 +136,10 @@ def class_grades(out: Path) -> list[StudentGrade]:
     with warnings.catch_warnings(), Gradebook(f"sqlite:///{gradebook}") as gb:
         warnings.simplefilter("ignore")
         try:
-            assignment = gb.find_assignment(ASSIGNMENT)
+            found = gb.find_assignment(assignment)
         except MissingEntry:
-            raise ExportError(f"{gradebook} holds no assignment {ASSIGNMENT!r}") from None
-        for submission in assignment.submissions:
+            raise ExportError(f"{gradebook} holds no assignment {assignment!r}") from None
+        for submission in found.submissions:
             scores = {grade.name: float(grade.score or 0) for nb in submission.notebooks for grade in nb.grades}
             scores = {item.grade_id: scores.get(item.grade_id, 0.0) for item in ITEMS}
             grades.append(StudentGrade(submission.student.id, scores, sum(scores.values()),
@@ -260,11 +260,12 @@ def describe_delay(seconds: float) -> str:
 
 
 def export(out: Path, fmt: str, output: Path, roster: Path | None = None,
-           assignment: str = DEFAULT_ASSIGNMENT, assignment_id: str = "") -> ExportSummary:
+           assignment: str = DEFAULT_ASSIGNMENT, assignment_id: str = "", nbgrader_assignment: str = ASSIGNMENT
+           ) -> ExportSummary:
     """Write ``output`` in ``fmt`` from ``out``'s gradebook; returns who was missing or unknown."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    rows = export_rows(class_grades(out), read_roster(roster) if roster else None)
+    rows = export_rows(class_grades(out, nbgrader_assignment), read_roster(roster) if roster else None)
     if fmt == "canvas":
         table = canvas_table(rows, assignment, assignment_id)
     elif fmt == "moodle":

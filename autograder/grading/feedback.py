@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import nbformat
 
 from ..exercises import ITEMS, NOTEBOOKS, items_of, max_score
+from .sanitize import OWN_CELL
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 STYLE = """body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;line-height:1.4}
@@ -71,7 +72,7 @@ def notebook_page(student: str, notebook_id: str, notebook: nbformat.NotebookNod
         meta = cell.get("metadata", {}).get("nbgrader", {})
         grade_id = meta.get("grade_id")
         if cell.cell_type == "markdown":
-            own = grade_id is None  # a student's own cell: text, never markup
+            own = bool(cell.get("metadata", {}).get(OWN_CELL))  # a student's own cell: text, never markup
             body = f'<pre class="student-text">{esc(cell.source)}</pre>' if own else _release_markdown(cell.source)
             parts.append(f'<div class="cell">{body}</div>')
         elif cell.cell_type == "code":

@@ -37,13 +37,14 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import CancelledError
+from dataclasses import replace
 from pathlib import Path
 
 from ..checking.csv_cells import safe_writer
 from ..engine.cluster import check_worker_versions, cluster_client
 from ..engine.errors import GradingError
 from ..engine.versions import VersionMismatch, versions
-from ..exercises import NOTEBOOKS
+from ..exercises import ASSIGNMENT, NOTEBOOKS
 from ..judge import sandbox
 from . import class_report, report
 from .course import BUILD, SOLUTIONS, ensure_tools_on_path
@@ -55,10 +56,13 @@ STUDENT_IDS_CSV = "student_ids.csv"
 IN_FLIGHT_PER_WORKER = 2  # submissions sent ahead per worker: enough to keep it busy, few to hold in memory
 
 
-def grade(submissions: Path, out: Path, settings: GradingSettings | None = None, progress=print,
-          task=None) -> list[StudentResult]:
+def grade(submissions: Path, out: Path | report.Destination, settings: GradingSettings | None = None,
+          progress=print, task=None) -> list[StudentResult]:
     """Grade every student folder in ``submissions`` into ``out``; returns this run's results.
 
+    ``out`` is a folder (``--out``) or a ``report.Destination`` (``--course``).
+    A student folder holds the notebooks, or nbgrader's ``<assignment>/``
+    folder that holds them (``nbgrader collect``'s layout); see ``student_folders``.
     Students with a result in ``out`` for the same files and settings are
     skipped unless ``settings.regrade``. ``task`` replaces
     ``worker.grade_student`` (tests use it to make a task that kills its
@@ -69,36 +73,39 @@ def grade(submissions: Path, out: Path, settings: GradingSettings | None = None,
     from .worker import grade_student
 
     settings = settings or GradingSettings()
+    dest = report.destination(out)
+    dest = replace(dest, root=dest.root.resolve(), tables=dest.tables.resolve())
+    settings = settings.but(assignment=dest.assignment)
     started = time.monotonic()
     ensure_tools_on_path()
-    submissions, out = submissions.resolve(), out.resolve()
-    students = _students(submissions, progress)
+    folders = student_folders(submissions.resolve(), dest.assignment, progress)
     templates, template_db = template_course()
     bundle = template_bundle(templates, template_db)
     mine = versions()
-    digests = {student: _digest(submissions / student, student, bundle["digest"], settings) for student in students}
-    todo = [s for s in students if settings.regrade or checkpointed(out, s) != digests[s]]
-    if len(todo) < len(students):
-        progress(f"{len(students) - len(todo)} of {len(students)} students already have a result in {out} "
+    digests = {student: _digest(folder, student, bundle["digest"], settings) for student, folder in folders.items()}
+    todo = [s for s in folders if settings.regrade or checkpointed(dest, s) != digests[s]]
+    if len(todo) < len(folders):
+        progress(f"{len(folders) - len(todo)} of {len(folders)} students already have a result in {dest.root} "
                  "(--regrade grades them again)")
     if not todo:
         return []
     with cluster_client(settings.cluster, progress) as client:  # before OUT is touched: a bad cluster leaves no trace
         check_worker_versions(client, mine)
-        out.mkdir(parents=True, exist_ok=True)
-        report.ensure_gradebook(out / "gradebook.db", template_db)
-        write_student_ids(out, students)
+        dest.root.mkdir(parents=True, exist_ok=True)
+        report.ensure_gradebook(dest, template_db)
+        dest.tables.mkdir(parents=True, exist_ok=True)
+        write_student_ids(dest.tables, list(folders))
         if not sandbox.available():
             progress("warning: Linux namespaces are not available here: student code runs "
                      "with the workers' permissions (it can read and write what they can)")
-        results = _dispatch(client, todo, submissions, out, settings, bundle, mine, digests,
+        results = _dispatch(client, todo, folders, dest, settings, bundle, mine, digests,
                             task or grade_student, progress)
-    class_report.finish(out, submissions, results, time.monotonic() - started, progress)  # mistakes.csv, report.html, late work
+    class_report.finish(dest, results, time.monotonic() - started, progress)  # mistakes.csv, report.html, late work
     return sorted(results, key=lambda r: r.student)
 
 
-def _dispatch(client, students, submissions, out, settings: GradingSettings, bundle, mine, digests, task,
-              progress) -> list[StudentResult]:
+def _dispatch(client, students, folders: dict[str, Path], out: report.Destination, settings: GradingSettings,
+              bundle, mine, digests, task, progress) -> list[StudentResult]:
     """Send one task per student, a few at a time; record each result as it arrives."""
     import warnings
 
@@ -116,7 +123,7 @@ def _dispatch(client, students, submissions, out, settings: GradingSettings, bun
     def send_next() -> None:
         index = len(students) - len(waiting)  # a key of its own: two students may hand in the very same files
         student = waiting.pop(0)
-        payload = {"submission": read_submission(submissions / student, student, NOTEBOOKS),
+        payload = {"submission": read_submission(folders[student], student, NOTEBOOKS),
                    "settings": settings.worker, "versions": mine}
         future = client.submit(task, payload, shared, key=f"grade-{digests[student][:12]}-{index}", pure=False)
         futures[future] = student
@@ -139,7 +146,7 @@ def _dispatch(client, students, submissions, out, settings: GradingSettings, bun
             bar.update()
             progress(f"[{done}/{len(students)}] {report.one_line(result)}")
     except _Stop as stop:
-        raise GradingError(f"{stop}; the {len(results)} results received are kept in {out}, "
+        raise GradingError(f"{stop}; the {len(results)} results received are kept in {out.root}, "
                            "and running the same command again grades the rest") from None
     finally:
         bar.close()
@@ -201,19 +208,20 @@ def _digest(folder: Path, student: str, templates_digest: str, settings: Grading
     return digest.hexdigest()
 
 
-def checkpointed(out: Path, student: str) -> str | None:
-    """The digest of the submission whose result ``out`` holds for ``student`` (None: no result)."""
+def checkpointed(out, student: str) -> str | None:
+    """The digest of the submission whose result ``out`` (a Destination or a folder) holds for ``student``."""
     try:
         return json.loads(_checkpoint(out, student).read_text())["digest"]
     except (OSError, ValueError, KeyError):
         return None
 
 
-def _checkpoint(out: Path, student: str) -> Path:
-    return report.safe_child(out / CHECKPOINTS, report.student_folder(student) + ".json")
+def _checkpoint(out, student: str) -> Path:
+    tables = report.destination(out).tables
+    return report.safe_child(tables / CHECKPOINTS, report.student_folder(student) + ".json")
 
 
-def _record(out: Path, result: StudentResult, digest: str) -> None:
+def _record(out: report.Destination, result: StudentResult, digest: str) -> None:
     """Write the result into ``out``, then its checkpoint (so a checkpoint always has its result)."""
     checkpoint = _checkpoint(out, result.student)
     checkpoint.unlink(missing_ok=True)
@@ -225,9 +233,9 @@ def _record(out: Path, result: StudentResult, digest: str) -> None:
     os.replace(scratch, checkpoint)
 
 
-def write_student_ids(out: Path, students: list[str]) -> None:
-    """``OUT/student_ids.csv``: every id whose folder in ``OUT`` has another name, with that name (kept over runs)."""
-    path = out / STUDENT_IDS_CSV
+def write_student_ids(tables: Path, students: list[str]) -> None:
+    """``student_ids.csv``: every id whose folder in ``OUT`` has another name, with that name (kept over runs)."""
+    path = tables / STUDENT_IDS_CSV
     known: dict[str, str] = {}
     if path.exists():
         import csv
@@ -279,19 +287,48 @@ def template_course(cache: Path = BUILD / "grading-templates") -> tuple[Path, Pa
     return folder / "templates", folder / "course" / "gradebook.db"
 
 
-def _students(submissions: Path, progress=print) -> list[str]:
-    """The student folders of ``submissions`` (a folder that is a link counts: it is graded as one, unread)."""
+def student_folders(submissions: Path, assignment: str = ASSIGNMENT, progress=print) -> dict[str, Path]:
+    """student id -> the folder that holds their notebooks, in either layout, found by looking.
+
+    * ``SUBMISSIONS/<student>/*.ipynb``;
+    * nbgrader's ``submitted/<student>/<assignment>/*.ipynb`` (with ``timestamp.txt``), what
+      ``nbgrader collect`` leaves.
+
+    A student folder with neither is still graded (every item 0, and its
+    feedback says what was expected); what is not a folder is named and left out.
+    """
     if not submissions.is_dir():
         raise GradingError(f"{submissions} is not a folder of student folders")
-    students, others = [], []
+    folders, others, unexpected = {}, [], []
     with os.scandir(submissions) as entries:
         for entry in entries:
-            (students if entry.is_dir() else others).append(entry.name)
+            if not entry.is_dir():
+                others.append(entry.name)
+                continue
+            folder = Path(entry.path)
+            nested = folder / assignment
+            if nested.is_dir() and not nested.is_symlink():
+                folders[entry.name] = nested
+                continue
+            folders[entry.name] = folder
+            if not entry.is_symlink() and _holds_no_notebook(folder):
+                unexpected.append(entry.name)
     if others:
         progress(f"ignored {len(others)} entries of {submissions} that are not student folders: "
                  + ", ".join(sorted(others)[:5]) + (" ..." if len(others) > 5 else ""))
-    if not students:
-        raise GradingError(f"{submissions} holds no student folders (expected {submissions}/<student_id>/*.ipynb)")
-    return sorted(students)
+    if unexpected:
+        progress(f"{len(unexpected)} student folders hold no notebook and no {assignment}/ folder (expected "
+                 f"<student>/*.ipynb or nbgrader's <student>/{assignment}/*.ipynb): " + ", ".join(sorted(unexpected)[:5])
+                 + (" ..." if len(unexpected) > 5 else ""))
+    if not folders:
+        raise GradingError(f"{submissions} holds no student folders (expected {submissions}/<student_id>/*.ipynb "
+                           f"or nbgrader's {submissions}/<student_id>/{assignment}/*.ipynb)")
+    return dict(sorted(folders.items()))
 
 
+def _holds_no_notebook(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return not any(entry.name.endswith(".ipynb") for entry in entries)
+    except OSError:
+        return True

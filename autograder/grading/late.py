@@ -19,7 +19,6 @@ exports of this package read raw score, penalty and score.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -62,17 +61,13 @@ def load_config(out: Path):
     return PyFileConfigLoader(CONFIG_FILE, path=str(out)).load_config()
 
 
-def read_timestamp(folder: Path) -> tuple[datetime | None, str]:
-    """(the UTC time in ``folder/timestamp.txt`` or None, a note when the file is there but unusable)."""
+def parse_timestamp(data: bytes | None) -> tuple[datetime | None, str]:
+    """(the UTC time in a ``timestamp.txt`` as handed in, or None; a note when it is there but unusable)."""
     from nbgrader.utils import parse_utc
 
-    path = folder / TIMESTAMP_FILE
-    if path.is_symlink():  # it could show the start of any file the grader can read
-        return None, f"{TIMESTAMP_FILE} is a link, not a file: it was not read, the submission counts as on time"
-    if not path.is_file():
+    if data is None:
         return None, ""
-    with open(path, encoding="utf-8", errors="replace") as file:
-        text = file.read(200).strip()  # a timestamp is one short line
+    text = data.decode("utf-8", errors="replace").strip()[:200]  # a timestamp is one short line
     if not text:
         return None, f"{TIMESTAMP_FILE} is empty: the submission counts as on time"
     try:
@@ -81,41 +76,43 @@ def read_timestamp(folder: Path) -> tuple[datetime | None, str]:
         return None, f"{TIMESTAMP_FILE} holds no time nbgrader can read ({text[:40]!r}, {err}): counted as on time"
 
 
-def apply_lateness(out: Path, submissions: Path, students: Iterable[str]) -> dict[str, str]:
-    """Store the timestamps of ``students`` and recompute every late penalty in ``OUT/gradebook.db``.
+def apply_lateness(out, timestamps: dict[str, bytes | None]) -> dict[str, str]:
+    """Store the students' timestamps (student -> timestamp.txt as handed in) and recompute every late penalty.
 
-    Returns {student: note} for timestamp files that could not be used.
+    ``out``: a ``report.Destination`` (or a plain OUT folder). Returns
+    {student: note} for timestamp files that could not be used.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
     from .course import ensure_tools_on_path
+    from .report import destination
 
     ensure_tools_on_path()  # nbgrader runs its helper `alembic` by name
-
+    dest = destination(out)
     notes = {}
-    with warnings.catch_warnings(), Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{dest.gradebook}") as gb:
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush warnings inside nbgrader
-        for student in students:
-            timestamp, note = read_timestamp(submissions / student)
+        for student, data in timestamps.items():
+            timestamp, note = parse_timestamp(data)
             if note:
                 notes[student] = note
             try:
-                gb.find_submission(ASSIGNMENT, student).timestamp = timestamp
+                gb.find_submission(dest.assignment, student).timestamp = timestamp
             except MissingEntry:
                 continue
         gb.db.commit()
-        _assign_penalties(gb, load_config(out))
+        _assign_penalties(gb, load_config(dest.root), dest.assignment)
         gb.db.commit()
     return notes
 
 
-def _assign_penalties(gb, config) -> None:
+def _assign_penalties(gb, config, assignment: str = ASSIGNMENT) -> None:
     """What nbgrader's AssignLatePenalties does for one notebook, for every notebook of the assignment."""
     from nbgrader.preprocessors import AssignLatePenalties
 
     assigner = AssignLatePenalties(config=config)
     assigner.init_plugin()
-    for submission in gb.find_assignment(ASSIGNMENT).submissions:
+    for submission in gb.find_assignment(assignment).submissions:
         seconds_late = submission.total_seconds_late
         for notebook in submission.notebooks:
             notebook.late_submission_penalty = None

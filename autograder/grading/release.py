@@ -64,7 +64,7 @@ class ReleaseError(RuntimeError):
 
 
 def generate_release(out_dir: Path = RELEASE_DIR, course_root: Path = RELEASE_COURSE,
-                     package_spec: str = PACKAGE_SPEC) -> list[Path]:
+                     package_spec: str = PACKAGE_SPEC, keep_own_source: bool = False) -> list[Path]:
     """Generate the student notebooks from ``solutions/`` into ``out_dir``.
 
     ``package_spec`` is what each notebook's first code cell installs where the
@@ -78,7 +78,7 @@ def generate_release(out_dir: Path = RELEASE_DIR, course_root: Path = RELEASE_CO
 
     ensure_tools_on_path()
     course_root.mkdir(parents=True, exist_ok=True)
-    link_source(course_root)
+    link_source(course_root, keep_own=keep_own_source)
     config = nbgrader_config(course_root)
     config.IncludeHeaderFooter.header = str(_write_header(course_root, install_cell))
     write_config_file(course_root, config)
@@ -95,6 +95,26 @@ def generate_release(out_dir: Path = RELEASE_DIR, course_root: Path = RELEASE_CO
         written.append(target)
     for stale in set(out_dir.glob("*.ipynb")) - set(written):
         stale.unlink()
+    return written
+
+
+def release_into_course(course: Path, package_spec: str = PACKAGE_SPEC) -> list[Path]:
+    """The assignment generated into an nbgrader course, for ``nbgrader release_assignment`` to publish.
+
+    ``COURSE/source/<assignment>`` is the instructor's copy of the masters if
+    the course has one, else a link to this package's (the masters in a
+    checkout, their template without solutions in a wheel); the notebooks go
+    to ``COURSE/release/<assignment>/`` and the assignment with its hidden
+    tests into ``COURSE/gradebook.db``, beside the course's other assignments.
+    The notebooks import ``autograder``, installed on the hub with the
+    package, which also carries the data: a student's fetched copy runs from
+    their own home folder.
+    """
+    released = course / "release" / ASSIGNMENT
+    written = generate_release(released, course, package_spec, keep_own_source=True)
+    leaks = leaked_markers(released)
+    if leaks:
+        raise ReleaseError("solution or hidden-test text in the release:\n  " + "\n  ".join(leaks))
     return written
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..engine.cluster import ClusterSettings
-from ..exercises import ITEMS
+from ..exercises import ASSIGNMENT, ITEMS
 from ..judge.records import Verdict
 from ..judge.sandbox import Limits
 
@@ -25,6 +25,7 @@ class WorkerSettings:
     item_timeout: float = 10.0  # --item-timeout: seconds per item and hidden case, in the judge
     student_timeout: float = 120.0  # --student-timeout: one student's whole grading; what is not judged by then scores 0
     memory_limit: float = 4.0  # --memory-limit: GB for each sandboxed process of a student, its /tmp included
+    assignment: str = ASSIGNMENT  # --assignment: the nbgrader assignment's name (its folder in feedback/<student>/)
 
     def limits(self) -> Limits:
         return Limits.for_memory_gb(self.memory_limit)
@@ -56,6 +57,7 @@ class StudentResult:
     notebook_notes: dict[str, list[str]] = field(default_factory=dict)
     autograded: dict[str, bytes] = field(default_factory=dict)  # file name -> the graded notebook
     feedback: dict[str, bytes] = field(default_factory=dict)  # file name -> a feedback page
+    exchange: dict[str, bytes] = field(default_factory=dict)  # timestamp.txt, submission_secret.txt as handed in
     sandboxed: bool = True
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # sanitize, judge, record, feedback: seconds each

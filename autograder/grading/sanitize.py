@@ -22,13 +22,14 @@ import nbformat
 import nbformat.reader
 
 from ..cells import ANSWER_DIRECTIVE
-from .submissions import MAX_NOTEBOOK_BYTES, Submission
+from .submissions import EXCHANGE_FILES, MAX_NOTEBOOK_BYTES, Submission
 
 MAX_CELLS = 2000  # the longest release notebook has a few hundred
 MAX_CELL_CHARS = 256 * 1024  # of one cell's source
 MAX_SOURCE_CHARS = 4 * 2**20  # of all the sources of a notebook
 SAVED_OUTPUT_CHARS = 4000  # shown per test cell of what the student's own run printed
 SAVED_OUTPUT_NOTEBOOK_CHARS = 64 * 1024  # and per notebook
+OWN_CELL = "backprop_ninja_own_cell"  # metadata of a student's own cell in a rebuilt notebook (shown as text)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -53,6 +54,9 @@ def sanitize_submission(submission: Submission, templates: dict[str, nbformat.No
     notes: list[str] = list(submission.notes)
     if not submission.folder_is_link and not (submission.files or submission.links or submission.unread):
         notes.append("the submission folder is empty")
+    elif not any(name.endswith(".ipynb") for name in submission.files) and any(e.endswith("/") for e in submission.unread):
+        notes.append("no notebook here, only folders: expected the notebooks in the student's folder, or in "
+                     "nbgrader's layout, <student>/<assignment>/*.ipynb")
     for link in submission.links:
         notes.append(f"{link} is a link (a symbolic link), not a file of your own: it was not read")
     notebooks = {name[: -len(".ipynb")]: name for name in submission.files if name.endswith(".ipynb")}
@@ -69,7 +73,7 @@ def sanitize_submission(submission: Submission, templates: dict[str, nbformat.No
         if file[:-6] != name:
             notes.append(f"{file} was graded as {name}.ipynb (the file was renamed)")
         result[name] = sanitize_bytes(file, submission.files[file], template)
-    extras = [f for f in submission.files if f not in used and f != "timestamp.txt"] + list(submission.unread)
+    extras = [f for f in submission.files if f not in used and f not in EXCHANGE_FILES] + list(submission.unread)
     if extras:
         notes.append("ignored what is not part of the workbook: " + ", ".join(extras[:10])
                      + (f" and {len(extras) - 10} more" if len(extras) > 10 else ""))
@@ -136,6 +140,8 @@ def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -
     """The template's cells with the student's answers and extra cells put in."""
     notes: list[str] = []
     template_ids = {_grade_id(c) for c in template.cells if _grade_id(c)}
+    # The release's own cells without an id (its header): kept from the template, never an extra.
+    release_text = {(c.get("cell_type"), _source(c).strip()) for c in template.cells if not _grade_id(c)}
     answers: dict[str, nbformat.NotebookNode] = {}
     provided: dict[str, list] = {}  # grade id of a locked or test cell -> the student's copies of it
     extras_after: dict[str | None, list] = {}  # template grade id (or None: before all) -> extra cells
@@ -160,6 +166,8 @@ def rebuild(submitted: nbformat.NotebookNode, template: nbformat.NotebookNode) -
             else:
                 provided.setdefault(grade_id, []).append(cell)
             anchor = grade_id
+            continue
+        if not _grade_id(cell) and (cell.get("cell_type"), _source(cell).strip()) in release_text:
             continue
         if _grade_id(cell):
             notes.append(f"a cell carried the unknown id '{_grade_id(cell)}'; it was kept as an ordinary cell")
@@ -303,9 +311,10 @@ def _plain_copy(cell) -> nbformat.NotebookNode:
     """
     source = _source(cell)
     if cell.get("cell_type") == "code":
-        return nbformat.v4.new_code_cell(source)
+        return nbformat.v4.new_code_cell(source, metadata={OWN_CELL: True})
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
-    return nbformat.v4.new_markdown_cell(f"*Your own cell, shown as text:*\n\n{fence}text\n{source}\n{fence}")
+    return nbformat.v4.new_markdown_cell(f"*Your own cell, shown as text:*\n\n{fence}text\n{source}\n{fence}",
+                                         metadata={OWN_CELL: True})
 
 
 def _unique_ids(nb) -> None:

@@ -9,7 +9,8 @@ countless files. The grader reads it only through ``read_submission``:
   folder swapped for a link meanwhile, is never entered;
 * only regular files are read (``fstat`` after opening, ``O_NONBLOCK`` so a
   pipe cannot block the open), and only what grading needs: the notebooks
-  (``*.ipynb``) and nbgrader's ``timestamp.txt``;
+  (``*.ipynb``) and what nbgrader's exchange leaves (``timestamp.txt``,
+  ``submission_secret.txt``);
 * bounded: at most MAX_NOTEBOOK_BYTES per notebook, MAX_NOTEBOOKS notebooks,
   MAX_SUBMISSION_BYTES in all, MAX_LISTED entries listed; everything else
   is named in the notes, never read.
@@ -33,6 +34,8 @@ MAX_SUBMISSION_BYTES = 64 * 2**20
 MAX_LISTED = 200
 MAX_TIMESTAMP_BYTES = 200
 TIMESTAMP_FILE = "timestamp.txt"  # nbgrader's name, in each submission folder
+SECRET_FILE = "submission_secret.txt"  # nbgrader's exchange: release_feedback names a student's pages by it
+EXCHANGE_FILES = {TIMESTAMP_FILE: MAX_TIMESTAMP_BYTES, SECRET_FILE: 1024}  # read, at most this many bytes
 
 
 @dataclass(frozen=True)
@@ -90,11 +93,11 @@ def _read(directory: int, student: str, expected: tuple[str, ...]) -> Submission
         if is_link:
             links.append(name)
             continue
-        wanted = name.endswith(".ipynb") or name == TIMESTAMP_FILE
+        wanted = name.endswith(".ipynb") or name in EXCHANGE_FILES
         if not (is_file and wanted):
             unread.append(name + "/" if is_dir else name)
             continue
-        limit = MAX_TIMESTAMP_BYTES if name == TIMESTAMP_FILE else MAX_NOTEBOOK_BYTES
+        limit = EXCHANGE_FILES.get(name, MAX_NOTEBOOK_BYTES)
         if name.endswith(".ipynb") and notebooks >= MAX_NOTEBOOKS:
             unread.append(name)
             notes.append(f"{name} was not read: a submission may hold at most {MAX_NOTEBOOKS} notebooks")

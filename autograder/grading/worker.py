@@ -48,7 +48,7 @@ from ..judge.runner import judge_submission
 from . import feedback
 from .results import StudentResult, WorkerSettings
 from .sanitize import Sanitized, sanitize_submission
-from .submissions import Submission
+from .submissions import EXCHANGE_FILES, Submission
 
 
 @functools.lru_cache(maxsize=4)
@@ -93,7 +93,8 @@ def grade_one(submission: Submission, templates: dict[str, nbformat.NotebookNode
     result = StudentResult(submission.student, scores, verdicts, notes,
                            {name: list(s.notes) for name, s in sanitized.items()}, autograded,
                            sandboxed=sandbox.available())
-    result.feedback = feedback_pages(result, sanitized)
+    result.feedback = feedback_pages(result, sanitized, settings.assignment)
+    result.exchange = {name: data for name, data in submission.files.items() if name in EXCHANGE_FILES}
     clock.lap("feedback")
     result.phases, result.seconds = clock.laps, round(time.monotonic() - started, 2)
     return result
@@ -115,7 +116,7 @@ def _autograded(sanitized: Sanitized, verdicts: dict[str, Verdict]) -> str:
     return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def feedback_pages(result: StudentResult, sanitized: dict[str, Sanitized]) -> dict[str, bytes]:
+def feedback_pages(result: StudentResult, sanitized: dict[str, Sanitized], assignment: str = ASSIGNMENT) -> dict[str, bytes]:
     """{file name: page}: one page per notebook that could be read, and the index of every item."""
     verdicts = {gid: {"passed": v.passed, "message": v.message, "diagnosis": v.diagnosis}
                 for gid, v in result.verdicts.items()}
@@ -126,7 +127,7 @@ def feedback_pages(result: StudentResult, sanitized: dict[str, Sanitized]) -> di
             continue
         pages[f"{name}.html"] = feedback.notebook_page(result.student, name, notebook.notebook, notebook.saved_outputs,
                                                        verdicts, result.scores, notebook.notes).encode()
-        links[name] = f"{ASSIGNMENT}/{name}.html"
+        links[name] = f"{assignment}/{name}.html"
     pages["index.html"] = feedback.index_page(result.student, result.scores, verdicts,
                                               result.notes + [n for s in sanitized.values() for n in s.notes],
                                               links).encode()

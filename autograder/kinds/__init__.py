@@ -18,9 +18,6 @@ they are handed) or anything above.
 
 Trust: ``Kind.run`` executes student code (untrusted; in grading it is called
 only in the sandboxed ``judge.child``); everything else is trusted.
-
-May import: ``diagnosis``, ``workbook`` and the top-level ``resources``, ``exercises`` and ``cells``; for now also
-``judge.untrusted``, which runs an answer (the one import that points up).
 """
 
 from __future__ import annotations
