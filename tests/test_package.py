@@ -87,7 +87,7 @@ def test_a_checkout_this_user_cannot_write_to_keeps_its_work_in_the_users_cache(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert resources.checkout_root() == REPO
     assert resources.work_dir() == tmp_path / "cache" / "backprop-ninja"
-    writable[REPO / "build"] = True
+    writable[REPO / "build"] = writable[REPO] = True  # build/ itself, or the checkout where no build/ exists yet
     assert resources.work_dir() == REPO / "build"
 
 
