@@ -5,7 +5,7 @@
 
 import argparse
 
-from bench import bench_fused, bench_grading, bench_training
+from bench import bench_fused, bench_grading, bench_lecture, bench_training
 from bench.common import RESULTS, write_results
 
 NOTES = [
@@ -24,6 +24,9 @@ NOTES = [
     "Side by side as whole commands (`farm-bench`, 2 runs each, in turn), grading 6 copies of the full solution with "
     "`--jobs 2`, cluster start included: this grader 13.8 s wall, the earlier one (notebooks executed by nbgrader's "
     "autograde after the judge) 64.0 s; ratio 0.22. Both give the same grades.csv for every sample submission.",
+    "The lecture checker: `check-lecture` as a learner runs it (a new process that imports torch, then forks its "
+    "sandboxed children from itself before it computes anything) against running the same notebook's cells in a "
+    "kernel; a `grade-lecture` worker keeps a fork server, so its children start warm for every student.",
 ]
 
 
@@ -34,6 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = bench_training.rows(full=not args.quick) + bench_fused.rows()
     rows += bench_grading.rows(5 if args.quick else args.count) + bench_grading.thread_rows()
+    rows += bench_lecture.rows(1 if args.quick else 3)
     write_results(rows, NOTES)
     print(RESULTS.read_text())
 

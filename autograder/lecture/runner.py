@@ -37,7 +37,7 @@ from .parse import Plan, definitions_for
 from .statements import Statement, defines_cmp, is_cmp_or_print
 from .warm import environment, policy, wanted
 
-SPARE_CHILDREN = 2  # answers children forked ahead: the lines judged on their own may need a fresh one
+SPARE_CHILDREN = 4  # answers children forked ahead: the lines judged on their own and a .grad read may each need a fresh one
 MARGIN_SECONDS = 10.0  # beyond a request's budget before the child is killed outright
 MEMORY_LIMIT = 2 << 30  # bytes: torch imports and works; a runaway allocation gets MemoryError
 SETUP_ENTRY = "autograder.lecture.child:setup_main"
