@@ -735,8 +735,7 @@ def measure(check: Callable[[bytes, str], dict], corpus: list[Notebook], names_f
         try:
             report = check(notebook.to_bytes(), f"{notebook.name}.ipynb")
         except Exception as err:  # a checker that crashes gives no report
-            result.no_report.append(f"{notebook.name}: {type(err).__name__}: {err}")
-            report = {"items": []}
+            report = {"items": [], "error": f"{type(err).__name__}: {err}"}
         found = {f"{i['exercise']}_{i['name']}": i for i in report.get("items", [])}
         if not found:
             result.no_report.append(f"{notebook.name}: {str(report.get('error'))[:120]}")
