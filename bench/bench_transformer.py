@@ -97,6 +97,16 @@ def training_row(steps: int) -> tuple[Row, trn.TrainingRun, list[torch.Tensor]]:
     return row, run, parameters
 
 
+def rows(full: bool = True) -> list[Row]:
+    """The rows ``make bench`` reports (``run_all``): a training step, the LayerNorm, and Part 3's full schedule."""
+    torch.set_num_threads(1)
+    found = step_rows() + layer_norm_rows()
+    if full:
+        row, _, _ = training_row(trn.FULL_STEPS)
+        found.append(row)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=trn.FULL_STEPS)
