@@ -69,14 +69,16 @@ def points(predicate: Callable[[object], bool]) -> float:
 
 
 # The partly done student: Exercise 1 up to the bnvar_inv line, with the classic
-# sign slip in it, Exercise 2, and notebook 06's Part 1 through the final
-# LayerNorm, with its variance's derivative divided by C - 1 (Bessel's
+# sign slip in it, Exercise 2, and notebook 06's Part 1 up to the final
+# LayerNorm's variance, whose derivative is divided by C - 1 (Bessel's
 # correction, where LayerNorm has none); Exercises 0, 3, 4 and 5 and the rest
-# of 06 left blank.
+# of 06 left blank. Each slip is in the last cell done, as a student stops at a
+# check that fails (nbgrader's own autograde, which runs the notebook top to
+# bottom, then agrees with the judge's line-by-line verdicts).
 EX1, EX6 = notebook(1), notebook(6)
 PARTIAL_ANSWERS = set(answer_ids(EX1)[: answer_ids(EX1).index("ex1_line_bnvar_inv") + 1])
 PARTIAL_ANSWERS |= {"ex2_dlogits_fused"}
-PARTIAL_ANSWERS |= set(answer_ids(EX6)[: answer_ids(EX6).index("ex6_line_lnf_mean") + 1])
+PARTIAL_ANSWERS |= set(answer_ids(EX6)[: answer_ids(EX6).index("ex6_line_lnf_var") + 1])
 SIGN_SLIP = ("(bnvar + 1e-5)**-1.5", "(bnvar - 1e-5)**-1.5")
 SLIPS = {"ex1_line_bnvar_inv": SIGN_SLIP, "ex6_line_lnf_var": ("2 / C", "2 / (C - 1)")}  # answer id -> (old, new)
 HANGING_ANSWER = "ex1_line_logprobs"
