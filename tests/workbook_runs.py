@@ -120,7 +120,7 @@ def checked(kind: str, notebooks: tuple[str, ...] = NOTEBOOKS) -> Run:
     """Submission ``kind`` written to a folder and checked with the self-check's machinery.
 
     Only ``notebooks`` are run (``make test EX=2`` needs one); the folder
-    holds all six. The first call runs every kind at once (see ``_check_all``).
+    holds them all. The first call runs every kind at once (see ``_check_all``).
     """
     return _check_all(notebooks)[kind]
 
