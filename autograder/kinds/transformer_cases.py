@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -197,8 +197,6 @@ class TransformerKind(Kind):
     def labelled(results: list, case: Case):
         """The first failing setting's result (the first one when all pass), its comparisons named with the
         setting when the case has more than one."""
-        from dataclasses import replace
-
         chosen = next((index for index, result in enumerate(results) if not result.ok), 0)
         result = results[chosen]
         if len(results) == 1:

@@ -107,7 +107,7 @@ class TransformerGradientKind(TransformerKind, GradientKind):
         """ln2 on its own, as ``transformer.layer_norm_task`` sets it up in the notebook."""
         namespace.update({"x_ln": namespace["x1"].clone(), "gain_ln": namespace["ln2_gain"].clone(),
                           "xhat_ln": namespace["ln2_xhat"].clone(), "rstd_ln": namespace["ln2_rstd"].clone()})
-        namespace.update({name: value for name, value in given.items()})
+        namespace.update(given)
         (answer,) = item.answers
         runner.run_cell(sources[answer], answer, namespace)
         return self._variable(item, namespace)
