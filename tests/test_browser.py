@@ -55,6 +55,7 @@ import nbformat
 import pytest
 
 from autograder.exercises import answer_ids, items_of
+from hub.course_hub import process_tree
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO / "notebooks"
@@ -148,25 +149,6 @@ def _free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def _process_tree(pid: int) -> dict[int, str]:
-    """{pid: start time} of ``pid`` and its descendants (kernels run in sessions of their own)."""
-    parents, starts = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        child = int(stat.parent.name)
-        parents[child], starts[child] = int(fields[1]), fields[19]
-    tree, frontier = {}, [pid]
-    while frontier:
-        p = frontier.pop()
-        if p in starts:
-            tree[p] = starts[p]
-        frontier.extend(c for c, parent in parents.items() if parent == p)
-    return tree
-
-
 def _start_time(pid: int) -> str | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -176,7 +158,7 @@ def _start_time(pid: int) -> str | None:
 
 def _stop(proc: subprocess.Popen) -> None:
     """SIGTERM the server's process group (it shuts its kernels down), then SIGKILL what is left."""
-    tree = _process_tree(proc.pid)
+    tree = process_tree(proc.pid)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -681,7 +663,7 @@ def test_only_loopback_listens(lab, browser):
     try:
         deadline = time.monotonic() + 60
         while True:
-            sockets = _listening(set(_process_tree(lab.proc.pid)))
+            sockets = _listening(set(process_tree(lab.proc.pid)))
             if len(sockets) >= 6 or time.monotonic() > deadline:  # the server and the kernel's five ports
                 break
             time.sleep(0.5)

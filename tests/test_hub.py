@@ -43,7 +43,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from hub.course_hub import COURSE_ID, CourseHub, missing_tools, process_alive, processes_of, user_exists
+from hub.course_hub import COURSE_ID, CourseHub, describe, missing_tools, process_alive, processes_of, user_exists
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
@@ -484,7 +484,8 @@ def test_hub_stops_and_leaves_nothing_behind(course_hub):
     assert [pid for pid, start in tree_before.items() if process_alive(pid, start)] == []
     if hub.real_users:
         assert not any(user_exists(u.name) for u in hub.users.values())
-        assert processes_of(uids) == []
+        left = processes_of(uids)
+        assert left == [], [describe(pid) for pid in left]
     assert not root.exists()
     for port in hub.ports():
         with socket.socket() as s:
