@@ -593,5 +593,5 @@ def test_a_late_plugin_that_does_not_load_costs_no_grades(graded_out):
     printed: list[str] = []
     view = class_report.finish(out, results, 12.0, progress=printed.append)
     assert len(printed) == 1 and printed[0].startswith("warning: late penalties were not applied")
-    assert {g.student_id: (g.raw, g.penalty) for g in view.grades}["ada"] == (71.0, 0.0)
+    assert {g.student_id: (g.raw, g.penalty) for g in view.grades}["ada"] == (148.0, 0.0)
     assert "late penalties were not applied" in (out / "report.html").read_text(encoding="utf-8")

@@ -116,8 +116,8 @@ def test_autograded_and_feedback_are_where_nbgrader_looks(course):
     for student in ("ada", "bo"):
         autograded = path / "autograded" / student / ASSIGNMENT
         feedback = path / "feedback" / student / ASSIGNMENT
-        assert len(list(autograded.glob("*.ipynb"))) == 6 and (autograded / "timestamp.txt").exists()
-        assert len(list(feedback.glob("*.html"))) == 6
+        assert len(list(autograded.glob("*.ipynb"))) == len(NOTEBOOKS) and (autograded / "timestamp.txt").exists()
+        assert len(list(feedback.glob("*.html"))) == len(NOTEBOOKS)
         assert (feedback / "submission_secret.txt").read_text() == f"secret-of-{student}"
     tables = path / "reports" / ASSIGNMENT
     with open(tables / "grades.csv", newline="", encoding="utf-8") as file:
