@@ -17,9 +17,10 @@ JOBS ?=
 SUBMISSIONS ?= build/demo/submissions
 OUT ?= build/grading
 
-# Exercise 4 trains for 200k steps by default; tests and grading run a short
-# schedule (the same code, fewer steps).
+# Exercise 4 trains for 200k steps by default, notebook 06 for 2,500; tests and
+# grading run a short schedule (the same code, fewer steps).
 SHORT_EX4 := NINJA_EX4_STEPS=1000
+SHORT_EX6 := NINJA_EX6_STEPS=200
 
 .PHONY: install demo test lab release grade check bench clean names iris dist
 
@@ -54,7 +55,7 @@ $(READY): requirements.txt pyproject.toml
 
 test: $(READY) $(HUB_WHERE_POSSIBLE)
 	$(BIN)/ruff check .
-	$(SHORT_EX4) $(BIN)/python -m pytest -c tests/pytest.ini --rootdir=. -rs $(if $(EX),-m ex$(EX),)
+	$(SHORT_EX4) $(SHORT_EX6) $(BIN)/python -m pytest -c tests/pytest.ini --rootdir=. -rs $(if $(EX),-m ex$(EX),)
 
 # The fast tier, for the inner loop: the linter (ruff, configured in
 # pyproject.toml), then the unit tests that execute no notebook, kernel,

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
                          help="an nbgrader course folder: generate the assignment into COURSE/release/<assignment>/ "
                               "and its gradebook, ready for `nbgrader release_assignment` (a checkout or the wheel)")
 
-    notebooks = commands.add_parser("notebooks", help="copy the six student notebooks into DEST")
+    notebooks = commands.add_parser("notebooks", help="copy the student notebooks into DEST")
     notebooks.add_argument("dest", type=Path, help="the folder to write them to (created if needed)")
     notebooks.add_argument("--force", action="store_true", help="replace notebooks already in DEST")
 

@@ -2,7 +2,7 @@
 
 * ``data_file("names.txt")``, ``data_file("iris.csv")``: ``data/`` in a checkout,
   ``autograder/_bundled/data/`` in a wheel;
-* ``release_notebooks()``: the six student notebooks, ``notebooks/`` or
+* ``release_notebooks()``: the student notebooks, ``notebooks/`` or
   ``autograder/_bundled/notebooks/``;
 * ``course_source()``: what nbgrader generates the assignment from, the masters in
   ``solutions/``, or in a wheel ``autograder/_bundled/course/``, the masters with
@@ -46,7 +46,7 @@ def data_file(name: str) -> Path:
 
 
 def release_notebooks() -> Path:
-    """The folder of the six student notebooks."""
+    """The folder of the student notebooks."""
     return _either("notebooks", "notebooks")
 
 

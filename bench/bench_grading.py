@@ -1,10 +1,11 @@
 """Grading speed: one submission on a warm worker against running its notebooks, the phases, a class, the sandbox.
 
-* One full submission (the sample full solution, all six notebooks), graded
+* One full submission (the sample full solution, all seven notebooks), graded
   again and again by one warm worker (its fork server started once, not
-  counted), side by side with ``jupyter nbconvert --execute`` of the same six
-  notebooks (Exercise 4 at 1,000 steps): the ratio, and each phase's seconds
-  (sanitize, judge, record, feedback).
+  counted), side by side with ``jupyter nbconvert --execute`` of the same seven
+  notebooks (Exercise 4 at 1,000 steps, notebook 06 at 200): the ratio, and
+  each phase's seconds (sanitize, judge, record, feedback); and the same
+  submission without notebook 06, to show what its 65 items cost.
 * A class of 50 copies on the embedded Dask cluster with 2 workers: wall
   time, and from the worker seconds, the workers that grade 1,000 / 10,000 /
   100,000 submissions within an hour.
@@ -54,23 +55,43 @@ def workers_for(students: int, worker_seconds: float, hours: float = 1.0) -> int
     return math.ceil(students * worker_seconds / (hours * 3600))
 
 
-def warm_worker(folder: Path, rounds: int) -> list:
-    """``rounds`` gradings of one full submission by this process as a warm worker (results, in order)."""
+def warm_worker(folder: Path, rounds: int, leave_out: tuple[str, ...] = ()) -> list:
+    """``rounds`` gradings of one full submission by this process as a warm worker (results, in order).
+
+    ``leave_out``: notebooks graded as not handed in (their items are not judged).
+    """
     from autograder.grading import worker
 
     templates, gradebook = template_course()
     bundle = template_bundle(templates, gradebook)
     notebooks = worker._templates(bundle["digest"], tuple(sorted(bundle["notebooks"].items())))
-    submission = read_submission(folder, "student", NOTEBOOKS)
+    submission = read_submission(folder, "student", tuple(nb for nb in NOTEBOOKS if nb not in leave_out))
     socket = worker._fork_server()
     worker.grade_one(submission, notebooks, WorkerSettings(), socket, time.monotonic())  # warm: references, children
     return [worker.grade_one(submission, notebooks, WorkerSettings(), socket, time.monotonic()) for _ in range(rounds)]
 
 
+def notebook_06_rows(folder: Path, rounds: int = 5) -> list[Row]:
+    """What notebook 06's items add to a full submission on a warm worker: with it and without it, interleaved."""
+    best = {"without": float("inf"), "with": float("inf")}
+    judge = {"without": [], "with": []}
+    for _ in range(2):
+        for label, leave_out in (("without", ("06_transformer_block",)), ("with", ())):
+            results = warm_worker(folder, rounds, leave_out)
+            best[label] = min(best[label], *(r.seconds for r in results))
+            judge[label] += [r.phases["judge"] for r in results]
+    print(json.dumps({"best": best, "judge": judge}))
+    return [Row("one full submission on a warm worker: without notebook 06 vs with it (its 65 items on 3 hidden "
+                "settings, a 30-step training run each)", "without 06", best["without"], "with 06", best["with"], "s",
+                "adds <= 1 s"),
+            Row("the same, phase `judge` (median)", "without 06", statistics.median(judge["without"]), "with 06",
+                statistics.median(judge["with"]), "s", "")]
+
+
 def nbconvert_seconds(folder: Path) -> float:
-    """Plain execution of the six notebooks of ``folder``, one after another, as Jupyter runs them."""
+    """Plain execution of the notebooks of ``folder``, one after another, as Jupyter runs them."""
     scratch = Path(tempfile.mkdtemp())
-    env = {**os.environ, "NINJA_EX4_STEPS": "1000", "MPLBACKEND": "agg"}
+    env = {**os.environ, "NINJA_EX4_STEPS": "1000", "NINJA_EX6_STEPS": "200", "MPLBACKEND": "agg"}
     started = time.perf_counter()
     for notebook in NOTEBOOKS:
         subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
@@ -90,9 +111,9 @@ def one_submission_rows(folder: Path, rounds: int = 5) -> list[Row]:
     assert all(r.total() == results[0].total() for r in results), "the same submission must get the same score"
     phases = {phase: statistics.median(r.phases[phase] for r in results) for phase in PHASES}
     print(json.dumps({"worker_seconds": [r.seconds for r in results], "nbconvert": executed, "phases": phases}))
-    rows = [Row("one full submission (six notebooks) on a warm worker vs plain `jupyter nbconvert --execute` of the "
-                "same six (Exercise 4 at 1,000 steps)", "nbconvert", min(executed), "worker", best.seconds, "s",
-                "<= 0.06")]
+    rows = [Row("one full submission (seven notebooks) on a warm worker vs plain `jupyter nbconvert --execute` of the "
+                "same seven (Exercise 4 at 1,000 steps, notebook 06 at 200)", "nbconvert", min(executed), "worker",
+                best.seconds, "s", "<= 0.06")]
     rows += [Row(f"one full submission on a warm worker, phase `{phase}` (median of {rounds}) vs the whole",
                  "whole (best)", best.seconds, phase, phases[phase], "s", "") for phase in PHASES]
     return rows
@@ -193,6 +214,7 @@ def rows(count: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as scratch:
         batch = submissions(Path(scratch), count)
         found = one_submission_rows(batch / "student000")
+        found += notebook_06_rows(batch / "student000")
         grading, _ = class_rows(batch, Path(scratch) / "out")
     return found + grading + sandbox_rows()
 

@@ -1,11 +1,12 @@
 """``make bench``: run every benchmark and write bench/RESULTS.md.
 
-``--quick`` skips the two long ones (the 200,000-step run and the 50-student batch).
+``--quick`` skips the three long ones (the 200,000-step run, notebook 06's 2,500 steps and the
+50-student batch).
 """
 
 import argparse
 
-from bench import bench_fused, bench_grading, bench_lecture, bench_training
+from bench import bench_fused, bench_grading, bench_lecture, bench_training, bench_transformer
 from bench.common import RESULTS, write_results
 
 NOTES = [
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--count", type=int, default=50, help="students in the grading batch")
     args = parser.parse_args()
-    rows = bench_training.rows(full=not args.quick) + bench_fused.rows()
+    rows = bench_training.rows(full=not args.quick) + bench_fused.rows() + bench_transformer.rows(full=not args.quick)
     rows += bench_grading.rows(5 if args.quick else args.count) + bench_grading.thread_rows()
     rows += bench_lecture.rows(1 if args.quick else 3)
     write_results(rows, NOTES)

@@ -58,6 +58,7 @@ class Answer:
     diagnosis: str
     words: tuple[str, ...] = ()
     never: tuple[str, ...] = ()
+    edit: tuple[str, str] = ()  # (old, new): the master's answer cell with this one change, instead of ``body``
 
 
 # dbnvar with epsilon subtracted, and everything the notebook derives from it
@@ -242,6 +243,74 @@ ANSWERS: dict[str, Answer] = {
                               ("32 appears in your code; the hidden case has n = 20",)),
     "dbnvar epsilon sign, hidden": Answer("ex1_dbnvar", "ex1_line_bnvar_inv", EPS_BUG, "epsilon", EPSILON_WORDS,
                                           NOT_A_FACTOR),
+    # notebook 06: each planted in the master's answer cell, judged on the hidden settings
+    **{label: Answer(grade_id, answer_id, "", code, words, never, (old, new)) for label, (grade_id, answer_id, old, new,
+                                                                                     code, words, never) in {
+        "ex6 LayerNorm variance with Bessel's correction": (
+            "ex6_dlnf_diff", "ex6_line_lnf_var", "2 / C", "2 / (C - 1)", "layernorm.bessel",
+            ("C - 1", "divides by C"), NOT_A_FACTOR),
+        "ex6 fused LayerNorm with C/(C-1)": (
+            "ex6_dx_ln", "ex6_ln_fused", "- xhat_ln *", "- C / (C - 1) * xhat_ln *", "layernorm.bessel",
+            ("C / (C - 1) on the x-hat term", "no n/(n-1) here"), NOT_A_FACTOR),
+        "ex6 LayerNorm epsilon subtracted": (
+            "ex6_dlnf_var", "ex6_line_lnf_rstd", "lnf_var + 1e-5", "lnf_var - 1e-5", "epsilon",
+            ("epsilon", "variance is smallest", "var + 1e-5"), NOT_A_FACTOR),
+        "ex6 LayerNorm epsilon left out": (
+            "ex6_dln1_var", "ex6_line_ln1_rstd", "ln1_var + 1e-5", "ln1_var", "epsilon", ("epsilon",), NOT_A_FACTOR),
+        "ex6 attention scale missing": (
+            "ex6_dscores", "ex6_line_scaled", "hs**-0.5 * dscaled", "dscaled", "attention.scale",
+            ("sqrt(hs) = sqrt(8)", "is missing"), ("twice",)),
+        "ex6 attention scale twice, one head": (
+            "ex6_dk_h", "ex6_attention_head", " * hs**-0.5", " * hs**-1.0", "attention.scale",
+            ("1/sqrt(hs)", "applied twice"), ("missing",)),
+        "ex6 softmax without its row sum, one head": (
+            "ex6_dq_h", "ex6_attention_head", "att_h * (datt_h - (att_h * datt_h).sum(-1, keepdim=True))",
+            "att_h * datt_h", "softmax.row_sum", ("row-sum",), ()),
+        "ex6 softmax without the att_sum branch": (
+            "ex6_datt_exp", "ex6_line_att_sum", "datt_exp += datt_sum", "pass", "branch.missing",
+            ("only one of the two uses of att_exp", "through att)", "it also feeds att_sum"), ()),
+        "ex6 K not transposed": (
+            "ex6_dk", "ex6_line_scores", "dk = dscores.transpose(-2, -1) @ q", "dk = dscores @ q",
+            "attention.k_transpose", ("the keys' gradient from dS",), ()),
+        "ex6 Q from the transposed scores, one head": (
+            "ex6_dq_h", "ex6_attention_head", "dq_h = dscores_h @ k_h", "dq_h = dscores_h.T @ k_h",
+            "attention.k_transpose", ("the queries' gradient",), ()),
+        "ex6 a gradient in the masked future": (
+            "ex6_dmasked", "ex6_line_att_exp", "dmasked = att_exp * datt_exp",
+            "dmasked = (scaled - att_max).exp() * datt_exp", "attention.future_leak", ("above the diagonal",), ()),
+        "ex6 one head through the unmasked softmax": (
+            "ex6_dq_h", "ex6_attention_head", "dv_h = att_h.T @ dy_h",
+            "att_h = torch.softmax(q_h @ k_h.T * hs**-0.5, -1)\ndv_h = att_h.T @ dy_h", "attention.future_leak",
+            ("without its causal mask",), ()),
+        "ex6 block with the scale missing": (
+            "ex6_backward", "ex6_manual_backward", " * hs**-0.5  # softmax and scale", "  # softmax and scale",
+            "attention.scale", ("bqkv", "is missing"), ()),
+        "ex6 block without the row sum": (
+            "ex6_backward", "ex6_manual_backward", "dscores = att * (datt - (att * datt).sum(-1, keepdim=True))",
+            "dscores = att * datt", "softmax.row_sum", ("row-sum",), ()),
+        "ex6 dx1 overwritten by the LayerNorm's part": (
+            "ex6_dx1", "ex6_line_ln2_diff", "dx1 += dln2_diff", "dx1 = dln2_diff", "branch.missing",
+            ("only one of the two uses of x1", "through ln2", "residual sum x2"), ()),
+        "ex6 dh_pre overwritten by GELU's inner part": (
+            "ex6_dh_pre", "ex6_line_gelu_in", "dh_pre +=", "dh_pre =", "branch.missing",
+            ("only one of the two uses of h_pre",), ()),
+        "ex6 dWo transposed": (
+            "ex6_dWo", "ex6_line_attn_out", "y.reshape(B * T, C).T @ dattn_out.reshape(B * T, C)",
+            "dattn_out.reshape(B * T, C).T @ y.reshape(B * T, C)", "shape.transposed", ("the transpose",), ()),
+        "ex6 dwte scattered with +=": (
+            "ex6_dwte", "ex6_line_tok_emb", "dwte.index_add_(0, Xb.view(-1), dtok_emb.reshape(-1, C))",
+            "dwte[Xb] += dtok_emb", "scatter.repeats", ("index_add_",), ()),
+        "ex6 dlogits divided by 384": (
+            "ex6_dlogits", "ex6_line_loss", "/ (B * T)", "/ 384", "hardcoded_size",
+            ("384 appears in your code; the hidden case has B * T = 66",), ()),
+        "ex6 block with B and T typed in": (
+            "ex6_backward", "ex6_manual_backward", "B, T = Xb.shape", "B, T = 24, 16", "hardcoded_size",
+            ("24 appears in your code; the hidden case has B = 6", "16 appears in your code; the hidden case has T = 11"),
+            ()),
+        "ex6 training with nh typed in": (
+            "ex6_training", "ex6_manual_backward", "nh = config.n_head", "nh = 4", "hardcoded_size",
+            ("4 appears in your code; the hidden case has nh = 5",), ()),
+    }.items()},
 }
 
 
@@ -279,7 +348,11 @@ def diagnose_line(ns: dict, mistake: Line) -> tuple[bool, str, str]:
 
 
 def answer_source(mistake: Answer, master_answers: dict[str, str]) -> str:
-    """The mistaken answer cell: a body of its own, or Exercise 4's master with one change."""
+    """The mistaken answer cell: a body of its own, or a master's with one change."""
+    if mistake.edit:
+        old, new = mistake.edit
+        assert old in master_answers[mistake.answer_id], f"{mistake.answer_id}: {old!r} not in the master"
+        return master_answers[mistake.answer_id].replace(old, new)
     if mistake.answer_id == "ex4_manual_backward":
         master = master_answers[mistake.answer_id]
         if mistake.body.startswith("["):

@@ -1,6 +1,6 @@
 """pytest plugin: tag each solution notebook's cells with its exercise marker.
 
-nbval collects notebook cells as test items; marking them ``ex0``..``ex5`` by
+nbval collects notebook cells as test items; marking them ``ex0``..``ex6`` by
 the notebook's number lets ``make test EX=2`` run one exercise end to end.
 """
 

@@ -16,6 +16,8 @@ not work offline). It
   ``->`` hint);
 * in notebook 01 checks that every hint (``<details>`` under a task) is
   collapsed when the notebook opens, and that a click on a summary opens it;
+* in notebook 06 opens the first task's first hint with a click, types the
+  first answer and runs it and its check (``approximate: True``);
 * checks nbgrader's lab and server extensions are enabled and opens the
   formgrader on the course folder ``build/course``;
 * checks the server and its kernels listen on loopback only, and that the
@@ -78,7 +80,9 @@ NBGRADER_SERVER_EXTENSIONS = (
     "nbgrader.server_extensions.course_list", "nbgrader.server_extensions.validate_assignment",
 )
 FIRST_NOTEBOOK = "01_atomic_backprop"
+TRANSFORMER_NOTEBOOK = "06_transformer_block"
 CORRECT_ANSWER = "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n"
+TRANSFORMER_ANSWER = "dlogits = (F.softmax(logits, -1) - F.one_hot(Yb, V)) / (B * T)"
 WRONG_ANSWER = "dlogprobs = torch.zeros_like(logprobs)"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 SETUP_TIMEOUT_MS = 120_000  # a cold kernel imports torch and reads the names data
@@ -516,6 +520,9 @@ def test_notebook_opens_and_runs_its_setup(lab, page, notebook):
     if notebook == FIRST_NOTEBOOK:
         check_first_answer(page, lab, cells, release, first_answer)
         return
+    if notebook == TRANSFORMER_NOTEBOOK:
+        check_a_hint_and_an_answer(page, lab, cells, release, first_answer)
+        return
     screenshot(page, cells.nth(setup[-1]), notebook, block="start")  # the last setup cell and its output
     saved = save_and_read_back(page, lab, notebook)
     assert_saved_intact(saved, release)
@@ -550,6 +557,35 @@ def check_first_answer(page, lab, cells, release, first_answer: int) -> None:
     saved = save_and_read_back(page, lab, FIRST_NOTEBOOK)
     assert_saved_intact(saved, release, edited={first_answer: header + WRONG_ANSWER})
     assert saved.cells[first_answer + 1].outputs[-1].output_type == "error"
+    assert_no_errors(saved, setup_cells(release)[1])
+
+
+def check_a_hint_and_an_answer(page, lab, cells, release, first_answer: int) -> None:
+    """Notebook 06: the first task's first hint opens with a click; the first answer passes its check."""
+    task = cells.nth(first_answer - 1)
+    assert "<summary>Hint 1:" in release.cells[first_answer - 1].source
+    details = task.locator(".jp-RenderedMarkdown details")
+    assert not details.first.evaluate("d => d.open")
+    details.first.locator("summary").click()
+    details.first.locator("p").first.wait_for(state="visible")
+    assert details.first.evaluate("d => d.open") and not details.nth(1).evaluate("d => d.open")
+    screenshot(page, task, f"{TRANSFORMER_NOTEBOOK.split('_')[0]}_hint_open", block="start")
+
+    answer, check = cells.nth(first_answer), cells.nth(first_answer + 1)
+    header = release.cells[first_answer].source[: -len(STUB)]
+    assert release.cells[first_answer + 1].source.startswith('assert cmp("logits"')
+    replace_last_lines(page, answer, STUB.count("\n") + 1, TRANSFORMER_ANSWER)
+    page.keyboard.press("Shift+Enter")  # runs the answer, selects its check
+    page.keyboard.press("Shift+Enter")  # runs the check
+    passed = check.locator(".jp-OutputArea-output").filter(has_text="approximate: True")
+    passed.wait_for(timeout=CHECK_TIMEOUT_MS)
+    assert re.search(r"logits\s+\| exact: \w+\s+\| approximate: True .*\| shape \(24, 16, 27\)", passed.inner_text())
+    assert check.locator(".jp-OutputArea-output", has_text="Error").count() == 0
+    screenshot(page, answer, TRANSFORMER_NOTEBOOK)
+
+    saved = save_and_read_back(page, lab, TRANSFORMER_NOTEBOOK)
+    assert_saved_intact(saved, release, edited={first_answer: header + TRANSFORMER_ANSWER})
+    assert saved.cells[first_answer + 1].outputs and saved.cells[first_answer + 1].outputs[-1].output_type != "error"
     assert_no_errors(saved, setup_cells(release)[1])
 
 

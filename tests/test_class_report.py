@@ -203,6 +203,8 @@ def test_forward_lines_of_items():
     assert class_mistakes.forward_line("ex1_dnorm_logits") == "counts = norm_logits.exp()"
     assert "hprebn.sum(0, keepdim=True)" in class_mistakes.forward_line("ex1_dhprebn")  # two lines feed it
     assert class_mistakes.forward_line("ex2_dlogits") == ""
+    assert class_mistakes.forward_line("ex6_dln2_mean") == "ln2_diff = x1 - ln2_mean"
+    assert class_mistakes.forward_line("ex6_dx_ln") == ""
 
 
 def test_plain_language_messages():
@@ -269,7 +271,7 @@ NFD_ZOE = unicodedata.normalize("NFD", "zoë k")  # her folder name, as macOS wr
 
 def fixture_grades() -> list[StudentGrade]:
     full = {item.grade_id: float(item.points) for item in ITEMS}
-    ada = dict(full, ex3_dhprebn=0.0, ex4_backward=0.0)  # 72 - 12 = 60
+    ada = dict(full, ex3_dhprebn=0.0, ex4_backward=0.0)  # max_score() - 12 = 149 - 12 = 137
     stranger = {item.grade_id: (float(item.points) if item.grade_id in ("ex2_dlogits", "ex3_dhprebn") else 0.0)
                 for item in ITEMS}  # 4 + 6
     return [StudentGrade("ada", ada, sum(ada.values()), 6.0, 2.5 * 86400, "2026-12-05 12:00:00"),
@@ -290,14 +292,16 @@ def csv_lines(table: list[list[str]]) -> list[str]:
 
 def test_the_fixture_grades_are_what_the_fixtures_say():
     grades = {g.student_id: g for g in fixture_grades()}
-    assert (grades["ada"].raw, grades["ada"].score, grades["stranger"].raw, max_score()) == (60, 54, 10, 72)
+    # the whole workbook: 72 points in notebooks 00-05 and 77 in 06 (59 gradients, 3 + 2 + 2 + 1, 6 and 4)
+    assert max_score() == 72 + 77 == 149
+    assert (grades["ada"].raw, grades["ada"].score, grades["stranger"].raw) == (149 - 12, 149 - 12 - 6, 10)
 
 
 def test_roster_students_in_order_then_unknown_ones():
     rows = rows_with_roster()
     assert [(r.student_id, r.status) for r in rows] == [("ada", ""), ("zoë k", ""), ("no show", "no submission"),
                                                        ("stranger", "not on the roster")]
-    assert [r.score for r in rows] == [54, 72, 0, 10]
+    assert [r.score for r in rows] == [131, 149, 0, 10]
     assert rows[1].grade.student_id == NFD_ZOE  # matched across Unicode normal forms
 
 
@@ -320,7 +324,7 @@ def test_long_file_has_a_row_per_student_and_item_and_the_penalty():
     by_student: dict[str, float] = {}
     for student, _item, score, _ in body:
         by_student[student] = by_student.get(student, 0.0) + float(score)
-    assert by_student == {"ada": 54.0, "zoë k": 72.0, "no show": 0.0, "stranger": 10.0}
+    assert by_student == {"ada": 131.0, "zoë k": 149.0, "no show": 0.0, "stranger": 10.0}
     assert ["ada", "late_penalty", -6.0, "0"] in body
     assert "ada,late_penalty,-6,0" in csv_lines(table)  # a number, not text a spreadsheet could take for a formula
     assert sum(float(m) for s, _, _, m in body if s == "no show") == max_score()
@@ -440,8 +444,10 @@ def test_finish_writes_the_class_files_and_nbgrader_export_reads_out(graded_out)
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "ex1_dbnmeani" in page and page.count("data:image/png;base64,") == 3
     exported = run_nbgrader_export(out)
-    assert {s: float(row["score"]) for s, row in exported.items()} == {"ada": 71.0, "=bo x": 70.0, "cy": 66.0, "zoë k": 72.0}
-    assert {float(row["max_score"]) for row in exported.values()} == {72.0}
+    # each planted mistake costs its item's points: 1, 1 + 1, and 1 + 1 + ex2_dlogits' 4, of 149
+    assert {s: float(row["score"]) for s, row in exported.items()} == {"ada": 148.0, "=bo x": 147.0, "cy": 143.0,
+                                                                         "zoë k": 149.0}
+    assert {float(row["max_score"]) for row in exported.values()} == {149.0}
 
 
 @pytest.mark.slow
@@ -459,12 +465,12 @@ def test_late_work_the_nbgrader_way(graded_out):
         config.write('c.AssignLatePenalties.plugin_class = "tests.late_plugins.HalfOffPerDay"\n')
     view = class_report.finish(out, results, 12.0)
     grades = {g.student_id: g for g in view.grades}
-    assert (grades["ada"].raw, grades["ada"].penalty, grades["ada"].score) == (71.0, 71.0, 0.0)
+    assert (grades["ada"].raw, grades["ada"].penalty, grades["ada"].score) == (148.0, 148.0, 0.0)
     assert grades["ada"].seconds_late == 25 * 3600
     assert (grades["cy"].penalty, grades["=bo x"].penalty) == (0.0, 0.0)
     exported = run_nbgrader_export(out)  # nbgrader's own export sees the same
     assert (float(exported["ada"]["raw_score"]), float(exported["ada"]["late_submission_penalty"]),
-            float(exported["ada"]["score"])) == (71.0, 71.0, 0.0)
+            float(exported["ada"]["score"])) == (148.0, 148.0, 0.0)
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "holds no time nbgrader can read" in page
     late_work = page.split("Late work")[1].split("Grades")[0]
@@ -473,7 +479,7 @@ def test_late_work_the_nbgrader_way(graded_out):
     cli.main(["export", str(out), "--format", "moodle", "--output", str(out / "moodle.csv")])
     with open(out / "moodle.csv", newline="", encoding="utf-8") as file:
         ada = next(row for row in csv.DictReader(file) if row["ID number"] == "ada")
-    assert (ada["Backprop Ninja"], ada["Backprop Ninja raw score"], ada["Late penalty"]) == ("0", "71", "71")
+    assert (ada["Backprop Ninja"], ada["Backprop Ninja raw score"], ada["Late penalty"]) == ("0", "148", "148")
 
 
 @pytest.mark.slow
@@ -490,10 +496,10 @@ def test_the_export_command_with_a_roster(graded_out, tmp_path, capsys):
     assert "no submission (exported with 0): no show" in printed
     assert "not on the roster (exported, unknown to the LMS): =bo x, cy" in printed
     lines = (tmp_path / "canvas.csv").read_text(encoding="utf-8").splitlines()
-    assert lines[:4] == ["Student,ID,SIS User ID,SIS Login ID,Section,Ninja (7)", "    Points Possible,,,,,72",
-                         '"Lovelace, Ada",,S1001,alovelace,A,71', "Zoë,,S1002,zoe,A,72"]
+    assert lines[:4] == ["Student,ID,SIS User ID,SIS Login ID,Section,Ninja (7)", "    Points Possible,,,,,149",
+                         '"Lovelace, Ada",,S1001,alovelace,A,148', "Zoë,,S1002,zoe,A,149"]
     # every cell that a spreadsheet would run as a formula is quoted, the SIS id column too
-    assert lines[4:] == ["no show,,S1003,,B,0", "'=bo x,,'=bo x,,,70", "cy,,cy,,,66"]
+    assert lines[4:] == ["no show,,S1003,,B,0", "'=bo x,,'=bo x,,,147", "cy,,cy,,,143"]
     with pytest.raises(SystemExit, match="error: cannot read the roster .*nowhere.csv"):
         cli.main(command + [str(tmp_path / "nowhere.csv")])
 
@@ -587,5 +593,5 @@ def test_a_late_plugin_that_does_not_load_costs_no_grades(graded_out):
     printed: list[str] = []
     view = class_report.finish(out, results, 12.0, progress=printed.append)
     assert len(printed) == 1 and printed[0].startswith("warning: late penalties were not applied")
-    assert {g.student_id: (g.raw, g.penalty) for g in view.grades}["ada"] == (71.0, 0.0)
+    assert {g.student_id: (g.raw, g.penalty) for g in view.grades}["ada"] == (148.0, 0.0)
     assert "late penalties were not applied" in (out / "report.html").read_text(encoding="utf-8")

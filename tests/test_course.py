@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.exercises import ASSIGNMENT, ITEMS, max_score
+from autograder.exercises import ASSIGNMENT, ITEMS, NOTEBOOKS, max_score
 from autograder.grading.grade import grade, student_folders
 from autograder.grading.release import release_into_course
 from autograder.grading.report import Destination
@@ -116,8 +116,8 @@ def test_autograded_and_feedback_are_where_nbgrader_looks(course):
     for student in ("ada", "bo"):
         autograded = path / "autograded" / student / ASSIGNMENT
         feedback = path / "feedback" / student / ASSIGNMENT
-        assert len(list(autograded.glob("*.ipynb"))) == 6 and (autograded / "timestamp.txt").exists()
-        assert len(list(feedback.glob("*.html"))) == 6
+        assert len(list(autograded.glob("*.ipynb"))) == len(NOTEBOOKS) and (autograded / "timestamp.txt").exists()
+        assert len(list(feedback.glob("*.html"))) == len(NOTEBOOKS)
         assert (feedback / "submission_secret.txt").read_text() == f"secret-of-{student}"
     tables = path / "reports" / ASSIGNMENT
     with open(tables / "grades.csv", newline="", encoding="utf-8") as file:
@@ -131,7 +131,7 @@ def test_release_feedback_hands_each_student_their_pages(course):
     exchange.mkdir(mode=0o777)
     nbgrader(path, "release_feedback", ASSIGNMENT, f"--Exchange.root={exchange}", "--CourseDirectory.course_id=ml101")
     released = list((exchange / "ml101" / "feedback").glob("*.html"))
-    assert len(released) == 12  # six pages each for ada and bo, named by their secrets
+    assert len(released) == 2 * len(NOTEBOOKS)  # a page per notebook each for ada and bo, named by their secrets
 
 
 def test_plain_nbgrader_autograde_gives_the_same_scores_on_honest_work(course):

@@ -109,7 +109,7 @@ def test_no_pointer_without_a_fitting_hint():
 
 def test_a_tensor_of_two_notebooks_needs_the_notebook(monkeypatch):
     both = GradientKind.items_checking("logits")
-    assert both == ["ex1_dlogits", "ex2_dlogits"]
+    assert both == ["ex1_dlogits", "ex2_dlogits", "ex6_dlogits"]
     monkeypatch.setattr(cells, "_recorded_cells", [])
     assert hints.pointer_for_check(both, "scale.1/n") is None  # 01 has no hint for it, 02 has: no guess
     assert hints.pointer("ex2_dlogits", "scale.1/n") == "see hint 3 above: the whole batch"

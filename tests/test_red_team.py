@@ -74,6 +74,26 @@ def _sneaky(folder: Path) -> None:
     save(folder, submission({a: code for a, (code, _) in SNEAKY.items()}))
 
 
+# Notebook 06: PyTorch's own backward passes of the layers the notebook derives, through autograd or called as
+# kernels, one per answer cell.
+KERNEL = "calls one of PyTorch's own backward kernels"
+BORROWED_BACKWARD = {
+    "ex6_ln_fused": ("x = x_ln.clone().requires_grad_()\nF.layer_norm(x, (C,), gain_ln, None, 1e-5).backward(dout_ln)\n"
+                     "dx_ln = x.grad\n", "calls backward()"),
+    "ex6_attention_head": ("q, k, v = (t.clone().requires_grad_() for t in (q_h, k_h, v_h))\n"
+                           "F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(dy_h)\n"
+                           "dq_h, dk_h, dv_h = q.grad, k.grad, v.grad\n", "calls backward()"),
+    "ex6_line_lnf_mean": ("dx2 = torch.ops.aten.native_layer_norm_backward(dlnf_out, x2, (C,), lnf_mean, lnf_rstd, "
+                          "lnf_gain, lnf_bias, [True, False, False])[0]\n", KERNEL),
+    "ex6_line_gelu_in": ("dh_pre = torch.ops.aten.gelu_backward(dh, h_pre, approximate='tanh')\n", KERNEL),
+    "ex6_line_att_max": ("dmasked = torch._softmax_backward_data(datt, att, -1, att.dtype)\n", KERNEL),
+}
+
+
+def _borrowed_backward(folder: Path) -> None:
+    save(folder, submission({a: code for a, (code, _) in BORROWED_BACKWARD.items()}))
+
+
 def _links(out: Path, honest: Path) -> callable:
     """Every notebook but 00 is something other than a file of the student's own."""
     def write(folder: Path) -> None:
@@ -152,7 +172,7 @@ def attacked(tmp_path_factory):
     honest = submissions / "honest"
     save(honest, submission())
     save(submissions / "honest_too", submission())
-    writers = {"sneaky": _sneaky, "links": _links(out, honest), "flood": _flood, "memory": _memory, "html": _html,
+    writers = {"sneaky": _sneaky, "borrowed_backward": _borrowed_backward, "links": _links(out, honest), "flood": _flood, "memory": _memory, "html": _html,
                "many_cells": _many_cells, "hangs": _hangs_everywhere,
                FORMULA_ID: lambda folder: save(folder, submission(default=BLANK)),
                SCRIPT_ID: lambda folder: save(folder, submission(default=BLANK)),
@@ -185,6 +205,20 @@ def test_each_way_behind_the_code_is_flagged_and_scores_zero(attacked, answer_id
     for item in [i for i in ITEMS if answer_id in i.answers]:
         assert result.score(item.grade_id) == 0, item.grade_id
         assert any(reason in flag for flag in result.verdicts[item.grade_id].flags), result.verdicts[item.grade_id]
+
+
+@pytest.mark.parametrize("answer_id", list(BORROWED_BACKWARD))
+def test_pytorchs_own_backward_passes_are_flagged_and_score_zero(attacked, answer_id):
+    """F.layer_norm's and F.scaled_dot_product_attention's backward through autograd, and the aten kernels."""
+    result = attacked["results"]["borrowed_backward"]
+    _, reason = BORROWED_BACKWARD[answer_id]
+    items = [i for i in ITEMS if answer_id in i.answers]
+    assert items
+    for item in items:
+        assert result.score(item.grade_id) == 0, item.grade_id
+        assert any(reason in flag for flag in result.verdicts[item.grade_id].flags), result.verdicts[item.grade_id]
+    untouched = [i for i in ITEMS if not set(i.answers) & set(BORROWED_BACKWARD)]
+    assert all(result.score(i.grade_id) == i.points for i in untouched)
 
 
 def test_links_pipes_and_huge_files_are_never_followed_or_read(attacked):
@@ -536,6 +570,9 @@ def test_the_scan_flags_every_way_around_the_derivation():
             ("x = eval('1')", "eval"), ("import ctypes", "imports ctypes"), ("x = torch.ops.aten", "torch.ops"),
             ("x = vars(torch)", "vars"), ("x = torch.nn.Parameter(h)", "nn.Parameter"),
             ("x = torch._C", "private attribute"), ("from numpy import os", "uses os"),
-            ("x = F.torch.sys.modules", "reaches the module sys")]:
+            ("x = F.torch.sys.modules", "reaches the module sys"),
+            ("x = torch.batch_norm_backward_elemt", "backward kernels (batch_norm_backward_elemt)"),
+            ("x = torch.ops.aten.native_layer_norm_backward", "backward kernels (native_layer_norm_backward)"),
+            ("from torch import _softmax_backward_data", "backward kernels (_softmax_backward_data)")]:
         flags = scan_answers([answer("ex1_line_loss", code)])
         assert any(reason in flag for flag in flags), (code, flags)

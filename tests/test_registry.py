@@ -24,7 +24,7 @@ CELL_METADATA = {"nbgrader"}
 
 
 def exercise_mark(notebook_id: str):
-    """The task marker (ex0..ex5) of a notebook id, for ``make test EX=n``."""
+    """The task marker (ex0..ex6) of a notebook id, for ``make test EX=n``."""
     return getattr(pytest.mark, f"ex{exercise_number(notebook_id)}")
 
 by_notebook = pytest.mark.parametrize("notebook", [pytest.param(nb, marks=exercise_mark(nb)) for nb in NOTEBOOKS])

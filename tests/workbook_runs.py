@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.checking import selfcheck
-from autograder.exercises import EX1_LINES, ITEMS, NOTEBOOKS, Item
+from autograder.exercises import EX1_LINES, EX6_LINES, ITEMS, NOTEBOOKS, Item
 from autograder.grading.samples import filled
 
 KINDS = ("blank", "partial", "solutions")
@@ -44,14 +44,17 @@ EX4_STEPS = 300
 WRONG = {
     "ex1_line_bnvar_inv": ("(bnvar + 1e-5)**-1.5", "(bnvar - 1e-5)**-1.5"),  # the sign of epsilon
     "ex4_manual_backward": ("dbngain = (", "dbngain = -("),  # dbngain with its sign flipped
+    "ex6_line_lnf_var": ("2 / C", "2 / (C - 1)"),  # LayerNorm's variance with Bessel's correction
 }
 _EX1 = [line.answer_id for line in EX1_LINES]
+_EX6 = [line.answer_id for line in EX6_LINES]
 PARTIAL = {
     "ex0_grad_o", "ex0_grad_n", "ex0_grad_sum",  # the first three steps of the neuron
     *_EX1[: _EX1.index("ex1_line_bnvar_inv") + 1],  # Exercise 1 down to the line with the slip
     "ex2_dlogits_fused",  # Exercise 2; Exercise 3 left blank
     "ex4_manual_backward",  # with the sign slip
     "ex5_mlp_backward",  # the backward pass, not Adam
+    *_EX6[: _EX6.index("ex6_line_lnf_var") + 1],  # notebook 06 down to the final LayerNorm's line with the slip
 }
 
 
@@ -117,7 +120,7 @@ def checked(kind: str, notebooks: tuple[str, ...] = NOTEBOOKS) -> Run:
     """Submission ``kind`` written to a folder and checked with the self-check's machinery.
 
     Only ``notebooks`` are run (``make test EX=2`` needs one); the folder
-    holds all six. The first call runs every kind at once (see ``_check_all``).
+    holds them all. The first call runs every kind at once (see ``_check_all``).
     """
     return _check_all(notebooks)[kind]
 

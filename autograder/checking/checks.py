@@ -10,6 +10,8 @@ and a new kind's checks appear with it. The comparisons themselves are
 * notebooks 01-03: ``cmp`` (one gradient tensor against autograd's)
 * notebook 04: ``check_backward``, ``check_training`` (the manual backward pass, alone and over SGD steps)
 * notebook 05: ``check_mlp_backward``, ``check_adam_step``, ``check_adam_training``
+* notebook 06: ``cmp``, ``check_block_backward``, ``check_training_run`` (the whole block's backward pass, and
+  the training run beside autograd's)
 
 ``from autograder.checking.checks import cmp`` works for each of them.
 """

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exercises import EX1_LINES, ITEMS, ITEMS_BY_ID
+from ..exercises import EX1_LINES, EX6_LINES, ITEMS, ITEMS_BY_ID
 from ..judge.records import Verdict
 from ..judge.scan import flag_code
 from .csv_cells import safe_writer
@@ -164,8 +164,8 @@ def teach_again(rows: list[MistakeRow]) -> list[MistakeRow]:
 
 
 def forward_line(grade_id: str) -> str:
-    """The forward-pass line(s) an Exercise 1 item's answer cells undo, or '' for other exercises."""
+    """The forward-pass line(s) an Exercise 1 (or notebook 06 Part 1) item's answer cells undo, or '' for others."""
     item = ITEMS_BY_ID[grade_id]
-    by_answer = {line.answer_id: line.code for line in EX1_LINES}
+    by_answer = {line.answer_id: line.code for line in EX1_LINES + EX6_LINES}
     lines = [by_answer[a] for a in item.answers if a in by_answer]
     return "  and  ".join(lines)

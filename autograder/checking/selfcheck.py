@@ -8,8 +8,9 @@ hidden check on unseen inputs.
 
 * Each notebook runs on a **copy**, in a temporary folder, with nbclient and
   a time limit per notebook; the student's files are only read. Exercise 4
-  trains for ``NINJA_EX4_STEPS`` = 300 steps (the graded checks do not depend
-  on the length of the run).
+  trains for ``NINJA_EX4_STEPS`` = 300 steps and notebook 06 for
+  ``NINJA_EX6_STEPS`` = 100 (the graded checks do not depend on the length of
+  the run).
 * The hidden checks are public (``autograder.judge.verdict``), so they run here too,
   in this process: ``judge_item`` on the answer cells of the notebook as
   saved. That is the student's own code on the student's own machine, which
@@ -46,10 +47,12 @@ import nbformat
 
 from ..exercises import NOTEBOOKS, Item, items_of
 from ..workbook.training import EX4_STEPS_ENV
+from ..workbook.transformer_training import STEPS_ENV as EX6_STEPS_ENV
 
 DEFAULT_FOLDER = Path("notebooks")
 NOTEBOOK_SECONDS = 300.0  # per notebook, in its kernel
 EX4_STEPS = 300
+EX6_STEPS = 100
 JUDGE_SECONDS = 60.0  # per item, for the hidden check of its answer cells
 JOBS = min(2, os.cpu_count() or 1)  # notebooks run at once
 MAX_LINES = 12  # of a test cell's output, per failing item
@@ -160,7 +163,8 @@ def execute_copy(path: Path, timeout: float = NOTEBOOK_SECONDS, ex4_steps: int =
         # One thread per kernel, as when grading: the tensors are small, and threads that spin on cores
         # shared with the other notebook running beside it slow both down.
         threads = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if name not in os.environ}
-        env = {**os.environ, **threads, EX4_STEPS_ENV: str(ex4_steps), "PYTHONWARNINGS": "ignore"}
+        env = {**os.environ, **threads, EX4_STEPS_ENV: str(ex4_steps), EX6_STEPS_ENV: str(EX6_STEPS),
+               "PYTHONWARNINGS": "ignore"}
         deadline, note = time.monotonic() + timeout, ""
         with client.setup_kernel(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
             for index, cell in enumerate(nb.cells):
@@ -280,8 +284,8 @@ def hidden_verdict(item: Item, answers: dict[str, str], seconds: float):
 
 def report(results: list[NotebookResult], source: Path, ex4_steps: int = EX4_STEPS) -> str:
     """The text ``backprop-ninja check`` prints."""
-    lines = [f"backprop-ninja check: each notebook in {source} runs on a copy ({EX4_STEPS_ENV}={ex4_steps}); "
-             "your files are not changed.", ""]
+    lines = [f"backprop-ninja check: each notebook in {source} runs on a copy ({EX4_STEPS_ENV}={ex4_steps}, "
+             f"{EX6_STEPS_ENV}={EX6_STEPS}); your files are not changed.", ""]
     width = max(len(r.notebook) for r in results) if results else 0
     for result in results:
         if result.problem:

@@ -49,8 +49,9 @@ CODES: tuple[Code, ...] = (
     Code("scale.other", "off by another constant factor, clearly different from 1",
          "off by a constant factor of {factor}{detail}: the shape of the formula is right, a constant is not"),
     Code("epsilon", "a tiny relative error, largest where the variance is smallest: BatchNorm's epsilon",
-         "nearly right: off by at most {relative} of its scale, most where the batch variance is smallest; "
-         "that is the mark of a wrong epsilon: check that it is (bnvar + 1e-5), added, in every power of the variance"),
+         "nearly right: off by at most {relative} of its scale, most where the variance is smallest; "
+         "that is the mark of a wrong epsilon: check that it is (bnvar + 1e-5), added, in every power of the variance "
+         "(in a LayerNorm: its var + 1e-5)"),
     Code("branch.missing", "a tensor used twice gets only one of its two contributions",
          "only one of the two uses of {name} is counted (through {use}); it also feeds {other}: "
          "add that contribution with +=, do not overwrite with ="),
@@ -72,7 +73,7 @@ CODES: tuple[Code, ...] = (
          "not in the order of the parameters: {detail}; return the gradients as {expected}"),
     Code("hardcoded_size", "right on the notebook's sizes, wrong on others: a size typed in as a number",
          "it works on the notebook's sizes ({notebook}) but not on others ({hidden}){literals}: "
-         "take every size from the tensors (.shape) or from n"),
+         "take every size from the tensors (.shape) or from the variables that hold it (n; B, T, C, nh, hs, M, V)"),
     Code("offset", "every entry off by the same amount",
          "every entry is off by the same amount ({offset:+.4g}): the gradient did not start from zero "
          "(ones_like instead of zeros_like?) or a constant was added"),
@@ -89,6 +90,23 @@ CODES: tuple[Code, ...] = (
          "no specific diagnosis: go through the derivation of this line again"),
     Code("unknown", "not a float tensor at all (None, a number, a list): nothing to diagnose",
          "nothing to diagnose: the answer must be a float tensor of the tensor's shape"),
+    # Notebook 06: the mistakes a transformer block invites.
+    Code("attention.future_leak", "a gradient that reaches masked (future) positions",
+         "a gradient reaches the future: {detail}; a masked score is a constant -inf, its probability exactly 0, "
+         "so no gradient may flow there (use the masked attention, not a softmax without the mask)"),
+    Code("attention.scale", "the attention's 1/sqrt(hs) missing or applied twice",
+         "off by a factor of {factor} = {detail}: the scores are scaled by 1/sqrt(hs) once, so their gradient "
+         "carries that factor once"),
+    Code("layernorm.bessel", "LayerNorm's variance taken with Bessel's correction (C - 1) where the forward divides by C",
+         "this is the gradient of a variance divided by C - 1 (Bessel's correction, {where}); LayerNorm's "
+         "variance divides by C, the number of features of one position: there is no n/(n-1) here"),
+    Code("softmax.row_sum", "the softmax's backward without its row-sum term",
+         "the softmax's backward is missing its row-sum term: the probabilities of a row share one normaliser, "
+         "so a change of one score moves every probability of its row, and P * dP alone counts only the direct path"),
+    Code("attention.k_transpose", "the keys' gradient from the scores' gradient not transposed (or the queries' "
+                                  "from a transposed one)",
+         "the right shape from the wrong product: {detail}; dS[t, s] belongs to query t and key s, so a key's "
+         "gradient adds up over the queries that looked at it, a query's over the keys it looked at"),
 )
 CODES_BY_NAME = {code.code: code for code in CODES}
 NO_HINT = CODES_BY_NAME["none"].message

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 import torch
 import torch.nn.functional as F
 
+from ..workbook.transformer import GELU_CUBIC, GELU_SCALE, LN_EPS
 from .codes import NOTHING_FITS, Diagnosis, diagnosis
 
 Context = Mapping[str, object]
@@ -36,8 +37,9 @@ def diagnose(name: str, got: torch.Tensor, expected: torch.Tensor, context: Cont
     got, expected = got.detach().double(), expected.detach().double()
     if got.shape != expected.shape:
         return shape_diagnosis(got, expected)
-    for check in (_zeros, _the_tensor_itself, _sign, _scale, _offset, _one_branch, _another_gradient,
-                  _local_derivative, _embedding_scatter, _epsilon, _neighbour_as_local_derivative):
+    for check in (_zeros, _the_tensor_itself, _sign, _future_leak, _square_transposed, _attention_scale, _scale,
+                  _offset, _layer_norm_variants, _attention_variants, _one_branch, _another_gradient,
+                  _local_derivative, _embedding_scatter, _token_scatter, _epsilon, _neighbour_as_local_derivative):
         found = check(name, got, expected, context)
         if found is not None:
             return found
@@ -45,8 +47,10 @@ def diagnose(name: str, got: torch.Tensor, expected: torch.Tensor, context: Cont
 
 
 def close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal up to float32 noise, for recognising a candidate (looser than the verdict)."""
-    return a.shape == b.shape and (a - b).abs().max().item() <= 1e-4 * b.abs().max().item() + 1e-8
+    """Equal up to float32 noise, for recognising a candidate (looser than the verdict); never a candidate with
+    an infinite entry (a masked score: inf <= inf would hold)."""
+    return a.shape == b.shape and bool(torch.isfinite(b).all()) \
+        and (a - b).abs().max().item() <= 1e-4 * b.abs().max().item() + 1e-8
 
 
 # ------------------------------------------------------------------ shapes
@@ -473,5 +477,242 @@ def context_of(forward: Mapping[str, torch.Tensor], inputs: Mapping[str, object]
         else:
             context[key] = value
     if isinstance(context.get("Yb"), torch.Tensor):
-        context.setdefault("n", len(context["Yb"]))
+        context.setdefault("n", context["Yb"].numel())  # the predictions the loss averages: n, or B*T
     return context
+
+
+# ------------------------------------------------ notebook 06: the transformer block
+#
+# The tensors of ``workbook.transformer.chunked_forward`` (x0 ... logits) and of
+# Part 2's tasks (``x_ln``; ``q_h``, ``k_h``, ``v_h`` of one head, or of every
+# head at once in the hidden checks). A context holds their forward values,
+# their gradients as ``d<name>`` and, in the hidden checks, the sizes as ints.
+
+def matches(got: torch.Tensor, variant: torch.Tensor | None, expected: torch.Tensor) -> bool:
+    """``got`` is ``variant`` (a known mistake, recomputed), much nearer to it than the mistake is to the right
+    answer; a mistake too small to tell from float32 rounding (1e-6 of the scale) matches nothing."""
+    if variant is None or variant.shape != got.shape or not bool(torch.isfinite(variant).all()):
+        return False
+    mistake = (variant - expected).abs().max().item()
+    if mistake <= 1e-6 * expected.abs().max().item():
+        return False
+    return (got - variant).abs().max().item() <= 0.1 * mistake
+
+
+def _square_transposed(name, got, expected, context) -> Diagnosis | None:
+    """A square matrix's gradient transposed (``Wo`` is (C, C): its shape cannot tell)."""
+    if got.dim() == 2 and got.shape[0] == got.shape[1] > 1 and not close(got, expected) and close(got.T, expected):
+        return diagnosis("shape.transposed", have="the transpose", want="the matrix itself")
+    return None
+
+
+def _token_scatter(name, got, expected, context) -> Diagnosis | None:
+    """``dwte[Xb] += dtok_emb``, which keeps one contribution of a repeated character (``scatter.repeats``)."""
+    Xb, dtok_emb = context.get("Xb"), _tensor(context, "dtok_emb")
+    if name != "wte" or not isinstance(Xb, torch.Tensor) or dtok_emb is None:
+        return None
+    overwritten = torch.zeros_like(got)
+    overwritten[Xb] += dtok_emb
+    return diagnosis("scatter.repeats") if matches(got, overwritten, expected) else None
+
+
+def _tensor(context: Context, name: str) -> torch.Tensor | None:
+    value = context.get(name)
+    return value.detach().double() if isinstance(value, torch.Tensor) and value.is_floating_point() else None
+
+
+def _head_size(context: Context, suffix: str = "") -> int | None:
+    """hs: from the context's sizes, else from the queries' last dimension."""
+    if isinstance(context.get("hs"), int):
+        return context["hs"]
+    q = context.get(f"q{suffix}")
+    return q.shape[-1] if isinstance(q, torch.Tensor) and q.dim() >= 2 else None
+
+
+def _future_leak(name, got, expected, context) -> Diagnosis | None:
+    """Entries above the diagonal of a (.., T, T) gradient where autograd's are exactly 0: the masked future."""
+    if got.dim() < 2 or got.shape[-1] != got.shape[-2] or got.shape[-1] < 2:
+        return None
+    future = torch.ones(got.shape[-2:], dtype=torch.bool).triu(1)
+    if expected[..., future].any() or not expected.any():
+        return None
+    leaked = got[..., future].abs() > 1e-6 * expected.abs().max().item()
+    if not leaked.any():
+        return None
+    return diagnosis("attention.future_leak",
+                     detail=f"{int(leaked.sum())} entries above the diagonal (a key after its query) are not 0")
+
+
+# The gradients that carry the attention's 1/sqrt(hs) once; qkv and its layer carry it in two of three thirds.
+SCALED_BY_ATTENTION = ("scores", "scaled", "q", "k", "q_h", "k_h")
+QKV_GRADIENTS = ("qkv", "bqkv", "Wqkv")
+
+
+def _factor(got: torch.Tensor, expected: torch.Tensor) -> float | None:
+    """The constant c with got = c * expected, when there is one (up to float32 noise)."""
+    norm = (expected * expected).sum().item()
+    if norm == 0:
+        return None
+    factor = (got * expected).sum().item() / norm
+    return factor if close(got, factor * expected) else None
+
+
+def _attention_scale(name, got, expected, context) -> Diagnosis | None:
+    hs = _head_size(context, "_h" if name.endswith("_h") else "")
+    if hs is None or hs < 2 or name not in SCALED_BY_ATTENTION + QKV_GRADIENTS:
+        return None
+    if name in QKV_GRADIENTS:
+        if got.shape[-1] % 3:
+            return None
+        (gq, gk, gv), (eq, ek, ev) = got.chunk(3, -1), expected.chunk(3, -1)
+        factor = _factor(gq, eq)
+        if factor is None or not close(gv, ev) or not close(gk, factor * ek):
+            return None
+    else:
+        factor = _factor(got, expected)
+    if factor is None:
+        return None
+    for value, detail in ((hs**0.5, f"sqrt(hs) = sqrt({hs}): the scale 1/sqrt(hs) is missing"),
+                          (hs**-0.5, f"1/sqrt(hs) = 1/sqrt({hs}): the scale is applied twice")):
+        if math.isclose(factor, value, rel_tol=1e-3):
+            return diagnosis("attention.scale", factor=f"{factor:.4g}", detail=detail)
+    return None
+
+
+LAYER_NORMS = ("ln1", "ln2", "lnf")
+
+
+def _layer_norm_variants(name, got, expected, context) -> Diagnosis | None:
+    """LayerNorm with Bessel's correction (Part 1's diff, Part 2's fused dx), or a wrong epsilon (Part 1's var)."""
+    C = got.shape[-1] if got.dim() else 0
+    if name == "x_ln" and C > 1:
+        parts = [_tensor(context, key) for key in ("gain_ln", "xhat_ln", "rstd_ln", "dout_ln")]
+        if all(part is not None for part in parts):
+            gain, xhat, rstd, dout = parts
+            g = gain * dout
+            bessel = rstd * (g - g.mean(-1, keepdim=True) - C / (C - 1) * xhat * (g * xhat).mean(-1, keepdim=True))
+            if matches(got, bessel, expected):
+                return diagnosis("layernorm.bessel", where="C / (C - 1) on the x-hat term")
+    for ln in LAYER_NORMS:
+        if name == f"{ln}_diff" and C > 1:
+            parts = [_tensor(context, key) for key in (f"{ln}_rstd", f"d{ln}_xhat", f"{ln}_diff", f"d{ln}_var")]
+            if all(part is not None for part in parts):
+                rstd, dxhat, diff, dvar = parts
+                if matches(got, rstd * dxhat + 2 / (C - 1) * diff * dvar, expected):
+                    return diagnosis("layernorm.bessel", where="2 / (C - 1) in the variance's part")
+        if name == f"{ln}_var":
+            var, drstd = _tensor(context, f"{ln}_var"), _tensor(context, f"d{ln}_rstd")
+            if var is None or drstd is None:
+                continue
+            for wrong in (var - LN_EPS, var):  # epsilon subtracted, or left out
+                variant = -0.5 * wrong.clamp_min(1e-30) ** -1.5 * drstd
+                if matches(got, variant, expected):
+                    relative = (got - expected).abs().max().item() / max(expected.abs().max().item(), 1e-30)
+                    return diagnosis("epsilon", relative=f"{relative:.1e}")
+    return None
+
+
+def attention_backward(P, dY, Q, K, V, scale: float, mistake: str = ""):
+    """(dQ, dK, dV) of Y = softmax(Q K^T * scale, causal) V, given P and dY, with one of the mistakes
+    notebook 06 invites: "row_sum" (the softmax's backward without it), "k_transpose" (dK from dS, not
+    dS^T), "q_transpose" (dQ from dS^T), "unmasked" (the softmax taken without the causal mask)."""
+    if mistake == "unmasked":
+        P = torch.softmax(Q @ K.transpose(-2, -1) * scale, -1)
+    dP = dY @ V.transpose(-2, -1)
+    dS = P * dP * scale if mistake == "row_sum" else P * (dP - (P * dP).sum(-1, keepdim=True)) * scale
+    dQ = (dS.transpose(-2, -1) if mistake == "q_transpose" else dS) @ K
+    dK = (dS if mistake == "k_transpose" else dS.transpose(-2, -1)) @ Q
+    return dQ, dK, P.transpose(-2, -1) @ dY
+
+
+ATTENTION_MISTAKES = {  # mistake -> (code, detail)
+    "unmasked": ("attention.future_leak", "it is the gradient of the attention without its causal mask"),
+    "row_sum": ("softmax.row_sum", ""),
+    "k_transpose": ("attention.k_transpose", "the keys' gradient from dS where it takes dS transposed"),
+    "q_transpose": ("attention.k_transpose", "the queries' gradient from dS transposed where it takes dS"),
+}
+
+
+def _attention_variants(name, got, expected, context) -> Diagnosis | None:
+    """The attention's backward with one of ``attention_backward``'s mistakes, for the gradient ``name``."""
+    suffix = "_h" if name in ("q_h", "k_h", "v_h") else ""
+    if name not in ("q", "k", "q_h", "k_h", "v_h") + QKV_GRADIENTS:
+        return None
+    if name in ("q", "k"):  # Part 1: the scores' gradient is given
+        dS, q, k = (_tensor(context, key) for key in ("dscores", "q", "k"))
+        if dS is None or q is None or k is None:
+            return None
+        variants = {"q_transpose": dS.transpose(-2, -1) @ k} if name == "q" else {"k_transpose": dS @ q}
+        for mistake, value in variants.items():
+            if matches(got, value, expected):
+                return diagnosis(ATTENTION_MISTAKES[mistake][0], detail=ATTENTION_MISTAKES[mistake][1])
+        return None
+    P, dY, Q, K, V = [_tensor(context, key) for key in (
+        ("att_h", "dy_h", "q_h", "k_h", "v_h") if suffix else ("att", "dy_heads", "q", "k", "v"))]
+    hs = _head_size(context, suffix)
+    if any(t is None for t in (P, dY, Q, K, V)) or hs is None:
+        return None
+    for mistake, (code, detail) in ATTENTION_MISTAKES.items():
+        try:
+            variant = _as_gradient_of(name, attention_backward(P, dY, Q, K, V, hs**-0.5, mistake), context)
+        except (RuntimeError, IndexError, KeyError):
+            continue
+        if matches(got, variant, expected):
+            return diagnosis(code, **({"detail": detail} if detail else {}))
+    return None
+
+
+def _as_gradient_of(name: str, grads, context: Context) -> torch.Tensor | None:
+    """The gradient of ``name`` from the attention's (dQ, dK, dV): one of them, or qkv's, bqkv's or Wqkv's."""
+    dQ, dK, dV = grads
+    if name in ("q_h", "k_h", "v_h"):
+        return {"q_h": dQ, "k_h": dK, "v_h": dV}[name]
+    B, nh, T, hs = dQ.shape
+    dqkv = torch.cat([d.transpose(1, 2).reshape(B, T, nh * hs) for d in (dQ, dK, dV)], -1)
+    if name == "qkv":
+        return dqkv
+    if name == "bqkv":
+        return dqkv.sum((0, 1))
+    ln1_out = _tensor(context, "ln1_out")
+    return None if ln1_out is None else ln1_out.reshape(B * T, -1).T @ dqkv.reshape(B * T, -1)
+
+
+def _transformer_uses() -> dict[str, tuple[tuple[str, Callable], tuple[str, Callable]]]:
+    """Notebook 06's tensors used twice (x1 and x0: by the residual sum and by their LayerNorm)."""
+    uses = {
+        "att_exp": (("att", lambda c: c["datt"] / c["att_sum"]),
+                    ("att_sum", lambda c: torch.ones_like(c["att_exp"]) * c["datt_sum"])),
+        "masked": (("att_exp", lambda c: c["att_exp"] * c["datt_exp"]),
+                   ("att_max", lambda c: F.one_hot(c["masked"].max(-1).indices, c["masked"].shape[-1]) * c["datt_max"])),
+        "h_pre": (("h", lambda c: 0.5 * (1.0 + c["gelu_tanh"]) * c["dh"]),
+                  ("gelu_in", lambda c: GELU_SCALE * (1.0 + 3 * GELU_CUBIC * c["h_pre"] ** 2) * c["dgelu_in"])),
+        "x2": (("lnf_diff", lambda c: c["dlnf_diff"]),
+               ("lnf_mean", lambda c: torch.ones_like(c["x2"]) * c["dlnf_mean"] / c["x2"].shape[-1])),
+        "x1": (("the residual sum x2", lambda c: c["dx2"]),
+               ("ln2", lambda c: c["dln2_diff"] + c["dln2_mean"] / c["x1"].shape[-1])),
+        "x0": (("the residual sum x1", lambda c: c["dx1"]),
+               ("ln1", lambda c: c["dln1_diff"] + c["dln1_mean"] / c["x0"].shape[-1])),
+    }
+    for ln in LAYER_NORMS:
+        uses[f"{ln}_diff"] = (
+            (f"{ln}_xhat", lambda c, ln=ln: c[f"{ln}_rstd"] * c[f"d{ln}_xhat"]),
+            (f"{ln}_var", lambda c, ln=ln: 2 / c[f"{ln}_diff"].shape[-1] * c[f"{ln}_diff"] * c[f"d{ln}_var"]))
+    return uses
+
+
+TWO_USES.update(_transformer_uses())
+
+
+def hardcoded_sizes(notebook: Mapping[str, int], hidden: Mapping[str, int], sources: list[str]) -> Diagnosis | None:
+    """A size typed in as a number, named: each size (or product, "B * T") of ``notebook`` that differs on
+    ``hidden`` and is written in ``sources``; None when none is (then the failure has another cause)."""
+    written = _whole_numbers(sources)
+    named = [f"; {notebook[size]} appears in your code; the hidden case has {size} = {hidden[size]}"
+             for size in notebook if notebook[size] in written and notebook[size] != hidden.get(size)]
+    if not named:
+        return None
+
+    def text(sizes: Mapping[str, int]) -> str:
+        return ", ".join(f"{size} = {value}" for size, value in sizes.items() if " " not in size)
+
+    return diagnosis("hardcoded_size", notebook=text(notebook), hidden=text(hidden), literals="".join(named))

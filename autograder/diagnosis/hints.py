@@ -22,7 +22,7 @@ no pointer: the diagnosis itself says all there is.
 
 from __future__ import annotations
 
-from ..exercises import EX1_LINES, ITEMS_BY_ID, Item
+from ..exercises import EX1_LINES, EX6_LINES, ITEMS_BY_ID, Item
 
 SHAPE_CODES = ("shape.missing_dim", "shape.extra_dim", "shape.broadcast_hidden")
 SHAPE_ALL = SHAPE_CODES + ("shape.transposed",)
@@ -65,6 +65,50 @@ HINT_TITLES: dict[str, tuple[str, ...]] = {
     "ex4_manual_backward": ("what the loop adds up", "index_add_", "why not dC[Xb] += demb"),
     # 05_iris_adam
     "ex5_mlp_backward": ("three kinds of steps", "the local derivatives", "where to stop"),
+    # 06_transformer_block
+    "ex6_line_loss": ("Exercise 2's formula", "how many predictions", "the shape of the answer"),
+    "ex6_line_logits": ("B·T rows", "match the shapes", "the shape of the answer"),
+    "ex6_line_lnf_out": ("broadcasting", "the local derivatives", "the shape of the answer"),
+    "ex6_line_lnf_xhat": ("broadcasting", "the shape of the answer"),
+    "ex6_line_lnf_rstd": ("the power rule", "the shape of the answer"),
+    "ex6_line_lnf_var": ("the local derivative", "broadcast and add", "the shape of the answer"),
+    "ex6_line_lnf_diff": ("a difference that broadcasts", "a copy before +=", "the shape of the answer"),
+    "ex6_line_lnf_mean": ("a mean, backwards", "the shape of the answer"),
+    "ex6_line_x2": ("a sum routes", "the shape of the answer"),
+    "ex6_line_mlp_out": ("as for the head", "the shape of the answer"),
+    "ex6_line_h": ("a product of two inputs", "the shape of the answer"),
+    "ex6_line_gelu_tanh": ("as in Exercise 1",),
+    "ex6_line_gelu_in": ("a polynomial", "the shape of the answer"),
+    "ex6_line_h_pre": ("as for the down projection", "the shape of the answer"),
+    "ex6_line_ln2_out": ("as for lnf",),
+    "ex6_line_ln2_xhat": ("as for lnf",),
+    "ex6_line_ln2_rstd": ("as for lnf",),
+    "ex6_line_ln2_var": ("as for lnf",),
+    "ex6_line_ln2_diff": ("add, this time", "the shape of the answer"),
+    "ex6_line_ln2_mean": ("as for lnf",),
+    "ex6_line_x1": ("as for x2",),
+    "ex6_line_attn_out": ("as for the MLP's projections",),
+    "ex6_line_y": ("moving numbers computes nothing", "the shape of the answer"),
+    "ex6_line_y_heads": ("a batch of products", "the shape of the answer", "why datt is not zero in the future"),
+    "ex6_line_att": ("a quotient", "broadcasting", "the shape of the answer"),
+    "ex6_line_att_sum": ("a sum, backwards",),
+    "ex6_line_att_exp": ("exp and a difference", "what happens to the future", "the shape of the answer"),
+    "ex6_line_att_max": ("where the maximum came from", "the shape of the answer"),
+    "ex6_line_masked": ("a copy and a constant", "the shape of the answer"),
+    "ex6_line_scaled": ("a constant factor",),
+    "ex6_line_scores": ("name the transpose", "shapes will not tell", "the shape of the answer"),
+    "ex6_line_q_k_v": ("undo, then put side by side", "the shape of the answer"),
+    "ex6_line_qkv": ("the same three formulas", "the shape of the answer"),
+    "ex6_line_ln1_out": ("as for lnf",),
+    "ex6_line_ln1_xhat": ("as for lnf",),
+    "ex6_line_ln1_rstd": ("as for lnf",),
+    "ex6_line_ln1_var": ("as for lnf",),
+    "ex6_line_ln1_diff": ("add, this time", "the shape of the answer"),
+    "ex6_line_ln1_mean": ("as for lnf",),
+    "ex6_line_x0": ("broadcast over the batch", "the shape of the answer"),
+    "ex6_line_tok_emb": ("as C[Xb] in Exercise 1", "without a loop", "the shape of the answer"),
+    "ex6_ln_fused": ("the gain does not come out of the sums", "the variance and the mean", "into x, and the result"),
+    "ex6_attention_head": ("the value mix and the scores", "the softmax of one row", "the shape of the answer"),
 }
 
 Hint = int | tuple[str, int]  # a number under the item's last answer cell, or (answer id, number)
@@ -148,6 +192,79 @@ POINTERS: dict[str, dict[str, Hint]] = {
 }
 
 
+def _ex6_pointers() -> dict[str, dict[str, Hint]]:
+    """Notebook 06: Part 1's gradients, Part 2's LayerNorm and attention head (its two functions have no hints)."""
+    summed = SHAPE_CODES + ("shape.missing_sum", "shape.wrong_dim")
+    values = ("sign", "scale.other", "local_only", "other_tensor")
+    # A projection's three gradients: its first hint says how (B·T rows), its second gives the formulas.
+    projection = {**_codes(*SHAPE_ALL, "shape.missing_sum", "hardcoded_size", "other_tensor", "local_only", hint=1),
+                  **_codes("sign", "scale.other", hint=2)}
+    table: dict[str, dict[str, Hint]] = {
+        "ex6_dlogits": {**_codes("sign", "offset", "other_tensor", "local_only", hint=1),
+                        **_codes("scale.1/n", "scale.other", "hardcoded_size", hint=2), **_codes(*SHAPE_ALL, hint=3)},
+        "ex6_dlnf_rstd": {**_codes(*summed, hint=1), **_codes("sign", "scale.other", "local_only", hint=2)},
+        "ex6_dlnf_var": {**_codes("epsilon", "sign", "scale.other", "local_only", hint=1), **_codes(*SHAPE_CODES, hint=2)},
+        "ex6_dlnf_diff": {**_codes("layernorm.bessel", "scale.other", "sign", "local_only", hint=1),
+                          **_codes("branch.missing", "alias", hint=2), **_codes(*SHAPE_CODES, hint=3)},
+        "ex6_dlnf_mean": {**_codes("sign", *summed, hint=1), **_codes("other_tensor", hint=3)},
+        "ex6_dx2": {**_codes("scale.other", "scale.1/n", hint=1), **_codes(*SHAPE_CODES, hint=2),
+                    **_codes("branch.missing", "alias", hint=("ex6_line_lnf_diff", 2))},
+        "ex6_dmlp_out": _codes("other_tensor", "sign", "scale.other", hint=1),
+        "ex6_dgelu_tanh": _codes(*values, hint=1),
+        "ex6_dgelu_in": _codes(*values, hint=1),
+        "ex6_dh_pre": {**_codes("scale.other", "sign", "local_only", hint=1), **_codes("branch.missing", "alias", hint=2)},
+        "ex6_dx1": _codes("branch.missing", "alias", "scale.other", hint=1),
+        "ex6_dattn_out": _codes("other_tensor", "sign", "scale.other", hint=1),
+        "ex6_dy_heads": {**_codes("shape.view", "hardcoded_size", hint=1), **_codes(*SHAPE_ALL, hint=2)},
+        "ex6_datt_sum": {**_codes(*values, hint=1), **_codes(*summed, hint=2)},
+        "ex6_datt_exp": _codes("branch.missing", "alias", *SHAPE_CODES, hint=1),
+        "ex6_datt_max": {**_codes("sign", *summed, hint=1), **_codes("other_tensor", hint=3)},
+        "ex6_dmasked": {**_codes("branch.missing", "alias", hint=1),
+                        **_codes("local_only", "other_tensor", hint=("ex6_line_att_exp", 1)),
+                        **_codes("attention.future_leak", hint=("ex6_line_att_exp", 2))},
+        "ex6_dscaled": _codes("attention.future_leak", "attention.scale", "other_tensor", hint=1),
+        "ex6_dscores": _codes("attention.scale", "scale.other", "sign", "other_tensor", hint=1),
+        "ex6_dqkv": {**_codes("shape.view", "other_tensor", "hardcoded_size", hint=1), **_codes(*SHAPE_ALL, hint=2)},
+        "ex6_dx0": _codes("branch.missing", "alias", "scale.other", hint=1),
+        "ex6_dtok_emb": _codes("other_tensor", "sign", "scale.other", hint=1),
+        "ex6_dwpe": {**_codes(*summed, "hardcoded_size", "other_tensor", hint=1), **_codes("sign", "scale.other", hint=2)},
+        "ex6_dwte": {**_codes("other_tensor", "local_only", "scale.other", hint=1),
+                     **_codes("scatter.repeats", "offset", hint=2), **_codes(*SHAPE_ALL, "hardcoded_size", hint=3)},
+        "ex6_dx_ln": {**_codes("branch.missing", "local_only", "other_tensor", hint=1),
+                      **_codes("layernorm.bessel", "scale.1/n", "scale.other", "sign", "epsilon", *SHAPE_ALL, hint=3)},
+        "ex6_dv_h": {**_codes("other_tensor", "shape.transposed", "sign", "scale.other", hint=1),
+                     **_codes("attention.future_leak", hint=2)},
+    }
+    for name in ("dlnf_out", "dWlm"):  # the head: B·T rows, then the shapes
+        table[f"ex6_{name}"] = {**_codes("other_tensor", "local_only", hint=1),
+                                **_codes(*SHAPE_ALL, "hardcoded_size", hint=2), **_codes("sign", "scale.other", hint=3)}
+    for name in ("dlnf_xhat", "dlnf_gain", "dlnf_bias"):
+        table[f"ex6_{name}"] = {**_codes(*summed, hint=1), **_codes(*values, hint=2)}
+    for name in ("dh", "dW2", "db2", "dln2_out", "dW1", "db1", "dln1_out", "dWqkv", "dbqkv"):
+        table[f"ex6_{name}"] = projection
+    for name in ("dy", "dWo", "dbo"):  # their cell has one hint
+        table[f"ex6_{name}"] = _codes(*SHAPE_ALL, "shape.missing_sum", "hardcoded_size", *values, hint=1)
+    for name in ("datt", "dv"):
+        table[f"ex6_{name}"] = {**_codes("other_tensor", "local_only", "shape.transposed", hint=1),
+                                **_codes("sign", "scale.other", hint=2)}
+    for ln in ("ln2", "ln1"):  # their cells' one hint, "as for lnf", but at the diff and the mean
+        for name in ("xhat", "gain", "bias", "rstd"):
+            table[f"ex6_d{ln}_{name}"] = _codes(*summed, *values, hint=1)
+        table[f"ex6_d{ln}_var"] = _codes("epsilon", "sign", "scale.other", "local_only", hint=1)
+        table[f"ex6_d{ln}_diff"] = _codes("layernorm.bessel", "branch.missing", "alias", "scale.other", "sign", hint=1)
+        table[f"ex6_d{ln}_mean"] = {**_codes("sign", "other_tensor", hint=1), **_codes(*summed, hint=2)}
+    for name in ("dq", "dk"):
+        table[f"ex6_{name}"] = {**_codes("other_tensor", "local_only", "attention.scale", *SHAPE_ALL, hint=1),
+                                **_codes("attention.k_transpose", hint=2)}
+        table[f"ex6_{name}_h"] = {**_codes("attention.k_transpose", "attention.scale", "shape.transposed", *values,
+                                           hint=1),
+                                  **_codes("softmax.row_sum", "attention.future_leak", hint=2)}
+    return table
+
+
+POINTERS.update(_ex6_pointers())
+
+
 def hint_at(grade_id: str, code: str) -> tuple[str, int] | None:
     """(answer id, hint number) of the hint for ``code`` on item ``grade_id``, or None."""
     item = ITEMS_BY_ID.get(grade_id)
@@ -175,8 +292,8 @@ def _text(item: Item, code: str) -> str | None:
 
 
 def _forward_line(answer_id: str) -> str:
-    """The forward line an Exercise 1 answer cell undoes (the heading of its markdown), else the id."""
-    return next((line.code for line in EX1_LINES if line.answer_id == answer_id), answer_id)
+    """The forward line an Exercise 1 (or notebook 06 Part 1) answer cell undoes (its heading), else the id."""
+    return next((line.code for line in EX1_LINES + EX6_LINES if line.answer_id == answer_id), answer_id)
 
 
 def pointer_for_check(grade_ids: list[str], code: str) -> str | None:

@@ -69,19 +69,25 @@ def points(predicate: Callable[[object], bool]) -> float:
 
 
 # The partly done student: Exercise 1 up to the bnvar_inv line, with the classic
-# sign slip in it, and Exercise 2; Exercises 0, 3, 4 and 5 left blank.
-EX1 = notebook(1)
+# sign slip in it, Exercise 2, and notebook 06's Part 1 up to the final
+# LayerNorm's variance, whose derivative is divided by C - 1 (Bessel's
+# correction, where LayerNorm has none); Exercises 0, 3, 4 and 5 and the rest
+# of 06 left blank. Each slip is in the last cell done, as a student stops at a
+# check that fails (nbgrader's own autograde, which runs the notebook top to
+# bottom, then agrees with the judge's line-by-line verdicts).
+EX1, EX6 = notebook(1), notebook(6)
 PARTIAL_ANSWERS = set(answer_ids(EX1)[: answer_ids(EX1).index("ex1_line_bnvar_inv") + 1])
 PARTIAL_ANSWERS |= {"ex2_dlogits_fused"}
+PARTIAL_ANSWERS |= set(answer_ids(EX6)[: answer_ids(EX6).index("ex6_line_lnf_var") + 1])
 SIGN_SLIP = ("(bnvar + 1e-5)**-1.5", "(bnvar - 1e-5)**-1.5")
-SLIPPED_ANSWER = "ex1_line_bnvar_inv"
+SLIPS = {"ex1_line_bnvar_inv": SIGN_SLIP, "ex6_line_lnf_var": ("2 / C", "2 / (C - 1)")}  # answer id -> (old, new)
 HANGING_ANSWER = "ex1_line_logprobs"
 
 
 def _partial(answer: str, solution: str) -> str | None:
     if answer not in PARTIAL_ANSWERS:
         return None
-    return solution.replace(*SIGN_SLIP) if answer == SLIPPED_ANSWER else solution
+    return solution.replace(*SLIPS[answer]) if answer in SLIPS else solution
 
 
 def _copies_grad(answer: str, solution: str) -> str:
@@ -105,8 +111,8 @@ def make_samples(folder: Path) -> dict[str, float]:
     broken = folder / "corrupted_notebook" / f"{EX1}.ipynb"
     broken.write_text(broken.read_text()[:5000])  # cut off mid-file, as by a failed upload
 
-    def partial_ok(item) -> bool:  # every answer cell of it written, none with the slip
-        return all(a in PARTIAL_ANSWERS for a in item.answers) and SLIPPED_ANSWER not in item.answers
+    def partial_ok(item) -> bool:  # every answer cell of it written, none with a slip
+        return all(a in PARTIAL_ANSWERS and a not in SLIPS for a in item.answers)
 
     return {
         "full_solution": points(lambda item: True),

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
-MAX_NOTEBOOKS = 12  # the workbook has six; a few more allow for copies ("... Copy1.ipynb")
+MAX_NOTEBOOKS = 12  # the workbook has seven; a few more allow for copies ("... Copy1.ipynb")
 MAX_SUBMISSION_BYTES = 64 * 2**20
 MAX_LISTED = 200
 MAX_TIMESTAMP_BYTES = 200

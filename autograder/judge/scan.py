@@ -5,7 +5,8 @@ It lists why a set of answer cells is not a derivation of the student's own:
 
 * asking autograd, in any of its forms, for the answer: reading ``.grad``,
   ``backward()``, ``torch.autograd``, forward-mode (``make_dual``),
-  ``torch.func``/functorch, ``torch.ops``, turning gradient tracking on;
+  ``torch.func``/functorch, ``torch.ops``, PyTorch's own backward kernels
+  (``*_backward*`` attributes), turning gradient tracking on;
   ``torch.optim`` where the update is the exercise;
 * looking behind the code: frames and code objects (``f_back``, ``gi_frame``,
   ``tb_frame``, ``__globals__``, ``__subclasses__``, ``mro``, ...), private
@@ -68,6 +69,11 @@ _AUTOGRAD_ATTRIBUTES = {
     "fx": "uses torch.fx",
     "export": "uses torch.export",
 }
+# PyTorch's own backward kernels, reached as attributes (``torch.batch_norm_backward_elemt``,
+# ``torch.ops.aten.native_layer_norm_backward``, ``gelu_backward``, ``_softmax_backward_data``): a
+# derivative computed for you, like autograd's. (A function of one's own may be called ``..._backward``.)
+_BACKWARD_KERNEL = re.compile(r"backward", re.IGNORECASE)
+_BACKWARD_KERNEL_REASON = "calls one of PyTorch's own backward kernels"
 # In notebook 00 setting and reading a node's .grad is the answer itself.
 _ALLOWED_BY_NOTEBOOK = {notebook(0): {"grad"}}
 _OPTIMIZER_NAMES = {"optim": "uses torch.optim: write the update by hand"}
@@ -201,6 +207,8 @@ class _Scanner(ast.NodeVisitor):
             return
         if attribute in _AUTOGRAD_ATTRIBUTES:
             self.add(_AUTOGRAD_ATTRIBUTES[attribute])
+        elif _BACKWARD_KERNEL.search(attribute):
+            self.add(f"{_BACKWARD_KERNEL_REASON} ({attribute})")
         elif attribute in _OPTIMIZER_NAMES:
             self.add(_OPTIMIZER_NAMES[attribute])
         elif attribute in _INTROSPECTION:
@@ -285,6 +293,7 @@ def flag_code(flag: str) -> str:
             if flag == reason:
                 return name
     patterns = ((r"^uses (\w+), which an answer has no need for", None),
+                (f"^{_BACKWARD_KERNEL_REASON}", "backward_kernel"),
                 (r"^reaches into a private attribute", "private_attribute"),
                 (r"^reaches into the interpreter", "interpreter"), (r"^looks at frames", "introspection"),
                 (r"^reaches the module", "module_through_namespace"), (r"^imports ", "import"),

@@ -29,11 +29,10 @@ from collections.abc import Mapping
 
 from ..cells import recorded_answers
 from ..diagnosis.codes import Diagnosis, upstream
-from ..diagnosis.diagnose import hardcoded_size
 from ..diagnosis.hints import pointer
 from ..exercises import ITEMS_BY_ID, Item
 from ..kinds import KINDS
-from ..kinds.cases import HIDDEN_CASES, NOTEBOOK_SIZES
+from ..kinds.cases import HIDDEN_CASES
 from .records import Verdict
 from .scan import scan_answers
 from .untrusted import IN_PROCESS, describe_error
@@ -109,12 +108,12 @@ def note_cascades(verdicts: dict[str, Verdict], items: list[Item], sources: Mapp
 
 
 def _typed_in_size(item: Item, failed: int, sources: Mapping[str, str]) -> Diagnosis | None:
-    """``diagnose.hardcoded_size`` when the item passed on the notebook's sizes and failed on others, else None."""
-    passed_on_notebook_sizes = any(case.sizes() == NOTEBOOK_SIZES for case in HIDDEN_CASES[:failed])
-    if not (KINDS[item.kind].shapes_follow_sizes and passed_on_notebook_sizes) \
-            or HIDDEN_CASES[failed].sizes() == NOTEBOOK_SIZES:
+    """The kind's ``hardcoded_size`` when the item passed on the notebook's sizes and failed on others, else None."""
+    kind = KINDS[item.kind]
+    notebook, sizes = kind.notebook_sizes(item), [kind.case_sizes(item, case) for case in HIDDEN_CASES]
+    if not (kind.shapes_follow_sizes and notebook in sizes[:failed]) or sizes[failed] == notebook:
         return None
-    return hardcoded_size(NOTEBOOK_SIZES, HIDDEN_CASES[failed].sizes(), [sources.get(a, "") for a in item.answers])
+    return kind.hardcoded_size(item, notebook, sizes[failed], [sources.get(a, "") for a in item.answers])
 
 
 def output_in_process(item: Item, answers: dict[str, str], case):

@@ -7,8 +7,10 @@ scoreboard's rows) and writes a cheating sample (see ``kinds.base.Kind``):
 ``gradient`` (a gradient tensor, Exercises 1-3), ``scalar_grad`` (the
 ``.grad`` of a scalar node, notebook 00), ``backward_function`` and
 ``sgd_training`` (Exercise 4's ``manual_backward``, alone and driving SGD),
-``mlp_backward``, ``adam_step`` and ``adam_training`` (notebook 05). Their
-hidden inputs are ``cases`` (and ``iris_cases``). A new kind is a module with a ``Kind`` subclass passed to ``register``; a
+``mlp_backward``, ``adam_step`` and ``adam_training`` (notebook 05),
+``transformer_gradient``, ``transformer_backward`` and ``transformer_training``
+(notebook 06). Their hidden inputs are ``cases`` (and ``iris_cases``,
+``transformer_cases``). A new kind is a module with a ``Kind`` subclass passed to ``register``; a
 notebook made of existing kinds needs only its items in
 ``autograder.exercises``.
 
@@ -53,9 +55,12 @@ def _register_builtin() -> None:
     from .mlp_backward import MLPBackwardKind
     from .scalar_grad import ScalarKind
     from .sgd_training import SGDTrainingKind
+    from .transformer_backward import TransformerBackwardKind
+    from .transformer_gradient import TransformerGradientKind
+    from .transformer_training import TransformerTrainingKind
 
     for kind in (GradientKind, ScalarKind, BackwardFunctionKind, SGDTrainingKind, MLPBackwardKind, AdamStepKind,
-                 AdamTrainingKind):
+                 AdamTrainingKind, TransformerGradientKind, TransformerBackwardKind, TransformerTrainingKind):
         register(kind())
 
 

@@ -30,8 +30,11 @@ from typing import Protocol
 
 import torch
 
+from ..diagnosis.codes import Diagnosis
 from ..diagnosis.comparison import CheckResult
+from ..diagnosis.diagnose import hardcoded_size
 from ..exercises import Item
+from .cases import NOTEBOOK_SIZES
 
 
 class AnswerRunner(Protocol):
@@ -108,6 +111,20 @@ class Kind:
 
     def describe_case(self, item: Item, case) -> str:
         return case.describe()
+
+    # ---- a size typed in as a number (``judge.verdict``, when ``shapes_follow_sizes``)
+    def notebook_sizes(self, item: Item) -> dict[str, int]:
+        """The sizes of the notebook the item is in (``cases.NOTEBOOK_SIZES``: n, n_hidden, n_embd, block_size)."""
+        return dict(NOTEBOOK_SIZES)
+
+    def case_sizes(self, item: Item, case) -> dict[str, int]:
+        """The sizes of a hidden case, as ``notebook_sizes`` names them."""
+        return case.sizes()
+
+    def hardcoded_size(self, item: Item, notebook: Mapping[str, int], hidden: Mapping[str, int],
+                       sources: list[str]) -> Diagnosis | None:
+        """The diagnosis of an answer right on the notebook's sizes and wrong on ``hidden``, or None."""
+        return hardcoded_size(notebook, hidden, sources)
 
     # ---- the notebook: scoreboard rows
     def label(self, item: Item) -> str:

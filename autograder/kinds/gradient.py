@@ -183,8 +183,11 @@ class GradientKind(Kind):
 
     @staticmethod
     def items_checking(tensor: str) -> list[str]:
-        """The graded items whose gradient is that of ``tensor`` (``dlogits``: Exercises 1 and 2)."""
-        return [item.grade_id for item in ITEMS if item.kind == GradientKind.name and spec(item).tensor == tensor]
+        """The graded items whose gradient is that of ``tensor`` (``dlogits``: Exercises 1 and 2, notebook 06).
+
+        Every item with a ``variable`` (this kind's, and notebook 06's ``transformer_gradient``) is checked by cmp.
+        """
+        return [item.grade_id for item in ITEMS if "variable" in item.spec and spec(item).tensor == tensor]
 
     # ---- the hidden check
     def given(self, item: Item) -> frozenset[str]:

@@ -49,6 +49,13 @@ class Tensors(dict):
 _recent_forwards: list[weakref.ref] = []  # the last few forward passes, for forward_containing
 
 
+def remember_forward(forward: Tensors) -> Tensors:
+    """Keep a weak reference to ``forward`` for ``forward_containing`` (the last few only); returns it."""
+    _recent_forwards.append(weakref.ref(forward))
+    del _recent_forwards[:-8]
+    return forward
+
+
 def forward_containing(t: torch.Tensor) -> Tensors | None:
     """The recent forward pass that made ``t`` (by identity), or None."""
     for ref in reversed(_recent_forwards):
@@ -177,9 +184,7 @@ def _retain(tensors: Tensors, parameters: list[torch.Tensor], Xb: torch.Tensor, 
         if retain and t.requires_grad:
             t.retain_grad()
     tensors.inputs = {**dict(zip(PARAM_NAMES, parameters)), "Xb": Xb, "Yb": Yb}
-    _recent_forwards.append(weakref.ref(tensors))
-    del _recent_forwards[:-8]
-    return tensors
+    return remember_forward(tensors)
 
 
 def autograd_grads(parameters: list[torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor) -> list[torch.Tensor]:
