@@ -246,7 +246,7 @@ def _item_from(exercise: str, gradient: str, comparison: Comparison, name: str =
                followed: Followed | None = None) -> GradientVerdict:
     status = "pass" if comparison.ok else "fail"
     code = "" if comparison.ok else (comparison.code or "unknown")
-    message = " ".join(part for part in (comparison.problem, comparison.hint) if part)
+    message = ": ".join(part for part in (comparison.problem, comparison.hint) if part)
     if name and name != gradient:
         message = f"(checked as {name}) {message}".strip()
     if followed is not None and not followed.verified:
