@@ -294,6 +294,12 @@ def test_two_attempts_at_one_gradient_the_last_one_counts():
     assert failed(run(wrong_last)) == {"ex1_db2": ("fail", "shape.extra_dim")}
 
 
+def test_a_message_reads_as_sentences():
+    assert check._sentences("raised NameError: name 'dlogits' is not defined", "Your line itself is right") == (
+        "raised NameError: name 'dlogits' is not defined. Your line itself is right")
+    assert check._sentences("", "Note: x") == "Note: x" and check._sentences("wrong.", "Note: x") == "wrong. Note: x"
+
+
 # ------------------------------------------------------------------ the answer is never where learner code runs (slow)
 
 HARVEST = """
