@@ -95,13 +95,13 @@ def judge(filename: str, plan: Plan, session: Session, settings: LectureSettings
                           "message": note} for note in followed.notes]
     variables = {ex: gradient_variables(plan, followed, ex) for ex in EXERCISES[:3]}
     ex1_vars = {v: g for g, v in variables["ex1"].items()}
-    later_reads = {name for ex in ("ex2", "ex3") for s in plan.statements.get(ex, []) for name in s.reads}
+    later_reads = {name for ex in ("ex2", "ex3") for s in plan.run_order(ex) for name in s.reads}
     earlier: dict[str, object] = {}
     ex1_verdicts: dict[str, GradientVerdict] = {}  # by the learner's variable: the cascades of Exercises 2 and 3
     for exercise in EXERCISES[:3]:
         statements = plan.statements.get(exercise, [])
         gradients = set(variables[exercise].values()) | set(ex1_vars)
-        tainted = taint(statements, gradients)
+        tainted = taint(plan.run_order(exercise), gradients)  # what it borrows too, at its place
         values = namespace_for(plan, followed, exercise, variables[exercise], earlier)
         # As their kernel ran it: where a line read .grad, autograd's value is what the next lines saw.
         run = run_lines(session, plan, followed, exercise, variables[exercise], variables["ex1"], values, settings,
