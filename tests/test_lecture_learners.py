@@ -297,6 +297,38 @@ def test_two_attempts_at_one_gradient_the_last_one_counts():
     assert failed(run(wrong_last)) == {"ex1_db2": ("fail", "shape.extra_dim")}
 
 
+@pytest.mark.slow
+def test_a_gradient_from_a_cell_of_another_exercise_above_is_read_as_their_kernel_ran_it():
+    """No headers, the fused dlogits first (Exercise 2's cell), the rest of Exercise 1 below it, top to bottom."""
+    notebook = BY_NAME["fused_dlogits_first_unheaded"]
+    plan = find_exercises(read_cells(notebook.to_bytes(), "nb.ipynb"))
+    assert [s.assigns for s in plan.statements["ex2"]] == [("dlogits",)] * 3
+    assert plan.borrowed["ex1"] == plan.statements["ex2"] and "ex1" not in plan.borrowed.get("ex3", {})
+    assert [s.assigns for s in plan.statements["ex3"]] == [("dhprebn",)]  # the fused line beside dbngain, judged twice
+    result = run(notebook)
+    assert not any("NameError" in i.message or i.diagnosis.startswith("error.") for i in result.items)
+    got = items(result)
+    for item in ("ex1_dh", "ex1_dW2", "ex1_db2", "ex1_dhpreact", "ex1_dbngain", "ex1_db1", "ex2_dlogits"):
+        assert got[item] == ("pass", ""), item
+    assert got["ex3_dhprebn"] == got["ex1_dhprebn"] == ("fail", "none")  # no Bessel's correction
+    assert got["ex1_dembcat"] == ("fail", "upstream") and "`dhprebn`" in message(result, "ex1_dembcat")
+    found = corpus.measure(lambda data, name: check.check_bytes(data, name, IN_PROCESS).to_json(), [notebook],
+                           data_file("names.txt"))
+    assert (found.agree, found.misleading, found.no_report) == (found.verdicts, [], []), found.disagreements
+
+
+def test_notebooks_that_read_nothing_made_by_a_later_exercise_above_borrow_nothing():
+    for name in ("lecture_as_solved", "no_headers", "out_of_order", "no_ex1_header_split"):
+        plan = find_exercises(read_cells(BY_NAME[name].to_bytes(), "nb.ipynb"))
+        assert plan.borrowed == {}, name
+
+
+def test_a_message_reads_as_sentences():
+    assert check._sentences("raised NameError: name 'dlogits' is not defined", "Your line itself is right") == (
+        "raised NameError: name 'dlogits' is not defined. Your line itself is right")
+    assert check._sentences("", "Note: x") == "Note: x" and check._sentences("wrong.", "Note: x") == "wrong. Note: x"
+
+
 # ------------------------------------------------------------------ the answer is never where learner code runs (slow)
 
 HARVEST = """

@@ -11,7 +11,10 @@ checker follows the notebook as they ran it:
    notebook into the exercises, read fuzzily ("Excercise 2"); a cell without
    one is placed by the gradients it assigns and reads; what comes before the
    first answer is the setup (data, parameters, batch, forward pass, their own
-   ``loss.backward()``). Nothing read can end in a traceback.
+   ``loss.backward()``). A statement of a later exercise that comes before an
+   exercise's line reading what it makes is borrowed by that exercise, to run
+   at its place, as the kernel ran it top to bottom. Nothing read can end in a
+   traceback.
 2. **Their setup** (untrusted, ``child.setup_main``, sandboxed): one child runs
    the setup cells, autograd available, and hands back as data their tensors
    under their names and, from their own backward pass, the ``.grad`` of

@@ -95,13 +95,13 @@ def judge(filename: str, plan: Plan, session: Session, settings: LectureSettings
                           "message": note} for note in followed.notes]
     variables = {ex: gradient_variables(plan, followed, ex) for ex in EXERCISES[:3]}
     ex1_vars = {v: g for g, v in variables["ex1"].items()}
-    later_reads = {name for ex in ("ex2", "ex3") for s in plan.statements.get(ex, []) for name in s.reads}
+    later_reads = {name for ex in ("ex2", "ex3") for s in plan.run_order(ex) for name in s.reads}
     earlier: dict[str, object] = {}
     ex1_verdicts: dict[str, GradientVerdict] = {}  # by the learner's variable: the cascades of Exercises 2 and 3
     for exercise in EXERCISES[:3]:
         statements = plan.statements.get(exercise, [])
         gradients = set(variables[exercise].values()) | set(ex1_vars)
-        tainted = taint(statements, gradients)
+        tainted = taint(plan.run_order(exercise), gradients)  # what it borrows too, at its place
         values = namespace_for(plan, followed, exercise, variables[exercise], earlier)
         # As their kernel ran it: where a line read .grad, autograd's value is what the next lines saw.
         run = run_lines(session, plan, followed, exercise, variables[exercise], variables["ex1"], values, settings,
@@ -216,12 +216,20 @@ def _explained(item: GradientVerdict, exercise: str, gradient: str, variable: st
     isolated = compare_gradient(tensor, alone.values[variable], reference, followed.context)
     if item.status == "error":
         if isolated.ok:
-            item.message += (f" Your line itself is right: it uses {', '.join(wrong)}, which "
-                             f"{'is' if len(wrong) == 1 else 'are'} wrong or not computed: fix that first")
+            item.message = _sentences(item.message, f"Your line itself is right: it uses {', '.join(wrong)}, which "
+                                      f"{'is' if len(wrong) == 1 else 'are'} wrong or not computed: fix that first")
         return item
     name = gradient if variable == gradient else f"{gradient} (your {variable})"
     written = compare_gradient(tensor, run.values[variable], reference, followed.context)
     return _item_from(exercise, gradient, cascade(written, isolated, wrong), name, followed)
+
+
+def _sentences(first: str, then: str) -> str:
+    """Two parts of a message as sentences: ``first``, a full stop unless it ends with one, then ``then``."""
+    first = first.rstrip()
+    if not first:
+        return then
+    return f"{first} {then}" if first.endswith((".", "!", "?", ":")) else f"{first}. {then}"
 
 
 def _wrong(item: GradientVerdict | None) -> bool:
@@ -286,7 +294,7 @@ def _alias_note(item: GradientVerdict, others: list[str] | None, variable: str) 
     if item.status == "fail":
         item.diagnosis = "alias"
     if item.status in ("pass", "fail"):
-        item.message = f"{item.message} Note: {note}".strip()
+        item.message = _sentences(item.message, f"Note: {note}")
 
 
 def _flag_items(result: LectureResult, exercise: str, tainted: dict[str, str], variables: dict[str, str]) -> None:
@@ -494,7 +502,8 @@ def _order_diagnosis(item: GradientVerdict, got, reference: list[torch.Tensor]) 
     for other, expected in zip(PARAM_NAMES, reference):
         if f"d{other}" != item.name and isinstance(got, torch.Tensor) and compare_gradient(other, got, expected).ok:
             item.diagnosis = "order"
-            item.message += f" It is the gradient of {other}: the gradients are assigned in the wrong order."
+            item.message = _sentences(item.message, f"It is the gradient of {other}: the gradients are assigned in "
+                                                    "the wrong order.")
             return
 
 

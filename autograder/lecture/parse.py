@@ -18,6 +18,11 @@ content, never by cell position:
   backprop`` comment (or, without it, around assignments of the parameter
   gradients); its body splits into the forward part, the learner's backward
   block and the update;
+* a statement of Exercise 2 or 3 above an Exercise 1 line that reads what it
+  makes (a fused ``dlogits`` before an unheaded ``dh = dlogits @ W2.T``) is
+  borrowed by Exercise 1 and runs there at its place (``Plan.borrowed``); in
+  an unheaded notebook, Exercise 1's ``dlogits`` (``dhprebn``) made in one go
+  answers Exercise 2 (3) as well when that exercise has none of its own;
 * the setup is every statement before the first answer that no header
   placed (data, parameters, batch, the forward pass, ``loss.backward()``);
   the learner's own names come from it (``follow``).
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 
 from ..exercises import EX1_LINES
 from ..workbook.model import PARAM_NAMES
-from .statements import Cell, Statement, cell_statements, cmp_calls, first_node, node_statement, parsed
+from .statements import Cell, Statement, cell_statements, cmp_calls, first_node, is_cmp_or_print, node_statement, parsed
 
 # The gradients each exercise assigns, in the order of the backward pass.
 EX1_NAMES = tuple(dict.fromkeys(grad for line in EX1_LINES for grad in line.grads))
@@ -118,6 +123,13 @@ class Plan:
     ex4: Exercise4 | None = None
     headers: list[str] = field(default_factory=list)  # exercises whose header was seen
     notes: list[str] = field(default_factory=list)
+    # Statements of an exercise checked later that come earlier in the notebook and make what this one reads
+    # before assigning it (``dh = dlogits @ W2.T`` below a fused dlogits placed in Exercise 2): run with it.
+    borrowed: dict[str, list[Statement]] = field(default_factory=dict)
+
+    def run_order(self, exercise: str) -> list[Statement]:
+        """What runs for ``exercise``: its statements and those it borrows, in notebook order."""
+        return sorted(self.statements.get(exercise, []) + self.borrowed.get(exercise, []), key=notebook_order)
 
     def found(self) -> list[str]:
         found = [ex for ex in EXERCISES[:3] if any(set(s.assigns) & set(EXPECTED[ex]) or s.syntax_error
@@ -217,7 +229,74 @@ def find_exercises(cells: list[Cell]) -> Plan:
             plan.setup.append(statement)
         if _is_definition(statement):
             plan.definitions.append(statement)
+    _share_one_go(plan)
+    _borrow(plan)
     return plan
+
+
+def notebook_order(statement: Statement) -> tuple[int, int]:
+    return statement.cell, statement.line
+
+
+def _share_one_go(plan: Plan) -> None:
+    """An unheaded notebook's Exercise 1 that makes ``dlogits`` (``dhprebn``) in one go answers Exercise 2 (3) too.
+
+    Without the exercise's header and any statement of its own for the
+    gradient, the last statements in Exercise 1 that make it afresh from no
+    gradient only Exercise 1 makes (the fused ``dhprebn`` line beside
+    ``dbngain``) are judged for both: in the learner's kernel it is the last
+    assignment of the gradient in notebook order.
+    """
+    ex1 = plan.statements.get("ex1", [])
+    for exercise in ("ex2", "ex3"):
+        gradient = EXPECTED[exercise][0]
+        if exercise in plan.headers or any(gradient in s.assigns for s in plan.statements.get(exercise, [])):
+            continue
+        fresh = [i for i, s in enumerate(ex1) if _binds_afresh(s, gradient)]
+        if not fresh:
+            continue
+        chain = [s for s in ex1[fresh[-1]:] if gradient in s.assigns]
+        if any(set(s.reads) & EX1_ONLY or set(s.assigns) - {gradient} for s in chain):
+            continue
+        plan.statements[exercise] = sorted(plan.statements.get(exercise, []) + chain, key=notebook_order)
+
+
+def _binds_afresh(statement: Statement, name: str) -> bool:
+    """``name = ...`` from values other than ``name`` itself."""
+    node = first_node(statement)
+    return (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+            and name not in statement.reads)
+
+
+def _borrow(plan: Plan) -> None:
+    """What each exercise reads before it assigns it, made by statements of an exercise checked after it.
+
+    Exercises run in their order (1, 2, 3), 2 and 3 on what 1 left; a
+    learner runs the notebook top to bottom. When a statement of Exercise 2
+    or 3 comes earlier in the notebook than the Exercise 1 line that reads
+    what it makes, it runs with Exercise 1 at its place, as in their kernel,
+    with the statements it needs in turn. In the lecture's order nothing is borrowed.
+    """
+    for number, exercise in enumerate(EXERCISES[:3]):
+        own = plan.statements.get(exercise, [])
+        mine = {id(s) for s in own}
+        others = sorted({id(s): s for ex in EXERCISES[number + 1:3] for s in plan.statements.get(ex, [])
+                         if id(s) not in mine}.values(), key=notebook_order)
+        wanted: list[tuple[str, tuple[int, int]]] = []
+        assigned: set[str] = set()
+        for statement in own:
+            if not is_cmp_or_print(statement):
+                wanted += [(name, notebook_order(statement)) for name in statement.reads if name not in assigned]
+            assigned |= set(statement.assigns)
+        taken: dict[int, Statement] = {}
+        while wanted:
+            name, before = wanted.pop()
+            for statement in others:
+                if notebook_order(statement) < before and name in statement.assigns and id(statement) not in taken:
+                    taken[id(statement)] = statement
+                    wanted += [(read, notebook_order(statement)) for read in statement.reads]
+        if taken:
+            plan.borrowed[exercise] = sorted(taken.values(), key=notebook_order)
 
 
 def _holds(statement: Statement, loop: Exercise4) -> bool:

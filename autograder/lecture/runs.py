@@ -6,7 +6,9 @@ Trusted side: this module builds the requests the answers child runs
 * **As written** (``as_written``): an exercise's statements in order, in one
   namespace made of the learner's own values (their forward tensors under
   their names; for Exercises 2 and 3 also the values their Exercise 1 left,
-  as in their kernel). What each gradient variable holds at the end is what
+  as in their kernel), with the statements of a later exercise that come
+  before them in the notebook and make what they read (``Plan.borrowed``,
+  run at their place). What each gradient variable holds at the end is what
   their own ``cmp`` would see: the verdict.
 * **On their own** (``isolated``): the same statements, but before each one
   that reads a gradient already finished (one no later statement assigns),
@@ -91,7 +93,7 @@ def _run_from(reply: dict) -> Run:
 def namespace_for(plan: Plan, followed: Followed, exercise: str, variables: dict[str, str],
                   earlier: dict[str, object]) -> dict:
     """The learner's values for ``exercise``: their setup's, and what their Exercise 1 left that it reads."""
-    read = {name for statement in plan.statements.get(exercise, []) if not is_cmp_or_print(statement)
+    read = {name for statement in plan.run_order(exercise) if not is_cmp_or_print(statement)
             for name in statement.reads}
     read -= set(variables.values())  # the exercise's own answer never comes from an earlier one
     return {**followed.namespace, **{name: value for name, value in earlier.items() if name in read}}
@@ -106,7 +108,7 @@ def run_lines(session: Session, plan: Plan, followed: Followed, exercise: str, v
     line-by-line run; the empty set: none, the run as written, in one
     request). A gradient is finished at a line when no later line assigns it.
     """
-    statements = plan.statements.get(exercise, [])
+    statements = plan.run_order(exercise)
     feedable = {var: gradient for gradient, var in {**ex1_variables, **variables}.items()
                 if (feed_only is None or var in feed_only) and gradient in followed.references}
     last: dict[str, int] = {}
