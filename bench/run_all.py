@@ -22,7 +22,8 @@ NOTES = [
     "each notebook once in a warm sandboxed kernel, costs what the `nbconvert --execute` row shows cold (the earlier "
     "grader's execution phase took about 10 s warm); showing the saved outputs costs the `sanitize` and `feedback` "
     "phases, a few hundredths of a second. The saved outputs were chosen.",
-    "Side by side as whole commands (`farm-bench`, 2 runs each, in turn), grading 6 copies of the full solution with "
+    "Side by side as whole commands (`farm-bench`, 2 runs each, in turn), grading 6 copies of the full solution of "
+    "notebooks 00-05 (before notebook 06) with "
     "`--jobs 2`, cluster start included: this grader 13.8 s wall, the earlier one (notebooks executed by nbgrader's "
     "autograde after the judge) 64.0 s; ratio 0.22. Both give the same grades.csv for every sample submission.",
     "The lecture checker: `check-lecture` as a learner runs it (a new process that imports torch, then forks its "
