@@ -385,6 +385,17 @@ def run_setup(page, cells, first_answer: int, setup: list[int]) -> None:
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=SETUP_TIMEOUT_MS)
 
 
+def answer_and_check(page, answer, check, old: str, new: str, verdict: str):
+    """Replace the answer cell's last lines (``old``) with ``new``, run it and its check, and wait for the
+    check's output that contains ``verdict``; that output."""
+    replace_last_lines(page, answer, old.count("\n") + 1, new)
+    page.keyboard.press("Shift+Enter")  # runs the answer, selects its check
+    page.keyboard.press("Shift+Enter")  # runs the check
+    shown = check.locator(".jp-OutputArea-output").filter(has_text=verdict)
+    shown.wait_for(timeout=CHECK_TIMEOUT_MS)
+    return shown
+
+
 def replace_last_lines(page, cell, count: int, text: str) -> None:
     """Type ``text`` over the last ``count`` lines of a cell's editor, as a student would."""
     cell.locator(".cm-content").click()
@@ -535,20 +546,12 @@ def check_first_answer(page, lab, cells, release, first_answer: int) -> None:
     header = release.cells[first_answer].source[: -len(STUB)]
     assert "assert cmp(" in release.cells[first_answer + 1].source
 
-    replace_last_lines(page, answer, STUB.count("\n") + 1, CORRECT_ANSWER)
-    page.keyboard.press("Shift+Enter")  # runs the answer, selects its check
-    page.keyboard.press("Shift+Enter")  # runs the check
-    passed = check.locator(".jp-OutputArea-output").filter(has_text="approximate: True")
-    passed.wait_for(timeout=CHECK_TIMEOUT_MS)
+    passed = answer_and_check(page, answer, check, STUB, CORRECT_ANSWER, "approximate: True")
     assert re.search(r"logprobs\s+\| exact: True\s+\| approximate: True", passed.inner_text())
     assert check.locator(".jp-OutputArea-output", has_text="Error").count() == 0
     screenshot(page, answer, FIRST_NOTEBOOK)
 
-    replace_last_lines(page, answer, CORRECT_ANSWER.count("\n") + 1, WRONG_ANSWER)
-    page.keyboard.press("Shift+Enter")
-    page.keyboard.press("Shift+Enter")
-    failed = check.locator(".jp-OutputArea-output").filter(has_text="approximate: False")
-    failed.wait_for(timeout=CHECK_TIMEOUT_MS)
+    answer_and_check(page, answer, check, CORRECT_ANSWER, WRONG_ANSWER, "approximate: False")
     output = check.locator(".jp-OutputArea").inner_text()
     assert re.search(r"-> values differ: maxdiff \S+ is above the tolerance", output), output
     assert "AssertionError" in output, output
@@ -574,11 +577,7 @@ def check_a_hint_and_an_answer(page, lab, cells, release, first_answer: int) -> 
     answer, check = cells.nth(first_answer), cells.nth(first_answer + 1)
     header = release.cells[first_answer].source[: -len(STUB)]
     assert release.cells[first_answer + 1].source.startswith('assert cmp("logits"')
-    replace_last_lines(page, answer, STUB.count("\n") + 1, TRANSFORMER_ANSWER)
-    page.keyboard.press("Shift+Enter")  # runs the answer, selects its check
-    page.keyboard.press("Shift+Enter")  # runs the check
-    passed = check.locator(".jp-OutputArea-output").filter(has_text="approximate: True")
-    passed.wait_for(timeout=CHECK_TIMEOUT_MS)
+    passed = answer_and_check(page, answer, check, STUB, TRANSFORMER_ANSWER, "approximate: True")
     assert re.search(r"logits\s+\| exact: \w+\s+\| approximate: True .*\| shape \(24, 16, 27\)", passed.inner_text())
     assert check.locator(".jp-OutputArea-output", has_text="Error").count() == 0
     screenshot(page, answer, TRANSFORMER_NOTEBOOK)
