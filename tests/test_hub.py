@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -77,7 +78,19 @@ def _missing() -> str | None:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return "the playwright package is not installed (pip install -r requirements.txt)"
-    return missing_tools()
+    return missing_tools() or _closed_to_users()
+
+
+def _closed_to_users() -> str | None:
+    """As root the hub's users are real local users, who run build/hub-venv inside this checkout: every folder
+    above it must let other users through (a checkout under `mktemp -d`, mode 0700, does not)."""
+    if os.geteuid() != 0:
+        return None  # the hub's users are this user
+    for folder in (REPO, *REPO.parents):
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            return (f"the hub's local users cannot reach {REPO / 'build' / 'hub-venv'}: {folder} is closed to other "
+                    f"users (chmod o+x {folder}, or clone the project where others may pass)")
+    return None
 
 
 # ------------------------------------------------------------------ fixtures
